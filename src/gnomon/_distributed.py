@@ -8,7 +8,7 @@ suite (``tests/distributed/``) checks. Backends are written once, async; the thr
 from __future__ import annotations
 
 import abc
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from gnomon._events import Recovery
 
@@ -21,7 +21,7 @@ def occurrence_key(job_name: str, scheduled_at: datetime) -> str:
     Fire times come from the rule, never from ``now()``, so every node computes the
     same key for the same occurrence.
     """
-    utc = scheduled_at.astimezone(timezone.utc)
+    utc = scheduled_at.astimezone(UTC)
     return f"{job_name}@{utc.strftime('%Y-%m-%dT%H:%M:%S.%fZ')}"
 
 
@@ -54,7 +54,16 @@ class Lease(abc.ABC):
 
 
 class Locker(abc.ABC):
-    """Claims occurrences so that each runs once across every node sharing the store."""
+    """Claims occurrences so that each runs once across every node sharing the store.
+
+    ``lease_ttl`` is how long a claim lives without renewal; the scheduler renews a running
+    occurrence's lease every ``renew_interval`` (at most a third of the ttl) and stops
+    acting on it at its own monotonic deadline. Implementations set both from their
+    constructor arguments and validate them.
+    """
+
+    lease_ttl: timedelta = timedelta(seconds=30)
+    renew_interval: timedelta = timedelta(seconds=10)
 
     @abc.abstractmethod
     async def acquire(
@@ -67,7 +76,10 @@ class Locker(abc.ABC):
         """Claim ``key`` for ``ttl``, judged by the store's clock.
 
         - Never claimed (or its retention ran out): a new lease, attempt 1.
-        - Claimed with a live lease, or released (done): raise ``LockHeld``.
+        - Released (done): raise ``LockHeld`` with ``retry_after=None``.
+        - Claimed with a live lease: raise ``LockHeld`` with ``retry_after`` = the time
+          left on that lease. The scheduler asks again after it, so that a dead holder's
+          occurrence is recovered (or recorded abandoned) by a surviving node.
         - Claimed, lease expired, never released (the holder died):
           ``AT_LEAST_ONCE`` re-claims it, attempt + 1, with a new larger token;
           ``AT_MOST_ONCE`` marks it abandoned and raises ``OccurrenceAbandoned`` to this

@@ -3,6 +3,7 @@
 The hierarchy::
 
     GnomonError
+    ├── InvalidOption (ValueError)          a scheduler option is malformed
     ├── InvalidRule (ValueError)            a time rule or a duration is malformed
     ├── InvalidJob (ValueError)             a job option is malformed or contradictory
     │   └── InvalidJobArguments (TypeError) args/kwargs do not fit the task's signature
@@ -18,11 +19,13 @@ The hierarchy::
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 
 __all__ = [
     "GnomonError",
     "InvalidJob",
     "InvalidJobArguments",
+    "InvalidOption",
     "InvalidRule",
     "JobNotFound",
     "LeaseLost",
@@ -36,6 +39,10 @@ __all__ = [
 
 class GnomonError(Exception):
     """The root of every error gnomon raises on purpose."""
+
+
+class InvalidOption(GnomonError, ValueError):
+    """A scheduler option (timezone, clock, limits, backends...) is malformed."""
 
 
 class InvalidRule(GnomonError, ValueError):
@@ -74,11 +81,22 @@ class ShutdownTimedOut(GnomonError, TimeoutError):
 
 
 class LockHeld(GnomonError):
-    """Another holder has claimed this occurrence (or already ran it)."""
+    """Another holder has claimed this occurrence (or already ran it).
 
-    def __init__(self, key: str, detail: str = "held by another node") -> None:
+    ``retry_after`` is set when the claim is live but unfinished: the time until its
+    lease expires, after which asking again tells whether its holder died.
+    """
+
+    def __init__(
+        self,
+        key: str,
+        detail: str = "held by another node",
+        *,
+        retry_after: timedelta | None = None,
+    ) -> None:
         super().__init__(f"occurrence {key!r} is {detail}")
         self.key = key
+        self.retry_after = retry_after
 
 
 class OccurrenceAbandoned(LockHeld):

@@ -1,0 +1,112 @@
+"""What one benchmark run measures: contestants, their interpreters, and the workloads."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from _harness import TimedSpec
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_DIR = BENCH_DIR.parent
+APS4_PYTHON = BENCH_DIR / ".envs" / "aps4" / "bin" / "python"
+
+CONTESTANTS = ("gnomon", "gnomon-async", "apscheduler3", "apscheduler4", "schedule")
+GNOMON_FACES = ("gnomon", "gnomon-async")
+PEERS = ("apscheduler3", "apscheduler4", "schedule")
+LABELS = {
+    "gnomon": "gnomon `Scheduler`",
+    "gnomon-async": "gnomon `AsyncScheduler`",
+    "apscheduler3": "APScheduler 3",
+    "apscheduler4": "APScheduler 4",
+    "schedule": "schedule",
+}
+
+APS4_MAX_W1_JOBS = 10_000
+"""APScheduler 4 pays a portal round trip per call, which 100k adds make take minutes."""
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """The sizes and durations of one kind of run."""
+
+    name: str
+    scale_sizes: tuple[int, ...]
+    removals: int
+    burst_jobs: int
+    burst_seconds: float
+    latency_jobs: int
+    latency_seconds: float
+    idle_jobs: int
+    idle_seconds: float
+    lead: float
+    grace: float
+    repetitions: int
+
+
+FULL = Profile("full", (1_000, 10_000, 100_000), 1_000, 1_000, 20, 200, 30, 10_000, 20,
+               2.5, 1.0, 3)
+QUICK = Profile("quick", (1_000, 10_000), 200, 200, 3, 50, 3, 1_000, 2, 1.5, 0.5, 1)
+SMOKE = Profile("smoke", (300,), 50, 50, 1, 20, 1, 200, 0.5, 0.5, 0.3, 1)
+PROFILES = {profile.name: profile for profile in (FULL, QUICK, SMOKE)}
+
+
+@dataclass(frozen=True, slots=True)
+class Case:
+    """One workload at one size, measured for each of ``contestants``."""
+
+    key: str
+    workload: str
+    title: str
+    params: dict[str, Any]
+    contestants: tuple[str, ...]
+
+    def budget_seconds(self) -> float:
+        """How long one measurement may take before it is abandoned."""
+        if self.workload == "timed":
+            p = self.params
+            return p["lead"] + p["settle"] + p["cpu_span"] + p["grace"] + 120
+        return 900
+
+
+def burst_spec(profile: Profile) -> TimedSpec:
+    """W2: every job due at the same instant, each second."""
+    return TimedSpec(jobs=profile.burst_jobs, interval=1.0, first_fire=0.0, stagger=0.0,
+                     lead=profile.lead, cpu_from=-0.5, cpu_span=profile.burst_seconds,
+                     settle=0.0, grace=profile.grace, counted=profile.burst_seconds)
+
+
+def latency_spec(profile: Profile) -> TimedSpec:
+    """W3: jobs each second, their starts spread evenly across the second."""
+    return TimedSpec(jobs=profile.latency_jobs, interval=1.0, first_fire=0.0,
+                     stagger=1.0 / profile.latency_jobs, lead=profile.lead, cpu_from=-0.5,
+                     cpu_span=profile.latency_seconds, settle=0.0, grace=profile.grace,
+                     counted=profile.latency_seconds)
+
+
+def idle_spec(profile: Profile) -> TimedSpec:
+    """W4: hourly jobs, none due while the CPU is read."""
+    return TimedSpec(jobs=profile.idle_jobs, interval=3600.0, first_fire=3600.0, stagger=0.0,
+                     lead=0.0, cpu_from=0.0, cpu_span=profile.idle_seconds, settle=1.0,
+                     grace=0.0, counted=profile.idle_seconds)
+
+
+def cases(profile: Profile, contestants: tuple[str, ...], w5: bool) -> list[Case]:
+    """Every case of ``profile`` among ``contestants``, in the order they run."""
+    scale_side = tuple(c for c in contestants if c != "gnomon-async")
+    found: list[Case] = []
+    for n in profile.scale_sizes:
+        sides = tuple(c for c in scale_side if c != "apscheduler4" or n <= APS4_MAX_W1_JOBS)
+        found.append(Case(f"w1-{n}", "w1", f"W1 scale, {n:,} jobs",
+                          {"n": n, "removals": profile.removals}, sides))
+        found.append(Case(f"w1mem-{n}", "w1mem", f"W1 memory, {n:,} jobs", {"n": n}, sides))
+    for key, title, spec in (
+        ("w2", "W2 burst", burst_spec(profile)),
+        ("w3", "W3 latency", latency_spec(profile)),
+        ("w4", "W4 idle", idle_spec(profile)),
+    ):
+        found.append(Case(key, "timed", title, asdict(spec), contestants))
+    if w5 and "gnomon" in contestants:
+        found.append(Case("w5", "w5", "W5 cron math", {}, ("gnomon",)))
+    return found

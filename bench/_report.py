@@ -1,0 +1,319 @@
+"""Turn the raw measurements of one run into the Markdown results table."""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import statistics
+import time
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from _plan import GNOMON_FACES, LABELS, PEERS
+
+Medians = dict[tuple[str, str], dict[str, list[float]]]
+"""(case, contestant) -> metric -> the value of every repetition."""
+
+NOISY = 0.25
+"""A spread (max − min) above this fraction of the median is listed as noise."""
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One row of the issue's targets table."""
+
+    label: str
+    case: str
+    metric: str
+    faces: tuple[str, ...]
+    limit: float
+
+
+def targets(largest: int) -> list[Target]:
+    """The performance targets, W1 read at the largest size measured."""
+    thread, both = ("gnomon",), GNOMON_FACES
+    return [
+        Target(f"W1 add at {largest:,}, µs/job", f"w1-{largest}", "add_us", thread, 6),
+        Target(f"W1 random removal at {largest:,}, µs", f"w1-{largest}", "remove_random_us",
+               thread, 10),
+        Target(f"W1 memory at {largest:,}, B/job", f"w1mem-{largest}", "bytes_per_job",
+               thread, 500),
+        Target("W2 lateness p50, ms", "w2", "lateness_p50_ms", both, 10),
+        Target("W2 lateness p99, ms", "w2", "lateness_p99_ms", both, 30),
+        Target("W2 CPU per run, µs", "w2", "cpu_us_per_run", both, 50),
+        Target("W3 lateness p50, ms", "w3", "lateness_p50_ms", thread, 0.3),
+        Target("W3 lateness p99, ms", "w3", "lateness_p99_ms", thread, 1.0),
+        Target("W3 lateness p50, ms", "w3", "lateness_p50_ms", ("gnomon-async",), 1.0),
+        Target("W3 lateness p99, ms", "w3", "lateness_p99_ms", ("gnomon-async",), 2.5),
+        Target("W4 idle CPU, s", "w4", "cpu_seconds", both, 0.001),
+    ]
+
+
+def machine() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    model = "unknown"
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            model = next((line.split(":", 1)[1].strip() for line in cpuinfo
+                          if line.startswith("model name")), model)
+    except OSError:
+        pass
+    return {"nproc": os.cpu_count(), "cpu": model, "python": platform.python_version(),
+            "system": f"{platform.system()} {platform.release()}"}
+
+
+def collect(records: Iterable[dict[str, Any]]) -> Medians:
+    """Every numeric metric of every (case, contestant), across repetitions."""
+    values: Medians = defaultdict(lambda: defaultdict(list))
+    for record in records:
+        for metric, value in record.get("metrics", {}).items():
+            if isinstance(value, int | float) and not math.isnan(value):
+                values[(record["case"], record["contestant"])][metric].append(float(value))
+    return values
+
+
+def median(values: Medians, case: str, contestant: str, metric: str) -> float | None:
+    """The median of a metric over repetitions, or ``None`` if it was not measured."""
+    found = values.get((case, contestant), {}).get(metric)
+    return statistics.median(found) if found else None
+
+
+def fmt(value: float | None) -> str:
+    """A figure with as many digits as are worth reading."""
+    if value is None:
+        return "—"
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    if abs(value) >= 10:
+        return f"{value:.1f}"
+    if abs(value) >= 1:
+        return f"{value:.2f}"
+    return f"{value:.2g}"
+
+
+def table(header: list[str], rows: Iterable[list[str]]) -> list[str]:
+    """A Markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    lines.extend("| " + " | ".join(row) + " |" for row in rows)
+    return [*lines, ""]
+
+
+def ratio(peer: float | None, ours: float | None) -> str:
+    """How many times the peer's figure is gnomon's (above 1: gnomon is better)."""
+    if peer is None or ours is None or ours <= 0:
+        return "—"
+    return f"{peer / ours:.1f}×"
+
+
+def contestants_of(values: Medians, case: str) -> list[str]:
+    """Contestants measured in ``case``, in the usual order."""
+    return [c for c in LABELS if (case, c) in values]
+
+
+def header(raw: dict[str, Any], values: Medians) -> list[str]:
+    m = raw["machine"]
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(raw["started"]))
+    minutes = (raw["finished"] - raw["started"]) / 60
+    versions: dict[str, str] = {}
+    pythons = set()
+    loads = []
+    for record in raw["records"]:
+        found = dict(record.get("versions", {}))
+        pythons.add(found.pop("python", "?"))
+        for name, v in found.items():
+            versions[f"{name} {v}"] = ""
+        loads.extend(record.get("loadavg", []))
+    load = f"{min(loads):.2f}–{max(loads):.2f}" if loads else "unknown"
+    del values
+    return [
+        "# Benchmark results", "",
+        f"Measured {when} with `python bench/run.py` (profile `{raw['profile']}`, "
+        f"{raw['repetitions']} repetitions interleaved across contestants, {minutes:.0f} min). "
+        "Every figure is the median over repetitions; lower is better except runs done.", "",
+        f"- Machine: {m['nproc']} CPUs (`nproc`), {m['cpu']}, {m['system']}.",
+        f"- Python: {', '.join(sorted(pythons))} for every contestant; "
+        f"versions: {', '.join(sorted(versions))}.",
+        f"- Load average (1 min) at the start and end of each measurement: {load}. "
+        "The machine was shared with other work, so read the spreads under *Noise*.",
+        *(f"- {note}" for note in raw.get("notes", [])), "",
+    ]
+
+
+def target_section(values: Medians, largest: int, cron_us: float | None) -> list[str]:
+    rows = []
+    for target in targets(largest):
+        for face in target.faces:
+            got = median(values, target.case, face, target.metric)
+            verdict = "—" if got is None else ("met" if got <= target.limit else "missed")
+            rows.append([target.label, LABELS[face], f"≤ {fmt(target.limit)}", fmt(got),
+                         verdict])
+    if cron_us is not None:
+        rows.append(["W5 µs per next (median)", "rules", "≤ 10", fmt(cron_us),
+                     "met" if cron_us <= 10 else "missed"])
+    return ["## Targets", "",
+            *table(["workload", "gnomon face", "target", "measured", "verdict"], rows)]
+
+
+def scale_section(values: Medians, sizes: list[int]) -> list[str]:
+    lines = ["## W1 scale", "",
+             "Add N interval jobs (periods 1–2 h) to a running scheduler, then remove "
+             "min(N/2, removals) of them in insertion order and as many more at random; "
+             "memory is traced separately with `tracemalloc` in a fresh process.", ""]
+    for n in sizes:
+        rows = []
+        for c in contestants_of(values, f"w1-{n}"):
+            rows.append([LABELS[c], *(fmt(median(values, f"w1-{n}", c, metric)) for metric in
+                                      ("add_us", "remove_in_order_us", "remove_random_us")),
+                         fmt(median(values, f"w1mem-{n}", c, "bytes_per_job"))])
+        lines += [f"### {n:,} jobs", "", *table(
+            ["contestant", "add, µs", "remove in order, µs", "remove at random, µs", "B/job"],
+            rows)]
+    return lines
+
+
+def timed_section(values: Medians, case: str, title: str, intro: str,
+                  columns: list[tuple[str, str]]) -> list[str]:
+    rows = []
+    for c in contestants_of(values, case):
+        row = [LABELS[c]]
+        for metric, _ in columns:
+            if metric == "runs":
+                done = median(values, case, c, "runs_done")
+                expected = median(values, case, c, "runs_expected")
+                row.append(f"{fmt(done)} / {fmt(expected)}")
+            else:
+                row.append(fmt(median(values, case, c, metric)))
+        rows.append(row)
+    return [f"## {title}", "", intro, "",
+            *table(["contestant", *(label for _, label in columns)], rows)]
+
+
+LATENESS = [("lateness_p50_ms", "lateness p50, ms"), ("lateness_p99_ms", "p99, ms"),
+            ("lateness_max_ms", "max, ms")]
+
+
+def ratio_section(values: Medians, sizes: list[int]) -> list[str]:
+    headline = [(f"W1 add at {n:,}", f"w1-{n}", "add_us") for n in sizes]
+    headline += [(f"W1 random removal at {n:,}", f"w1-{n}", "remove_random_us") for n in sizes]
+    headline += [(f"W1 memory at {sizes[-1]:,}", f"w1mem-{sizes[-1]}", "bytes_per_job"),
+                 ("W2 lateness p50", "w2", "lateness_p50_ms"),
+                 ("W2 lateness p99", "w2", "lateness_p99_ms"),
+                 ("W2 CPU per run", "w2", "cpu_us_per_run"),
+                 ("W3 lateness p50", "w3", "lateness_p50_ms"),
+                 ("W3 lateness p99", "w3", "lateness_p99_ms"),
+                 ("W4 idle CPU", "w4", "cpu_seconds")]
+    rows = []
+    for label, case, metric in headline:
+        for face in GNOMON_FACES:
+            ours = median(values, case, face, metric)
+            if ours is None:
+                continue
+            rows.append([label, LABELS[face], *(ratio(median(values, case, p, metric), ours)
+                                                for p in PEERS)])
+    return ["## Ratios", "",
+            "Each peer's median divided by gnomon's: 3.0× means gnomon needs a third of "
+            "the peer's time, memory or lateness.", "",
+            *table(["figure", "gnomon face", *(f"vs {LABELS[p]}" for p in PEERS)], rows)]
+
+
+def cron_rows(records: list[dict[str, Any]]) -> list[dict[str, object]]:
+    """W5's rows with every number replaced by its median over repetitions."""
+    runs = [r["metrics"]["rows"] for r in records if r["case"] == "w5" and "metrics" in r]
+    if not runs:
+        return []
+    merged = []
+    for i, first in enumerate(runs[0]):
+        row: dict[str, object] = {}
+        for key, value in first.items():
+            same = [run[i].get(key) for run in runs if i < len(run)]
+            numbers = [float(v) for v in same if isinstance(v, int | float)]
+            is_number = isinstance(value, int | float) and not isinstance(value, bool)
+            row[key] = statistics.median(numbers) if is_number and numbers else value
+        merged.append(row)
+    return merged
+
+
+def cron_median_us(rows: list[dict[str, object]]) -> float | None:
+    """gnomon's median µs per ``next_after`` over W5's expressions, if its rows say so."""
+    figures = [float(v) for row in rows for key, v in row.items()
+               if "gnomon" in key.lower() and isinstance(v, int | float)
+               and not isinstance(v, bool)]
+    return statistics.median(figures) if figures else None
+
+
+def cron_section(rows: list[dict[str, object]]) -> list[str]:
+    if not rows:
+        return []
+    columns = list(rows[0])
+    body = [[fmt(v) if isinstance(v, int | float) and not isinstance(v, bool) else str(v)
+             for v in (row.get(c) for c in columns)] for row in rows]
+    return ["## W5 cron math", "",
+            "From `bench/w5_cron.py`: µs per `next_after` against cronsim and croniter.", "",
+            *table(columns, body)]
+
+
+def noise_section(values: Medians) -> list[str]:
+    rows = []
+    for (case, contestant), metrics in sorted(values.items()):
+        for metric, found in sorted(metrics.items()):
+            middle = statistics.median(found)
+            if len(found) > 1 and middle > 0 and (max(found) - min(found)) / middle > NOISY:
+                rows.append([case, LABELS[contestant], metric, fmt(min(found)), fmt(middle),
+                             fmt(max(found))])
+    if not rows:
+        return ["## Noise", "", f"Every spread (max − min) was within {NOISY:.0%} of its "
+                "median.", ""]
+    return ["## Noise", "", f"Figures whose spread (max − min) exceeds {NOISY:.0%} of "
+            "their median:", "",
+            *table(["case", "contestant", "metric", "min", "median", "max"], rows)]
+
+
+def failure_section(records: list[dict[str, Any]]) -> list[str]:
+    failed = [r for r in records if "error" in r]
+    if not failed:
+        return []
+    return ["## Failures", "", *(f"- {r['case']} · {LABELS[r['contestant']]} · repetition "
+                                 f"{r['rep'] + 1}: {r['error']}" for r in failed), ""]
+
+
+def render(raw: dict[str, Any]) -> str:
+    """The whole results page."""
+    records: list[dict[str, Any]] = raw["records"]
+    values = collect(records)
+    sizes = sorted(c["params"]["n"] for c in raw["cases"] if c["key"].startswith("w1-"))
+    params = {c["key"]: c["params"] for c in raw["cases"]}
+    cron = cron_rows(records)
+    lines = header(raw, values)
+    if sizes:
+        lines += target_section(values, sizes[-1], cron_median_us(cron))
+        lines += ratio_section(values, sizes)
+        lines += scale_section(values, sizes)
+    lines += timed_sections(values, params)
+    lines += cron_section(cron) + noise_section(values) + failure_section(records)
+    return "\n".join(lines)
+
+
+def timed_sections(values: Medians, params: dict[str, dict[str, Any]]) -> list[str]:
+    lines: list[str] = []
+    if "w2" in params:
+        p = params["w2"]
+        lines += timed_section(values, "w2", "W2 burst", (
+            f"{p['jobs']:,} jobs with a 1 s interval, all due at the same instant, for "
+            f"{fmt(p['counted'])} s; no-op task. Lateness is the task's start minus its intended "
+            "fire time; CPU is the whole process's over the window, per run started in it."),
+            [("runs", "runs done / expected"), *LATENESS, ("cpu_us_per_run", "CPU per run, µs")])
+    if "w3" in params:
+        p = params["w3"]
+        lines += timed_section(values, "w3", "W3 latency", (
+            f"{p['jobs']:,} jobs with a 1 s interval, starts spread evenly across the second, "
+            f"for {fmt(p['counted'])} s."), [("runs", "runs done / expected"), *LATENESS])
+    if "w4" in params:
+        p = params["w4"]
+        lines += timed_section(values, "w4", "W4 idle", (
+            f"{p['jobs']:,} hourly jobs; CPU seconds used by the whole process over "
+            f"{fmt(p['cpu_span'])} s with nothing due, from {fmt(p['settle'])} s after start."),
+            [("cpu_seconds", f"CPU in {fmt(p['cpu_span'])} s, s")])
+    return lines

@@ -1,0 +1,78 @@
+"""gnomon: a job scheduler for Python.
+
+Create a scheduler, register jobs (a callable, a time rule, options), and gnomon runs them
+on time, in threads (:class:`Scheduler`) or on an asyncio loop (:class:`AsyncScheduler`),
+on one machine or on several that share Redis or PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from gnomon._distributed import Elector, Lease, Locker, occurrence_key
+from gnomon._durations import format_duration, parse_duration
+from gnomon._errors import (
+    GnomonError,
+    InvalidJob,
+    InvalidJobArguments,
+    InvalidOption,
+    InvalidRule,
+    JobNotFound,
+    LeaseLost,
+    LockHeld,
+    OccurrenceAbandoned,
+    SchedulerForked,
+    SchedulerShutDown,
+    ShutdownTimedOut,
+)
+from gnomon._events import JobContext, LimitMode, Monitor, Outcome, Recovery, RunEvent
+from gnomon._job import Job
+from gnomon._rules import (
+    Rule,
+    Weekday,
+    cron,
+    daily,
+    every,
+    every_random,
+    monthly,
+    once,
+    weekly,
+)
+from gnomon._scheduler import AsyncScheduler, Scheduler
+
+__all__ = [
+    "AsyncScheduler",
+    "Elector",
+    "GnomonError",
+    "InvalidJob",
+    "InvalidJobArguments",
+    "InvalidOption",
+    "InvalidRule",
+    "Job",
+    "JobContext",
+    "JobNotFound",
+    "Lease",
+    "LeaseLost",
+    "LimitMode",
+    "LockHeld",
+    "Locker",
+    "Monitor",
+    "OccurrenceAbandoned",
+    "Outcome",
+    "Recovery",
+    "Rule",
+    "RunEvent",
+    "Scheduler",
+    "SchedulerForked",
+    "SchedulerShutDown",
+    "ShutdownTimedOut",
+    "Weekday",
+    "cron",
+    "daily",
+    "every",
+    "every_random",
+    "format_duration",
+    "monthly",
+    "occurrence_key",
+    "once",
+    "parse_duration",
+    "weekly",
+]

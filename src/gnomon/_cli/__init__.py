@@ -1,0 +1,218 @@
+"""The ``gnomon`` command: run a schedule file as a daemon, check it, and read its history.
+
+Exit statuses: 0 clean, 1 invalid schedule (or unusable state file), 2 usage error,
+3 stopped with runs that had to be terminated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from gnomon._cli._secrets import mask_secrets
+from gnomon._errors import GnomonError
+
+__all__ = ["EXIT_INVALID", "EXIT_OK", "EXIT_TERMINATED", "EXIT_USAGE", "main"]
+
+EXIT_OK = 0
+EXIT_INVALID = 1
+EXIT_USAGE = 2
+EXIT_TERMINATED = 3
+DEFAULT_FILE = Path("gnomon.toml")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``gnomon`` command with ``argv`` (default: ``sys.argv[1:]``); returns its status."""
+    parser = _parser()
+    try:
+        arguments = parser.parse_args(argv)
+    except SystemExit as stop:
+        return stop.code if isinstance(stop.code, int) else EXIT_USAGE
+    try:
+        return int(arguments.handler(arguments))
+    except UsageError as error:
+        parser.print_usage(sys.stderr)
+        _complain(f"gnomon {arguments.command}: error: {error}")
+        return EXIT_USAGE
+    except (GnomonError, OSError) as error:
+        _complain(str(error))
+        return EXIT_INVALID
+
+
+class UsageError(Exception):
+    """The command line asks for something that cannot be done as asked."""
+
+
+def _complain(message: str) -> None:
+    sys.stderr.write(mask_secrets(message) + "\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gnomon",
+        description="Run jobs on a schedule from a TOML file, with history and clean stops.",
+    )
+    parser.add_argument("--version", action="version", version=f"gnomon {_version()}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_run(commands)
+    _add_check(commands)
+    _add_next(commands)
+    _add_history(commands)
+    _add_status(commands)
+    return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("gnomon")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _schedule_file(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "file",
+        nargs="?",
+        type=Path,
+        default=DEFAULT_FILE,
+        metavar="FILE",
+        help="the schedule file (default: gnomon.toml in the current directory)",
+    )
+
+
+def _state_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--state",
+        type=Path,
+        metavar="PATH",
+        help="the state file (default: the schedule file's 'state' setting, else beside it)",
+    )
+
+
+def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser("run", help="run the schedule in the foreground")
+    _schedule_file(parser)
+    _state_option(parser)
+    parser.add_argument("--log-format", choices=("text", "json"), default="text")
+    parser.add_argument(
+        "--log-level", choices=("debug", "info", "warning", "error"), default="info"
+    )
+    parser.add_argument(
+        "--metrics",
+        metavar="[HOST:]PORT",
+        help="serve Prometheus metrics and /healthz (host defaults to 127.0.0.1)",
+    )
+    parser.set_defaults(handler=_run)
+
+
+def _add_check(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser("check", help="validate a schedule file and preview it")
+    _schedule_file(parser)
+    parser.set_defaults(handler=_check)
+
+
+def _add_next(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser("next", help="preview a cron expression's next fire times")
+    parser.add_argument("expression", metavar="EXPR", help="a cron expression, quoted")
+    parser.add_argument("-n", type=_positive_int, default=5, metavar="N", help="how many (5)")
+    parser.add_argument(
+        "--timezone", type=_zone, metavar="ZONE", help="IANA zone (default: the local zone)"
+    )
+    parser.add_argument(
+        "--seconds", action="store_true", help="the expression has a leading seconds field"
+    )
+    parser.set_defaults(handler=_next)
+
+
+def _add_history(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser("history", help="show recorded occurrences, newest first")
+    _schedule_file(parser)
+    _state_option(parser)
+    parser.add_argument("--job", metavar="NAME", help="only this job")
+    parser.add_argument("--limit", type=_positive_int, default=20, metavar="N", help="(20)")
+    parser.add_argument(
+        "--failed", action="store_true", help="only failed, timed-out, cancelled, abandoned"
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.set_defaults(handler=_history)
+
+
+def _add_status(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser("status", help="show each job's last and next run")
+    _schedule_file(parser)
+    _state_option(parser)
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.set_defaults(handler=_status)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of at least 1, got {value}")
+    return value
+
+
+def _zone(text: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(text)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a known IANA zone name (such as 'Europe/Paris' or 'UTC')"
+        ) from None
+
+
+def _run(arguments: argparse.Namespace) -> int:
+    from gnomon._cli._daemon import run_daemon
+
+    return run_daemon(
+        arguments.file,
+        state=arguments.state,
+        log_format=arguments.log_format,
+        log_level=arguments.log_level,
+        metrics=arguments.metrics,
+    )
+
+
+def _check(arguments: argparse.Namespace) -> int:
+    from gnomon._cli._commands import check
+
+    return check(arguments.file, sys.stdout)
+
+
+def _next(arguments: argparse.Namespace) -> int:
+    from gnomon._cli._commands import next_times
+    from gnomon._cli._config import local_timezone
+
+    zone = arguments.timezone or local_timezone()
+    return next_times(
+        arguments.expression, arguments.n, zone, seconds=arguments.seconds, out=sys.stdout
+    )
+
+
+def _history(arguments: argparse.Namespace) -> int:
+    from gnomon._cli._commands import history, state_path
+
+    return history(
+        state_path(arguments.file, arguments.state),
+        job=arguments.job,
+        limit=arguments.limit,
+        failed=arguments.failed,
+        as_json=arguments.json,
+        out=sys.stdout,
+    )
+
+
+def _status(arguments: argparse.Namespace) -> int:
+    from gnomon._cli._commands import state_path, status
+
+    return status(
+        state_path(arguments.file, arguments.state), as_json=arguments.json, out=sys.stdout
+    )

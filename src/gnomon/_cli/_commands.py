@@ -1,0 +1,236 @@
+"""The read-only commands: ``check``, ``next``, ``history`` and ``status``."""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TextIO
+from zoneinfo import ZoneInfo
+
+from gnomon import _rules as rules
+from gnomon._cli._config import JobSpec, Schedule, default_state_path, load_schedule
+from gnomon._cli._history import History, JobRecord, RunRecord
+from gnomon._cli._output import render_json, render_table
+from gnomon._rules import Rule
+
+__all__ = ["EXIT_INVALID", "EXIT_OK", "check", "history", "next_times", "status", "upcoming"]
+
+EXIT_OK = 0
+EXIT_INVALID = 1
+PREVIEW_COUNT = 3
+
+
+def upcoming(job: JobSpec, now: datetime, count: int) -> list[datetime]:
+    """The job's next ``count`` fire times as the scheduler will compute them from ``now``."""
+    times: list[datetime] = []
+    moment = now
+    if job.start_at is not None and job.start_at > now:
+        # start_at is itself the first fire of an interval rule; other rules fire at
+        # their first time at or after it.
+        moment = job.start_at - timedelta(microseconds=1)
+        if isinstance(job.rule, rules.Every):
+            times.append(job.start_at)
+            moment = job.start_at
+    while len(times) < count:
+        following = job.rule.next_after(moment)
+        if following is None or (job.stop_at is not None and following > job.stop_at):
+            break
+        times.append(following)
+        moment = following
+    if job.max_runs is not None:
+        del times[job.max_runs :]
+    return times
+
+
+def check(path: Path, out: TextIO) -> int:
+    """Validate a schedule file and show what it will do."""
+    schedule = load_schedule(path)
+    zone = schedule.scheduler.timezone
+    now = datetime.now(zone)
+    count = len(schedule.jobs)
+    out.write(
+        f"{path}: {count} job{'s' if count != 1 else ''}, timezone {zone.key}, "
+        f"state file {schedule.scheduler.state}\n"
+    )
+    for job in schedule.jobs:
+        out.write("\n" + _describe_job(job, now) + "\n")
+    return EXIT_OK
+
+
+def _describe_job(job: JobSpec, now: datetime) -> str:
+    times = [moment.isoformat(timespec="seconds") for moment in upcoming(job, now, PREVIEW_COUNT)]
+    if job.start_immediately or (isinstance(job.rule, rules.Once) and not job.rule.instants):
+        times.insert(0, "at start")
+        del times[PREVIEW_COUNT:]
+    lines = [
+        job.name,
+        f"  rule:    {job.rule.describe()}",
+        f"  action:  {job.action.describe()}",
+    ]
+    if job.tags:
+        lines.append(f"  tags:    {', '.join(sorted(job.tags))}")
+    first, *rest = times or ["never again"]
+    lines.append(f"  next:    {first}")
+    lines.extend(f"           {moment}" for moment in rest)
+    return "\n".join(lines)
+
+
+def next_times(expression: str, count: int, zone: ZoneInfo, *, seconds: bool, out: TextIO) -> int:
+    """Preview a cron expression: its description, then its next ``count`` fire times."""
+    rule: Rule = rules.cron(expression, seconds=seconds)
+    out.write(rule.describe() + "\n")
+    moment = datetime.now(zone)
+    for _ in range(count):
+        following = rule.next_after(moment)
+        if following is None:
+            break
+        out.write(following.isoformat() + "\n")
+        moment = following
+    return EXIT_OK
+
+
+def state_path(schedule_path: Path, state: Path | None) -> Path:
+    """``--state`` when given; else the schedule file's ``state`` setting, else its default."""
+    if state is not None:
+        return state
+    if schedule_path.exists():
+        try:
+            schedule: Schedule = load_schedule(schedule_path)
+        except ValueError:
+            return default_state_path(schedule_path)
+        return schedule.scheduler.state
+    return default_state_path(schedule_path)
+
+
+def history(
+    state: Path,
+    *,
+    job: str | None,
+    limit: int,
+    failed: bool,
+    as_json: bool,
+    out: TextIO = sys.stdout,
+) -> int:
+    """Show the latest occurrences, newest first."""
+    with History(state, create=False) as store:
+        records = store.runs(job=job, limit=limit, failed=failed)
+    if as_json:
+        out.write(render_json([_run_json(record) for record in records]) + "\n")
+        return EXIT_OK
+    headers = ["JOB", "SCHEDULED", "STARTED", "DURATION", "OUTCOME", "EXIT", "DETAIL"]
+    rows = [
+        [
+            record.job,
+            record.scheduled_at,
+            record.started_at,
+            _seconds(record.duration),
+            record.outcome,
+            record.exit_status,
+            _detail(record),
+        ]
+        for record in records
+    ]
+    out.write(render_table(headers, rows) + "\n")
+    return EXIT_OK
+
+
+def _seconds(duration: float | None) -> str | None:
+    return None if duration is None else f"{duration:.3f}s"
+
+
+def _detail(record: RunRecord) -> str | None:
+    if record.count > 1:
+        return f"{record.detail} (x{record.count})" if record.detail else f"x{record.count}"
+    return record.detail
+
+
+def _run_json(record: RunRecord) -> dict[str, object]:
+    return {
+        "job": record.job,
+        "occurrence": record.occurrence,
+        "attempt": record.attempt,
+        "scheduled_at": record.scheduled_at,
+        "started_at": record.started_at,
+        "finished_at": record.finished_at,
+        "duration": record.duration,
+        "outcome": record.outcome,
+        "exit_status": record.exit_status,
+        "detail": record.detail,
+        "output": record.output,
+        "count": record.count,
+    }
+
+
+def status(state: Path, *, as_json: bool, out: TextIO = sys.stdout) -> int:
+    """Each job of the daemon's schedule: last outcome and run, next run, recent failures."""
+    with History(state, create=False) as store:
+        daemon = store.daemon()
+        jobs = store.jobs(datetime.now(UTC))
+    running = daemon is not None and daemon.running
+    if not running:
+        # Without a daemon nothing will run; a stale next time would mislead.
+        jobs = [_without_next_run(job) for job in jobs]
+    if as_json:
+        document = {
+            "daemon": _daemon_json(daemon, running=running),
+            "jobs": [_job_json(job) for job in jobs],
+        }
+        out.write(render_json(document) + "\n")
+        return EXIT_OK
+    out.write(_daemon_line(daemon, running=running) + "\n\n")
+    headers = ["JOB", "RULE", "LAST OUTCOME", "LAST RUN", "NEXT RUN", "FAILURES (24H)"]
+    rows = [
+        [job.name, job.rule, job.last_outcome, job.last_run, job.next_run, job.failures_24h]
+        for job in jobs
+    ]
+    out.write(render_table(headers, rows) + "\n")
+    return EXIT_OK
+
+
+def _without_next_run(job: JobRecord) -> JobRecord:
+    return JobRecord(
+        job.name, job.rule, job.action, None, job.last_outcome, job.last_run, job.failures_24h
+    )
+
+
+def _daemon_line(daemon: object, *, running: bool) -> str:
+    from gnomon._cli._history import DaemonRecord
+
+    if not isinstance(daemon, DaemonRecord):
+        return "daemon: never started with this state file"
+    if running:
+        return (
+            f"daemon: running (pid {daemon.pid} on {daemon.host}, since {daemon.started_at}, "
+            f"schedule {daemon.schedule_file})"
+        )
+    ended = f", stopped {daemon.stopped_at}" if daemon.stopped_at else ""
+    return f"daemon: not running (last pid {daemon.pid} on {daemon.host}{ended})"
+
+
+def _daemon_json(daemon: object, *, running: bool) -> dict[str, object] | None:
+    from gnomon._cli._history import DaemonRecord
+
+    if not isinstance(daemon, DaemonRecord):
+        return None
+    return {
+        "running": running,
+        "pid": daemon.pid,
+        "host": daemon.host,
+        "schedule_file": daemon.schedule_file,
+        "timezone": daemon.timezone,
+        "started_at": daemon.started_at,
+        "stopped_at": daemon.stopped_at,
+    }
+
+
+def _job_json(job: JobRecord) -> dict[str, object]:
+    return {
+        "name": job.name,
+        "rule": job.rule,
+        "action": job.action,
+        "last_outcome": job.last_outcome,
+        "last_run": job.last_run,
+        "next_run": job.next_run,
+        "failures_24h": job.failures_24h,
+    }

@@ -1,0 +1,250 @@
+"""What the daemon does with each occurrence: log it, and record it in the state file."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from gnomon._cli._actions import CommandFailed, CommandResult
+from gnomon._cli._history import RUNNING, History
+from gnomon._cli._logging import LOGGER, log_fields
+from gnomon._events import Monitor, Outcome, RunEvent
+
+if TYPE_CHECKING:
+    from gnomon._job import Job
+
+__all__ = ["MonitorGroup", "RunLog", "RunRecorder", "skip_reason"]
+
+_SKIP_REASONS = {
+    Outcome.SKIPPED_SINGLETON: "the job's previous run was still going (singleton)",
+    Outcome.SKIPPED_LIMIT: "max_concurrent runs were already going",
+    Outcome.SKIPPED_LOCKED: "another node holds or ran this occurrence",
+    Outcome.SKIPPED_LOCK_ERROR: "the locker failed",
+    Outcome.SKIPPED_NOT_LEADER: "this node is not the leader",
+    Outcome.SKIPPED_MISSED: "missed: the process was suspended or the clock jumped",
+    Outcome.SKIPPED_BEFORE_RUN: "a before_run listener refused it",
+    Outcome.SKIPPED_STOPPING: "gnomon was stopping",
+    Outcome.ABANDONED: "its runner died during the run (at-most-once)",
+}
+# Routine refusals in a cluster would drown the log at INFO.
+_QUIET_SKIPS = (Outcome.SKIPPED_LOCKED, Outcome.SKIPPED_NOT_LEADER)
+
+_log = logging.getLogger("gnomon.cli.monitor")
+
+
+def skip_reason(event: RunEvent) -> str:
+    reason = _SKIP_REASONS.get(event.outcome, "skipped") if event.outcome else "skipped"
+    if event.exception is not None:
+        reason += f": {_describe_exception(event.exception)}"
+    return reason
+
+
+def _describe_exception(error: BaseException) -> str:
+    if isinstance(error, CommandFailed):
+        return str(error)
+    text = str(error)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def run_result(event: RunEvent) -> tuple[int | None, str | None, str | None]:
+    """(exit status, detail, output tail) of a finished run."""
+    error = event.exception
+    if isinstance(error, CommandFailed):
+        return error.exit_status, str(error), error.output or None
+    exit_status = event.result.exit_status if isinstance(event.result, CommandResult) else None
+    if error is not None:
+        return exit_status, _describe_exception(error), None
+    if event.outcome is Outcome.TIMED_OUT:
+        return exit_status, "ran past its timeout", None
+    return exit_status, None, None
+
+
+def _duration(event: RunEvent) -> float | None:
+    if event.started_at is None or event.finished_at is None:
+        return None
+    return (event.finished_at - event.started_at).total_seconds()
+
+
+class MonitorGroup(Monitor):
+    """Hands every event to several monitors; one that fails does not starve the others."""
+
+    def __init__(self, monitors: Sequence[Monitor]) -> None:
+        self._monitors = tuple(monitors)
+
+    def _each(self, hook: str, *arguments: object) -> None:
+        for monitor in self._monitors:
+            try:
+                getattr(monitor, hook)(*arguments)
+            except Exception:
+                _log.exception("monitor %r failed in %s", monitor, hook)
+
+    def scheduler_started(self) -> None:
+        self._each("scheduler_started")
+
+    def scheduler_stopped(self) -> None:
+        self._each("scheduler_stopped")
+
+    def job_registered(self, job: Job) -> None:
+        self._each("job_registered", job)
+
+    def job_unregistered(self, job: Job) -> None:
+        self._each("job_unregistered", job)
+
+    def run_started(self, event: RunEvent) -> None:
+        self._each("run_started", event)
+
+    def run_finished(self, event: RunEvent) -> None:
+        self._each("run_finished", event)
+
+    def run_skipped(self, event: RunEvent) -> None:
+        self._each("run_skipped", event)
+
+    def scheduling_delay(self, event: RunEvent, delay: float) -> None:
+        self._each("scheduling_delay", event, delay)
+
+
+class RunLog(Monitor):
+    """One line when a run starts, one when it ends (with its output tail on failure)."""
+
+    def run_started(self, event: RunEvent) -> None:
+        LOGGER.info(
+            "run started",
+            extra=log_fields(
+                job=event.job_name,
+                occurrence=event.occurrence_key,
+                scheduled_at=event.scheduled_at.isoformat(),
+                attempt=event.attempt if event.attempt > 1 else None,
+            ),
+        )
+
+    def run_finished(self, event: RunEvent) -> None:
+        outcome = event.outcome or Outcome.FAILED
+        exit_status, detail, output = run_result(event)
+        level = logging.INFO if outcome is Outcome.SUCCESS else logging.ERROR
+        message = f"run {outcome.value}" + (f": {detail}" if detail else "")
+        LOGGER.log(
+            level,
+            message,
+            extra=log_fields(
+                job=event.job_name,
+                occurrence=event.occurrence_key,
+                outcome=outcome.value,
+                duration=_duration(event),
+                exit_status=exit_status,
+                output=output,
+            ),
+        )
+
+    def run_skipped(self, event: RunEvent) -> None:
+        outcome = event.outcome or Outcome.SKIPPED_MISSED
+        level = logging.DEBUG if outcome in _QUIET_SKIPS else logging.INFO
+        LOGGER.log(
+            level,
+            f"run {outcome.value}: {skip_reason(event)}",
+            extra=log_fields(
+                job=event.job_name, occurrence=event.occurrence_key, outcome=outcome.value
+            ),
+        )
+
+
+class RunRecorder(Monitor):
+    """One state-file record per occurrence: inserted at start, completed at the end."""
+
+    def __init__(self, history: History) -> None:
+        self._history = history
+        self._open: dict[tuple[uuid.UUID, str, int], int] = {}
+        self._changed = threading.Condition()
+        self._closed = False
+
+    @staticmethod
+    def _key(event: RunEvent) -> tuple[uuid.UUID, str, int]:
+        return (event.job_id, event.occurrence_key, event.attempt)
+
+    def run_started(self, event: RunEvent) -> None:
+        with self._changed:
+            if self._closed:
+                return
+            self._open[self._key(event)] = self._history.insert_run(
+                job=event.job_name,
+                occurrence=event.occurrence_key,
+                attempt=event.attempt,
+                scheduled_at=event.scheduled_at,
+                started_at=event.started_at,
+                outcome=RUNNING,
+            )
+
+    def run_finished(self, event: RunEvent) -> None:
+        with self._changed:
+            if self._closed:
+                return
+            run_id = self._open.pop(self._key(event), None)
+            if run_id is None:
+                run_id = self._history.insert_run(
+                    job=event.job_name,
+                    occurrence=event.occurrence_key,
+                    attempt=event.attempt,
+                    scheduled_at=event.scheduled_at,
+                    started_at=event.started_at,
+                    outcome=RUNNING,
+                )
+            self._finish(run_id, event)
+            self._changed.notify_all()
+
+    def _finish(self, run_id: int, event: RunEvent) -> None:
+        exit_status, detail, output = run_result(event)
+        outcome = event.outcome or Outcome.FAILED
+        self._history.finish_run(
+            run_id,
+            finished_at=event.finished_at or event.scheduled_at,
+            duration=_duration(event),
+            outcome=outcome.value,
+            exit_status=exit_status,
+            detail=detail,
+            output=output if outcome is not Outcome.SUCCESS else None,
+        )
+
+    def run_skipped(self, event: RunEvent) -> None:
+        with self._changed:
+            if self._closed:
+                return
+            self._history.insert_run(
+                job=event.job_name,
+                occurrence=event.occurrence_key,
+                attempt=event.attempt,
+                scheduled_at=event.scheduled_at,
+                outcome=(event.outcome or Outcome.SKIPPED_MISSED).value,
+                detail=skip_reason(event),
+            )
+
+    def wait_for_open_runs(self, timeout: float) -> int:
+        """Wait until every started run is recorded as finished; returns how many are not."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while self._open and (remaining := deadline - time.monotonic()) > 0:
+                self._changed.wait(remaining)
+            return len(self._open)
+
+    def close(self, unfinished_detail: str) -> None:
+        """Record runs that never reported an end as cancelled, then stop recording."""
+        with self._changed:
+            self._closed = True
+            for run_id in self._open.values():
+                self._history.finish_run(
+                    run_id,
+                    finished_at=_now(),
+                    duration=None,
+                    outcome=Outcome.CANCELLED.value,
+                    exit_status=None,
+                    detail=unfinished_detail,
+                    output=None,
+                )
+            self._open.clear()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)

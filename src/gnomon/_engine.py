@@ -1,0 +1,775 @@
+"""The state core: one lock owns every job, the timer heap and the run bookkeeping.
+
+Every transition here is short and never calls user code. A transition returns (or
+appends to) a list of *effects* — plain callables — that the caller runs after the lock
+is released: dispatching a run to the pool or loop, reporting a skip to the monitor.
+
+Every transition may meet a job that was removed since the message that triggered it
+was created (a timer entry, a finishing run, a handle held by a user). That is a normal
+case: heap entries carry the job's generation and are dropped when stale; a run that
+finishes for a removed job releases its slot and is otherwise forgotten. This is the
+structural answer to the crash class of gocron v2.2.5 to 2.2.6.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import random
+import threading
+import uuid
+from collections import deque
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Protocol
+
+from gnomon._distributed import occurrence_key
+from gnomon._errors import InvalidJob, JobNotFound, SchedulerShutDown
+from gnomon._events import LimitMode, Outcome, RunEvent
+from gnomon._job import JobState
+from gnomon._rules import Every, EveryRandom, Once
+from gnomon._run import Run
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+    from concurrent.futures import Executor
+    from zoneinfo import ZoneInfo
+
+    from gnomon._clock import Clock
+    from gnomon._distributed import Elector
+    from gnomon._events import Monitor
+    from gnomon._job import JobSpec
+
+__all__ = ["Driver", "Effects", "Engine"]
+
+Effects = list["Callable[[], None]"]
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_TINY = timedelta(microseconds=1)
+_WALK_LIMIT = 100_000
+_MISSED_LIMIT = 10_000
+_QUEUE_LIMIT = 1000
+
+
+class Driver(Protocol):
+    """What the engine needs from a face (thread ``Scheduler`` or ``AsyncScheduler``)."""
+
+    def dispatch(self, run: Run) -> None:
+        """Begin executing ``run``'s pipeline (pool thread or loop task)."""
+
+    def report(self, effect: Callable[[], None]) -> None:
+        """Run ``effect`` (which calls user code) off the timer's critical path."""
+
+    def deadline_moved(self) -> None:
+        """The earliest deadline got earlier. Called with the engine lock held."""
+
+    def state_changed(self) -> None:
+        """Runs finished or jobs changed. Called with the engine lock held."""
+
+
+class _Timed:
+    """A heap entry that is not a job's fire time: a jittered start, a timeout, a retry."""
+
+    __slots__ = ()
+
+    def fire(self, engine: Engine, now: datetime, effects: Effects) -> None:
+        raise NotImplementedError
+
+
+class _DelayedOffer(_Timed):
+    """A jittered start, or a re-claim attempt after a lease held elsewhere expires."""
+
+    __slots__ = ("retry", "scheduled_at", "state")
+
+    def __init__(self, state: JobState, scheduled_at: datetime, *, retry: bool) -> None:
+        self.state = state
+        self.scheduled_at = scheduled_at
+        self.retry = retry
+
+    def fire(self, engine: Engine, now: datetime, effects: Effects) -> None:
+        if not self.state.removed and engine.accepting:
+            engine.offer(self.state, self.scheduled_at, now, effects, retry=self.retry)
+
+
+class _Timeout(_Timed):
+    __slots__ = ("run",)
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+
+    def fire(self, engine: Engine, now: datetime, effects: Effects) -> None:
+        if self.run.finished:
+            return
+        self.run.timed_out = True
+        self.run.cancelled.set()
+        effects.append(self.run.interrupt)
+        engine.log.info(
+            "run timed out after %s: %s",
+            self.run.spec.timeout,
+            self.run.key,
+            extra=self.run.log_extra(),
+        )
+
+
+class Engine:
+    """The one owner of scheduler state. See the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        timezone: ZoneInfo,
+        clock: Clock,
+        max_concurrent: int | None,
+        limit_mode: LimitMode,
+        elector: Elector | None,
+        clustered: bool,
+        monitor: Monitor | None,
+        logger: logging.Logger,
+        driver: Driver,
+    ) -> None:
+        self.lock = threading.Lock()
+        self.changed = threading.Condition(self.lock)
+        self.tz = timezone
+        self.clock = clock
+        self.executor: Executor | None = None
+        self.run_coroutine: Callable[[Any], Any] = _no_loop
+        self.max_concurrent = max_concurrent
+        self.limit_mode = limit_mode
+        self.elector = elector
+        self.clustered = clustered
+        self.monitor = monitor
+        self.log = logger
+        self.driver = driver
+        self.jobs: dict[uuid.UUID, JobState] = {}
+        self._names: dict[str, int] = {}
+        self._heap: list[tuple[float, int, JobState | _Timed, int]] = []
+        self._seq = itertools.count()
+        self._stale = 0
+        self._running = 0
+        self._queue: deque[Run] = deque()
+        self._waiting = 0
+        self._reports = 0
+        self.live_runs: set[Run] = set()
+        self.started = False
+        self.accepting = False
+        self.shut_down = False
+
+    # ---------------------------------------------------------------- registration
+
+    def add(self, job_id: uuid.UUID, spec: JobSpec, now: datetime) -> JobState:
+        now = now.astimezone(self.tz)
+        with self.lock:
+            self._require_open()
+            if job_id in self.jobs:
+                raise InvalidJob(f"a job with id {job_id} is already registered")
+            self._check_name_free(spec.name)
+            self._check_timing(spec, now)
+            state = JobState(job_id, spec)
+            self.jobs[job_id] = state
+            if self.clustered:
+                self._names[spec.name] = self._names.get(spec.name, 0) + 1
+            if self.started:
+                self._arm(state, self._first_fire(spec, now))
+        return state
+
+    def _check_name_free(self, name: str) -> None:
+        if self.clustered and self._names.get(name):
+            raise InvalidJob(
+                f"a job named {name!r} is already registered; with a locker or elector the "
+                "name is part of each occurrence's key, so names must be unique"
+            )
+
+    def _check_timing(self, spec: JobSpec, now: datetime) -> None:
+        if spec.stop_at is not None and spec.stop_at <= now:
+            raise InvalidJob(f"stop_at {spec.stop_at.isoformat()} is not in the future")
+        rule = spec.rule
+        exhausted = isinstance(rule, Once) and rule.instants and rule.next_after(now) is None
+        if exhausted and not spec.start_immediately:
+            raise InvalidJob(f"every instant of {rule!r} is in the past")
+
+    def remove(self, job_id: uuid.UUID) -> JobState:
+        effects: Effects = []
+        with self.lock:
+            state = self.jobs.get(job_id)
+            if state is None:
+                raise JobNotFound(f"no job has id {job_id}")
+            self._remove(state, "removed", cancel=True, effects=effects)
+        self.apply(effects)
+        return state
+
+    def remove_state(self, state: JobState) -> None:
+        effects: Effects = []
+        with self.lock:
+            if state.removed:
+                raise JobNotFound(f"job {state.spec.name!r} ({state.id}) was already removed")
+            self._remove(state, "removed", cancel=True, effects=effects)
+        self.apply(effects)
+
+    def remove_by_tags(self, tags: Iterable[str]) -> int:
+        wanted = frozenset(tags)
+        effects: Effects = []
+        with self.lock:
+            doomed = [s for s in self.jobs.values() if s.spec.tags & wanted]
+            for state in doomed:
+                self._remove(state, "removed by tags", cancel=True, effects=effects)
+        self.apply(effects)
+        return len(doomed)
+
+    def update(self, job_id: uuid.UUID, spec: JobSpec, now: datetime) -> JobState:
+        now = now.astimezone(self.tz)
+        effects: Effects = []
+        with self.lock:
+            self._require_open()
+            state = self.jobs.get(job_id)
+            if state is None:
+                raise JobNotFound(f"no job has id {job_id}")
+            old = state.spec
+            if spec.name != old.name and self.clustered:
+                self._check_name_free(spec.name)
+                self._names[old.name] -= 1
+                self._names[spec.name] = self._names.get(spec.name, 0) + 1
+            self._check_timing(spec, now)
+            state.spec = spec
+            if _timing_changed(old, spec) and self.started and not state.paused:
+                self._disarm(state)
+                self._arm(state, self._first_fire(spec, now))
+            effects.append(self._report_effect(lambda: self._monitor_job("registered", state)))
+        self.apply(effects)
+        return state
+
+    def set_paused(self, state: JobState, paused: bool, now: datetime) -> None:
+        with self.lock:
+            if state.removed:
+                raise JobNotFound(f"job {state.spec.name!r} ({state.id}) was removed")
+            if state.paused == paused:
+                return
+            state.paused = paused
+            if paused:
+                self._disarm(state)
+            elif self.started:
+                self._arm(state, self._first_fire(state.spec, now.astimezone(self.tz)))
+
+    def _remove(self, state: JobState, reason: str, *, cancel: bool, effects: Effects) -> None:
+        if state.removed:
+            return
+        self._disarm(state)
+        state.removed = True
+        del self.jobs[state.id]
+        if self.clustered:
+            self._names[state.spec.name] -= 1
+        if cancel:
+            state.cancelling = True
+            for run in state.running:
+                run.cancelled.set()
+            self._drop_queued(state, Outcome.CANCELLED, effects)
+        self.log.debug("job %s unregistered (%s)", state.spec.name, reason, extra=_extra(state))
+        effects.append(self._report_effect(lambda: self._monitor_job("unregistered", state)))
+        self._signal_change()
+
+    def _drop_queued(self, state: JobState, outcome: Outcome, effects: Effects) -> None:
+        dropped = list(state.waiting)
+        state.waiting.clear()
+        self._waiting -= len(dropped)
+        if any(run.state is state for run in self._queue):
+            dropped += [run for run in self._queue if run.state is state]
+            self._queue = deque(run for run in self._queue if run.state is not state)
+        for run in dropped:
+            self._skip(run, outcome, None, effects)
+
+    def _require_open(self) -> None:
+        if self.shut_down:
+            raise SchedulerShutDown("the scheduler was shut down; create a new one")
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def start(self, now: datetime) -> bool:
+        now = now.astimezone(self.tz)
+        effects: Effects = []
+        with self.lock:
+            self._require_open()
+            if self.started:
+                return False
+            self.started = self.accepting = True
+            for state in list(self.jobs.values()):
+                if not state.paused:
+                    self._arm_or_expire(state, now, effects)
+        self.apply(effects)
+        return True
+
+    def _arm_or_expire(self, state: JobState, now: datetime, effects: Effects) -> None:
+        spec = state.spec
+        if spec.stop_at is not None and spec.stop_at <= now:
+            self._remove(state, "stop_at passed before start", cancel=False, effects=effects)
+            return
+        first = self._first_fire(spec, now)
+        if first is None:
+            self._remove(state, "no fire time left", cancel=False, effects=effects)
+            return
+        self._arm(state, first)
+
+    def stop(self, outcome: Outcome, *, shut_down: bool) -> bool:
+        """Stop firing; signal running runs to cancel; drop queued ones."""
+        effects: Effects = []
+        with self.lock:
+            was_started = self.started
+            self.started = self.accepting = False
+            self.shut_down = self.shut_down or shut_down
+            for state in self.jobs.values():
+                self._disarm(state)
+                self._drop_queued(state, outcome, effects)
+            self._heap = [e for e in self._heap if not isinstance(e[2], JobState | _DelayedOffer)]
+            heapq.heapify(self._heap)
+            self._stale = 0
+            for run in self.live_runs:
+                run.cancelled.set()
+            self._signal_change()
+        self.apply(effects)
+        return was_started
+
+    # ---------------------------------------------------------------- time
+
+    def next_deadline(self) -> float | None:
+        """The earliest heap entry's UTC timestamp (stale entries included)."""
+        heap = self._heap
+        return heap[0][0] if heap else None
+
+    def wake(self, now: datetime) -> None:
+        """Process every heap entry that is due at ``now``."""
+        now = now.astimezone(self.tz)
+        stamp = now.timestamp()
+        effects: Effects = []
+        with self.lock:
+            heap = self._heap
+            while heap and heap[0][0] <= stamp:
+                _, _, target, generation = heapq.heappop(heap)
+                if isinstance(target, JobState):
+                    if target.removed or generation != target.generation:
+                        self._stale -= 1
+                        continue
+                    self._fire(target, now, effects)
+                else:
+                    target.fire(self, now, effects)
+        self.apply(effects)
+
+    def _fire(self, state: JobState, now: datetime, effects: Effects) -> None:
+        scheduled = state.next_fire
+        assert scheduled is not None  # noqa: S101 - an armed job always has its fire time
+        state.next_fire = None
+        spec = state.spec
+        try:
+            following, missed, first_missed = self._following(spec, scheduled, now)
+        except _RuleStuck as stuck:
+            self.log.warning("job %s removed: %s", spec.name, stuck, extra=_extra(state, scheduled))
+            self._remove(state, str(stuck), cancel=False, effects=effects)
+            return
+        if missed:
+            self._report_missed(state, first_missed, missed, effects)
+            scheduled = self._latest_due(spec, first_missed, missed)
+        if following is not None and not spec.interval_from_completion:
+            self._arm(state, following)
+        if spec.jitter is not None:
+            delay = spec.jitter.total_seconds() * random.random()
+            self._push(now.timestamp() + delay, _DelayedOffer(state, scheduled, retry=False), 0)
+        else:
+            self.offer(state, scheduled, now, effects)
+        if following is None and not spec.interval_from_completion:
+            self._remove(state, "no fire time left", cancel=False, effects=effects)
+
+    def _following(
+        self, spec: JobSpec, scheduled: datetime, now: datetime
+    ) -> tuple[datetime | None, int, datetime]:
+        """The fire time after ``scheduled``, and how many fire times ``now`` already passed."""
+        following = self._next_fire(spec, scheduled)
+        missed, first_missed = 0, scheduled
+        while following is not None and following <= now:
+            if missed == _MISSED_LIMIT:
+                following = self._next_fire(spec, now)
+                break
+            missed += 1
+            scheduled = following
+            following = self._next_fire(spec, scheduled)
+        return following, missed, first_missed
+
+    def _latest_due(self, spec: JobSpec, first_missed: datetime, missed: int) -> datetime:
+        latest = first_missed
+        for _ in range(missed):
+            upcoming = self._next_fire(spec, latest)
+            assert upcoming is not None  # noqa: S101 - counted in _following
+            latest = upcoming
+        return latest
+
+    def _next_fire(self, spec: JobSpec, after: datetime) -> datetime | None:
+        upcoming = spec.rule.next_after(after)
+        if upcoming is None:
+            return None
+        if upcoming <= after:
+            raise _RuleStuck(
+                f"its rule {spec.rule!r} returned {upcoming.isoformat()} as the time after "
+                f"{after.isoformat()}, which does not advance"
+            )
+        if spec.stop_at is not None and upcoming > spec.stop_at:
+            return None
+        return upcoming.astimezone(self.tz)
+
+    def _first_fire(self, spec: JobSpec, now: datetime) -> datetime | None:
+        rule = spec.rule
+        if spec.start_immediately or (isinstance(rule, Once) and not rule.instants):
+            return now
+        start_at = spec.start_at
+        if start_at is not None:
+            return self._first_from_start_at(spec, start_at, now)
+        if isinstance(rule, Every) and self.clustered:
+            return rule.anchored_after(_EPOCH, now).astimezone(self.tz)
+        try:
+            return self._next_fire(spec, now)
+        except _RuleStuck:
+            return None
+
+    def _first_from_start_at(
+        self, spec: JobSpec, start_at: datetime, now: datetime
+    ) -> datetime | None:
+        rule = spec.rule
+        if start_at > now and isinstance(rule, Every | EveryRandom):
+            return start_at.astimezone(self.tz)
+        if isinstance(rule, Every):
+            return rule.anchored_after(start_at, now).astimezone(self.tz)
+        return self._walk_from(spec, start_at - _TINY, now)
+
+    def _walk_from(self, spec: JobSpec, origin: datetime, now: datetime) -> datetime | None:
+        """The first fire time after ``now`` in the phase that ``origin`` defines."""
+        try:
+            moment = self._next_fire(spec, origin.astimezone(self.tz))
+            for _ in range(_WALK_LIMIT):
+                if moment is None or moment > now:
+                    return moment
+                moment = self._next_fire(spec, moment)
+            return self._next_fire(spec, now)
+        except _RuleStuck:
+            return None
+
+    def _arm(self, state: JobState, when: datetime | None) -> None:
+        state.next_fire = when
+        if when is not None:
+            self._push(when.timestamp(), state, state.generation)
+
+    def _disarm(self, state: JobState) -> None:
+        if state.next_fire is not None:
+            state.next_fire = None
+            self._stale += 1
+        state.generation += 1
+        if self._stale > 1024 and self._stale > len(self._heap) // 2:
+            self._compact()
+
+    def _compact(self) -> None:
+        self._heap = [
+            entry
+            for entry in self._heap
+            if not isinstance(entry[2], JobState)
+            or (not entry[2].removed and entry[3] == entry[2].generation)
+        ]
+        heapq.heapify(self._heap)
+        self._stale = 0
+
+    def _push(self, stamp: float, target: JobState | _Timed, generation: int) -> None:
+        heap = self._heap
+        earliest = heap[0][0] if heap else None
+        heapq.heappush(heap, (stamp, next(self._seq), target, generation))
+        if earliest is None or stamp < earliest:
+            self.driver.deadline_moved()
+
+    def push_timed(self, when: datetime, entry: _Timed) -> None:
+        self._push(when.timestamp(), entry, 0)
+
+    # ---------------------------------------------------------------- gates
+
+    def offer(
+        self,
+        state: JobState,
+        scheduled: datetime,
+        now: datetime,
+        effects: Effects,
+        *,
+        retry: bool = False,
+        manual: bool = False,
+    ) -> Run:
+        """Admit one occurrence through the singleton and concurrency gates."""
+        key = self._key(state, scheduled, now, manual=manual)
+        run = Run(self, state, scheduled, key, manual=manual, retry=retry)
+        spec = state.spec
+        if spec.singleton is not None and state.running:
+            if spec.singleton is LimitMode.WAIT and len(state.waiting) < _QUEUE_LIMIT:
+                state.waiting.append(run)
+                self._waiting += 1
+            else:
+                self._skip(run, Outcome.SKIPPED_SINGLETON, None, effects)
+            return run
+        self._admit(run, effects)
+        return run
+
+    def _admit(self, run: Run, effects: Effects) -> None:
+        limit = self.max_concurrent
+        if limit is not None and self._running >= limit:
+            if self.limit_mode is LimitMode.WAIT and len(self._queue) < _QUEUE_LIMIT:
+                self._queue.append(run)
+            else:
+                self._skip(run, Outcome.SKIPPED_LIMIT, None, effects)
+            return
+        self._running += 1
+        run.state.running.add(run)
+        self.live_runs.add(run)
+        effects.append(lambda: self.driver.dispatch(run))
+
+    def _key(self, state: JobState, scheduled: datetime, now: datetime, *, manual: bool) -> str:
+        spec = state.spec
+        if manual:
+            return f"{spec.name}@manual/{now.astimezone(UTC).isoformat()}/{uuid.uuid4().hex}"
+        if scheduled is not now or not self.clustered:
+            return occurrence_key(spec.name, scheduled)
+        if isinstance(spec.rule, Once) and not spec.rule.instants:
+            return f"{spec.name}@once"
+        if isinstance(spec.rule, Every):
+            anchor = spec.start_at or _EPOCH
+            latest = spec.rule.anchored_after(anchor, now - spec.rule.interval)
+            return occurrence_key(spec.name, latest)
+        upcoming = spec.rule.next_after(now)
+        return f"{spec.name}@immediate/{upcoming.isoformat() if upcoming else 'none'}"
+
+    # ---------------------------------------------------------------- runs
+
+    def run_now(self, state: JobState, now: datetime, *, want_event: bool) -> Run:
+        effects: Effects = []
+        now = now.astimezone(self.tz)
+        with self.lock:
+            self._require_open()
+            if state.removed:
+                raise JobNotFound(f"job {state.spec.name!r} ({state.id}) was removed")
+            run = self.offer(state, now, now, effects, manual=True)
+            if want_event:
+                run.want_event()
+        self.apply(effects)
+        return run
+
+    def begin(self, run: Run, now: datetime) -> Outcome | None:
+        """The run passed its gates: count it and start its clock, or say why not."""
+        now = now.astimezone(self.tz)
+        effects: Effects = []
+        with self.lock:
+            state, spec = run.state, run.spec
+            if state.cancelling:
+                return Outcome.CANCELLED
+            if not self.accepting and not run.manual:
+                return Outcome.SKIPPED_STOPPING
+            if spec.max_runs is not None and state.runs_started >= spec.max_runs:
+                return Outcome.SKIPPED_LIMIT
+            state.runs_started += 1
+            state.last_run = now
+            run.started_at = now
+            if spec.max_runs is not None and state.runs_started >= spec.max_runs:
+                self._remove(
+                    state, f"max_runs={spec.max_runs} reached", cancel=False, effects=effects
+                )
+            if spec.timeout is not None:
+                self.push_timed(now + spec.timeout, _Timeout(run))
+        self.apply(effects)
+        return None
+
+    def finish(self, run: Run, now: datetime) -> None:
+        """Release the run's slot and admit whatever was waiting for it."""
+        effects: Effects = []
+        with self.lock:
+            if run.finished:
+                return
+            run.finished = True
+            self.live_runs.discard(run)
+            state = run.state
+            state.running.discard(run)
+            self._running -= 1
+            if self._rearms_on_completion(run):
+                self._arm(state, self._next_fire_or_none(state.spec, now.astimezone(self.tz)))
+            self._admit_waiting(state, effects)
+            self._signal_change()
+        self.apply(effects)
+
+    def _rearms_on_completion(self, run: Run) -> bool:
+        state = run.state
+        return (
+            state.spec.interval_from_completion
+            and not run.manual
+            and not state.removed
+            and not state.paused
+            and self.started
+            and state.next_fire is None
+        )
+
+    def _next_fire_or_none(self, spec: JobSpec, after: datetime) -> datetime | None:
+        try:
+            return self._next_fire(spec, after)
+        except _RuleStuck:
+            return None
+
+    def _admit_waiting(self, state: JobState, effects: Effects) -> None:
+        if state.waiting and not state.running:
+            self._waiting -= 1
+            self._admit(state.waiting.popleft(), effects)
+        limit = self.max_concurrent
+        while self._queue and (limit is None or self._running < limit):
+            run = self._queue.popleft()
+            singleton = run.spec.singleton
+            if singleton is not None and run.state.running:
+                if singleton is LimitMode.WAIT:
+                    run.state.waiting.append(run)
+                    self._waiting += 1
+                else:
+                    self._skip(run, Outcome.SKIPPED_SINGLETON, None, effects)
+                continue
+            self._admit(run, effects)
+
+    def skip_running(self, run: Run, event: RunEvent) -> None:
+        """A dispatched run that will not call its task (lock refused, before_run raised...)."""
+        self._log_skip(run, event)
+        run.report_skip(event)
+        self.finish(run, self.now())
+
+    def _skip(
+        self, run: Run, outcome: Outcome, exception: BaseException | None, effects: Effects
+    ) -> None:
+        """An occurrence that never got a slot."""
+        event = run.event(outcome, exception=exception)
+        self._log_skip(run, event)
+        if run.spec.interval_from_completion and not run.manual and self._rearms_free(run):
+            self._arm(run.state, self._next_fire_or_none(run.spec, event.scheduled_at))
+        effects.append(self._report_effect(lambda: run.report_skip(event)))
+
+    def _rearms_free(self, run: Run) -> bool:
+        state = run.state
+        return not state.running and not state.removed and state.next_fire is None and self.started
+
+    def _log_skip(self, run: Run, event: RunEvent) -> None:
+        outcome = event.outcome
+        routine = outcome in (Outcome.SKIPPED_LOCKED, Outcome.SKIPPED_NOT_LEADER) or run.retry
+        level = logging.DEBUG if routine else logging.INFO
+        if self.log.isEnabledFor(level):
+            reason = f": {event.exception!r}" if event.exception is not None else ""
+            self.log.log(
+                level,
+                "run of %s %s%s",
+                run.spec.name,
+                outcome.value if outcome else "skipped",
+                reason,
+                extra=run.log_extra(),
+            )
+
+    def _report_missed(
+        self, state: JobState, first: datetime, count: int, effects: Effects
+    ) -> None:
+        run = Run(self, state, first, occurrence_key(state.spec.name, first))
+        event = run.event(Outcome.SKIPPED_MISSED, result=count)
+        self.log.info(
+            "job %s missed %d fire time(s) from %s (the process was suspended or the clock "
+            "jumped); they are skipped, not replayed",
+            state.spec.name,
+            count,
+            first.isoformat(),
+            extra=run.log_extra(),
+        )
+        effects.append(self._report_effect(lambda: run.report_skip(event)))
+
+    def schedule_retry(self, run: Run, delay: timedelta) -> None:
+        """Ask the locker again once a lease held elsewhere has expired (dead holder?)."""
+        with self.lock:
+            if run.state.removed or not self.accepting:
+                return
+            when = self.now() + delay * 1.05 + timedelta(milliseconds=50)
+            self.push_timed(when, _DelayedOffer(run.state, run.scheduled_at, retry=True))
+
+    # ---------------------------------------------------------------- reporting
+
+    def _report_effect(self, effect: Callable[[], None]) -> Callable[[], None]:
+        self._reports += 1
+
+        def counted() -> None:
+            try:
+                effect()
+            finally:
+                with self.lock:
+                    self._reports -= 1
+                    self._signal_change()
+
+        return lambda: self.driver.report(counted)
+
+    def _monitor_job(self, what: str, state: JobState) -> None:
+        monitor = self.monitor
+        if monitor is None or state.handle is None:
+            return
+        hook = monitor.job_registered if what == "registered" else monitor.job_unregistered
+        call_hook(self.log, hook, state.handle)
+
+    def apply(self, effects: Effects) -> None:
+        for effect in effects:
+            effect()
+
+    def _signal_change(self) -> None:
+        """Wake waiters (``wait_idle``, shutdown). Called with the lock held."""
+        self.changed.notify_all()
+        self.driver.state_changed()
+
+    def now(self) -> datetime:
+        """The scheduler clock's current time, in the scheduler's zone."""
+        return self.clock.now().astimezone(self.tz)
+
+    # ---------------------------------------------------------------- introspection
+
+    def idle(self) -> bool:
+        return not self._running and not self._queue and not self._waiting and not self._reports
+
+    @property
+    def jobs_waiting(self) -> int:
+        return len(self._queue) + self._waiting
+
+    def next_runs(self, state: JobState, count: int, now: datetime) -> list[datetime]:
+        spec = state.spec
+        if count <= 0 or state.removed:
+            return []
+        if spec.max_runs is not None:
+            count = min(count, spec.max_runs - state.runs_started)
+        moment = state.next_fire
+        if moment is None:
+            moment = self._first_fire(spec, now.astimezone(self.tz))
+        result: list[datetime] = []
+        try:
+            while moment is not None and len(result) < count:
+                result.append(moment)
+                moment = self._next_fire(spec, moment)
+        except _RuleStuck:
+            pass
+        return result
+
+
+class _RuleStuck(Exception):
+    """A rule returned a next time that does not advance."""
+
+
+def _timing_changed(old: JobSpec, new: JobSpec) -> bool:
+    return (
+        old.rule != new.rule
+        or old.start_at != new.start_at
+        or old.stop_at != new.stop_at
+        or old.start_immediately != new.start_immediately
+        or old.interval_from_completion != new.interval_from_completion
+    )
+
+
+def _extra(state: JobState, scheduled: datetime | None = None) -> dict[str, object]:
+    key = occurrence_key(state.spec.name, scheduled) if scheduled else None
+    return {"job_name": state.spec.name, "job_id": str(state.id), "occurrence": key}
+
+
+def _no_loop(awaitable: Any) -> Any:
+    raise RuntimeError("this scheduler face has no loop to await on")
+
+
+def call_hook(log: logging.Logger, hook: Callable[..., object], *args: object) -> None:
+    """Call a monitor hook; its failure is logged, never raised into the engine."""
+    try:
+        hook(*args)
+    except Exception:
+        log.exception("monitor hook %s raised", getattr(hook, "__qualname__", hook))

@@ -1,0 +1,189 @@
+"""A job's frozen definition, its engine-owned state, and the live ``Job`` handle."""
+
+from __future__ import annotations
+
+import uuid
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from gnomon._errors import JobNotFound
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from datetime import datetime, timedelta
+
+    from gnomon._distributed import Locker
+    from gnomon._events import LimitMode, Recovery, RunEvent
+    from gnomon._rules import Rule
+    from gnomon._run import Run
+
+__all__ = ["Job", "JobSpec", "JobState"]
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    """Everything ``add_job`` was told about a job, validated. Replaced whole by updates."""
+
+    func: Callable[..., object]
+    rule: Rule
+    args: tuple[object, ...]
+    kwargs: Mapping[str, object]
+    name: str
+    tags: frozenset[str]
+    singleton: LimitMode | None
+    max_runs: int | None
+    start_at: datetime | None
+    start_immediately: bool
+    stop_at: datetime | None
+    jitter: timedelta | None
+    timeout: timedelta | None
+    before_run: Callable[[RunEvent], object] | None
+    after_run: Callable[[RunEvent], object] | None
+    after_error: Callable[[RunEvent], object] | None
+    after_lock_error: Callable[[RunEvent], object] | None
+    locker: Locker | None
+    recovery: Recovery
+    interval_from_completion: bool
+    is_async: bool
+    context_parameter: str | None
+    needs_loop: bool
+    options: Mapping[str, Any]
+
+
+class JobState:
+    """The engine's record of one job. Only the engine writes it, under its lock."""
+
+    __slots__ = (
+        "cancelling",
+        "generation",
+        "handle",
+        "id",
+        "last_run",
+        "next_fire",
+        "paused",
+        "removed",
+        "running",
+        "runs_started",
+        "spec",
+        "waiting",
+    )
+
+    def __init__(self, job_id: uuid.UUID, spec: JobSpec) -> None:
+        self.id = job_id
+        self.spec = spec
+        self.generation = 0
+        self.next_fire: datetime | None = None
+        self.last_run: datetime | None = None
+        self.runs_started = 0
+        self.running: set[Run] = set()
+        self.waiting: deque[Run] = deque()
+        self.removed = False
+        self.cancelling = False
+        self.paused = False
+        self.handle: Job | None = None
+
+
+class JobOwner:
+    """What a ``Job`` handle needs from its scheduler (both faces provide it)."""
+
+    def _job_next_runs(self, state: JobState, count: int) -> list[datetime]:
+        raise NotImplementedError
+
+    def _job_run_now(self, state: JobState, wait: bool) -> object:
+        raise NotImplementedError
+
+    def _job_remove(self, state: JobState) -> object:
+        raise NotImplementedError
+
+    def _job_set_paused(self, state: JobState, paused: bool) -> object:
+        raise NotImplementedError
+
+
+class Job:
+    """A live handle onto a registered job.
+
+    Reads reflect the scheduler's current state. After the job is removed the handle
+    keeps its last values, and its actions raise :class:`~gnomon.JobNotFound`.
+    With :class:`~gnomon.AsyncScheduler`, ``run_now``, ``remove``, ``pause`` and ``resume``
+    return coroutines.
+    """
+
+    __slots__ = ("_owner", "_state")
+
+    def __init__(self, owner: JobOwner, state: JobState) -> None:
+        self._owner = owner
+        self._state = state
+
+    @property
+    def id(self) -> uuid.UUID:
+        return self._state.id
+
+    @property
+    def name(self) -> str:
+        return self._state.spec.name
+
+    @property
+    def tags(self) -> frozenset[str]:
+        return self._state.spec.tags
+
+    @property
+    def rule(self) -> Rule:
+        return self._state.spec.rule
+
+    @property
+    def last_run(self) -> datetime | None:
+        """When the latest run started, or ``None`` before the first."""
+        return self._state.last_run
+
+    @property
+    def next_run(self) -> datetime | None:
+        """The next scheduled fire time; ``None`` before start, while paused, when exhausted."""
+        state = self._state
+        return None if state.paused or state.removed else state.next_fire
+
+    @property
+    def is_running(self) -> bool:
+        return bool(self._state.running)
+
+    @property
+    def paused(self) -> bool:
+        return self._state.paused
+
+    @property
+    def removed(self) -> bool:
+        return self._state.removed
+
+    def next_runs(self, count: int) -> list[datetime]:
+        """The next ``count`` fire times (fewer if the rule runs out or ``stop_at`` comes)."""
+        return self._owner._job_next_runs(self._state, count)
+
+    def run_now(self, *, wait: bool = False) -> Any:
+        """Run once now, through the singleton/limit gates, without moving the schedule.
+
+        Returns at once; with ``wait=True`` returns the run's :class:`~gnomon.RunEvent`.
+        """
+        return self._owner._job_run_now(self._state, wait)
+
+    def remove(self) -> Any:
+        return self._owner._job_remove(self._state)
+
+    def pause(self) -> Any:
+        return self._owner._job_set_paused(self._state, paused=True)
+
+    def resume(self) -> Any:
+        return self._owner._job_set_paused(self._state, paused=False)
+
+    def _require_live(self) -> None:
+        if self._state.removed:
+            raise JobNotFound(f"job {self.name!r} ({self.id}) was removed")
+
+    def __repr__(self) -> str:
+        status = "removed" if self._state.removed else f"next_run={self.next_run}"
+        return f"<Job {self.name!r} {self.id} {self.rule!r} {status}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Job) and other._state is self._state
+
+    def __hash__(self) -> int:
+        return hash(self._state.id)

@@ -1,0 +1,499 @@
+"""In-process ``MemoryLocker`` and ``MemoryElector``, and what every backend shares.
+
+The memory backends hold their state under one ``threading.Lock``, so schedulers on
+different threads (each with its own event loop) can share one instance as if it were a
+store. The timing rules (``LockerTimings``, ``ElectorTimings``), the claim decision
+(``judge_claim``) and the campaign loop (``CampaigningElector``) are shared with the Redis
+and PostgreSQL backends, so every backend validates and decides exactly alike.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import contextlib
+import enum
+import itertools
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit, urlunsplit
+
+from gnomon._clock import Clock
+from gnomon._distributed import Elector, Lease, Locker
+from gnomon._durations import Duration, format_duration, parse_duration
+from gnomon._errors import InvalidRule, LeaseLost, LockHeld, OccurrenceAbandoned
+from gnomon._events import Recovery
+
+__all__ = [
+    "CampaigningElector",
+    "ClaimState",
+    "ElectorTimings",
+    "LockerTimings",
+    "MemoryElector",
+    "MemoryLocker",
+    "Verdict",
+    "judge_claim",
+    "mask_url",
+    "node_identity",
+    "self_deadline",
+]
+
+logger = logging.getLogger("gnomon")
+
+DRIFT = 0.01
+"""The fraction of a lease a node assumes its clock may run slow against the store's."""
+SAFETY = 0.1
+"""Seconds (at most a twentieth of the ttl) a node keeps between its deadline and expiry."""
+
+
+def self_deadline(request_start: float, ttl: timedelta) -> float:
+    """The monotonic instant at which a node stops acting on a lease it asked for at
+    ``request_start``: before the store can let anyone else take it over."""
+    seconds = ttl.total_seconds()
+    return request_start + seconds * (1 - DRIFT) - min(SAFETY, seconds / 20)
+
+
+def node_identity() -> str:
+    """A holder name unique to this process and object: host, pid, random suffix."""
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its password replaced by ``***``, for reprs, logs and errors."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    netloc = f"{parts.username or ''}:***@{host}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _duration(value: Duration, field: str) -> timedelta:
+    return parse_duration(value, field=field, error=InvalidRule)
+
+
+@dataclass(frozen=True, slots=True)
+class LockerTimings:
+    """A locker's ``lease_ttl``, ``renew_interval`` and ``retention``, validated together."""
+
+    lease_ttl: timedelta
+    renew_interval: timedelta
+    retention: timedelta
+
+    @classmethod
+    def parse(
+        cls,
+        lease_ttl: Duration = timedelta(seconds=30),
+        renew_interval: Duration | None = None,
+        retention: Duration | None = None,
+    ) -> LockerTimings:
+        ttl = _duration(lease_ttl, "lease_ttl")
+        renew = ttl / 3 if renew_interval is None else _duration(renew_interval, "renew_interval")
+        if renew > ttl / 3:
+            raise InvalidRule(
+                f"renew_interval must be at most a third of lease_ttl ({format_duration(ttl / 3)}"
+                f" for lease_ttl={format_duration(ttl)}), got {format_duration(renew)}"
+            )
+        keep = (
+            max(timedelta(hours=24), ttl)
+            if retention is None
+            else _duration(retention, "retention")
+        )
+        if keep < ttl:
+            raise InvalidRule(
+                f"retention must be at least lease_ttl ({format_duration(ttl)}), "
+                f"got {format_duration(keep)}"
+            )
+        return cls(ttl, renew, keep)
+
+
+@dataclass(frozen=True, slots=True)
+class ElectorTimings:
+    """An elector's ``lease_ttl`` and ``retry_interval``, validated together.
+
+    A leader renews every third of the ttl; a follower campaigns every ``retry_interval``,
+    so a dead leader is replaced within ``lease_ttl + retry_interval``.
+    """
+
+    lease_ttl: timedelta
+    retry_interval: timedelta
+
+    @classmethod
+    def parse(
+        cls,
+        lease_ttl: Duration = timedelta(seconds=15),
+        retry_interval: Duration | None = None,
+    ) -> ElectorTimings:
+        ttl = _duration(lease_ttl, "lease_ttl")
+        retry = ttl / 3 if retry_interval is None else _duration(retry_interval, "retry_interval")
+        if retry > ttl:
+            raise InvalidRule(
+                f"retry_interval must be at most lease_ttl ({format_duration(ttl)}), "
+                f"got {format_duration(retry)}"
+            )
+        return cls(ttl, retry)
+
+    @property
+    def renew_interval(self) -> timedelta:
+        return self.lease_ttl / 3
+
+
+class ClaimState(enum.Enum):
+    RUNNING = "running"
+    DONE = "done"
+    ABANDONED = "abandoned"
+
+
+class Verdict(enum.Enum):
+    """What ``acquire`` does with a key, given the stored claim (if any)."""
+
+    CLAIM = "claim"
+    """No live record: a new claim, attempt 1."""
+    HELD = "held"
+    """A live lease: ``LockHeld`` with the time left."""
+    FINISHED = "finished"
+    """Released or abandoned: ``LockHeld`` for good."""
+    RECLAIM = "reclaim"
+    """The holder died, at-least-once: a new token, attempt + 1."""
+    ABANDON = "abandon"
+    """The holder died, at-most-once: record it abandoned, tell this caller."""
+
+
+def judge_claim(
+    state: ClaimState | None,
+    lease_until: datetime,
+    keep_until: datetime,
+    now: datetime,
+    recovery: Recovery,
+) -> Verdict:
+    """The claim decision, judged by the store's ``now``.
+
+    A lease is live up to and including ``lease_until``; it may be taken over only
+    strictly after it.
+    """
+    if state is None or now > keep_until:
+        return Verdict.CLAIM
+    if state is not ClaimState.RUNNING:
+        return Verdict.FINISHED
+    if now <= lease_until:
+        return Verdict.HELD
+    return Verdict.RECLAIM if recovery is Recovery.AT_LEAST_ONCE else Verdict.ABANDON
+
+
+def refuse(key: str, verdict: Verdict, attempt: int, time_left: timedelta) -> LockHeld:
+    """The error ``acquire`` raises for a verdict that grants nothing."""
+    if verdict is Verdict.ABANDON:
+        return OccurrenceAbandoned(key, attempt)
+    if verdict is Verdict.HELD:
+        return LockHeld(key, retry_after=max(time_left, timedelta(0)))
+    return LockHeld(key, "already run or given up")
+
+
+class _MonotonicUTC:
+    """UTC wall time read once, then advanced by the monotonic clock: a store clock
+    that never steps."""
+
+    __slots__ = ("_mono", "_wall")
+
+    def __init__(self) -> None:
+        self._wall = datetime.now(UTC)
+        self._mono = time.monotonic()
+
+    def now(self) -> datetime:
+        return self._wall + timedelta(seconds=time.monotonic() - self._mono)
+
+
+@dataclass(slots=True)
+class _Claim:
+    state: ClaimState
+    token: int
+    attempt: int
+    lease_until: datetime
+    keep_until: datetime
+
+
+class _MemoryLease(Lease):
+    def __init__(self, locker: MemoryLocker, key: str, claim: _Claim, ttl: timedelta) -> None:
+        self._locker = locker
+        self.key = key
+        self.token = claim.token
+        self.attempt = claim.attempt
+        self.ttl = ttl
+
+    async def renew(self) -> None:
+        self._locker._renew(self)
+
+    async def release(self) -> None:
+        self._locker._release(self)
+
+    def __repr__(self) -> str:
+        return f"<MemoryLease {self.key!r} token={self.token} attempt={self.attempt}>"
+
+
+class MemoryLocker(Locker):
+    """An in-process locker: one instance is the store that several schedulers share.
+
+    Same contract as the Redis and PostgreSQL lockers; ``clock`` (anything with
+    ``now()``, such as ``gnomon.testing.FakeClock``) is the store's clock, so lease
+    edges can be tested without waiting.
+    """
+
+    def __init__(
+        self,
+        *,
+        lease_ttl: Duration = timedelta(seconds=30),
+        renew_interval: Duration | None = None,
+        retention: Duration | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        timings = LockerTimings.parse(lease_ttl, renew_interval, retention)
+        self.lease_ttl = timings.lease_ttl
+        self.renew_interval = timings.renew_interval
+        self.retention = timings.retention
+        self._clock: Clock = clock if clock is not None else _MonotonicUTC()
+        self._claims: dict[str, _Claim] = {}
+        self._tokens = itertools.count(1)
+        self._lock = threading.Lock()
+
+    async def acquire(
+        self, key: str, ttl: timedelta, *, recovery: Recovery = Recovery.AT_MOST_ONCE
+    ) -> Lease:
+        with self._lock:
+            now = self._clock.now()
+            self._forget_expired(now)
+            claim = self._claims.get(key)
+            if claim is None:
+                verdict = Verdict.CLAIM
+            else:
+                verdict = judge_claim(
+                    claim.state, claim.lease_until, claim.keep_until, now, recovery
+                )
+            return self._apply(key, claim, verdict, now, ttl)
+
+    def _apply(
+        self, key: str, claim: _Claim | None, verdict: Verdict, now: datetime, ttl: timedelta
+    ) -> Lease:
+        if verdict in (Verdict.CLAIM, Verdict.RECLAIM):
+            attempt = 1 if claim is None or verdict is Verdict.CLAIM else claim.attempt + 1
+            fresh = _Claim(
+                ClaimState.RUNNING, next(self._tokens), attempt, now + ttl, now + self.retention
+            )
+            self._claims[key] = fresh
+            return _MemoryLease(self, key, fresh, ttl)
+        if claim is None:  # unreachable: only CLAIM is judged without a stored claim
+            raise RuntimeError(f"no stored claim for {key!r} yet verdict {verdict}")
+        if verdict is Verdict.ABANDON:
+            claim.state = ClaimState.ABANDONED
+            claim.keep_until = now + self.retention
+        raise refuse(key, verdict, claim.attempt, claim.lease_until - now)
+
+    def _forget_expired(self, now: datetime) -> None:
+        expired = [key for key, claim in self._claims.items() if now > claim.keep_until]
+        for key in expired:
+            del self._claims[key]
+
+    def _owned(self, lease: _MemoryLease) -> _Claim | None:
+        claim = self._claims.get(lease.key)
+        if claim is None or claim.token != lease.token or claim.state is not ClaimState.RUNNING:
+            return None
+        return claim
+
+    def _renew(self, lease: _MemoryLease) -> None:
+        with self._lock:
+            now = self._clock.now()
+            claim = self._owned(lease)
+            if claim is None or now > claim.lease_until:
+                raise LeaseLost(f"the lease on {lease.key!r} (token {lease.token}) was lost")
+            claim.lease_until = now + lease.ttl
+            claim.keep_until = max(claim.keep_until, now + self.retention)
+
+    def _release(self, lease: _MemoryLease) -> None:
+        with self._lock:
+            now = self._clock.now()
+            claim = self._owned(lease)
+            if claim is None:
+                raise LeaseLost(
+                    f"cannot release {lease.key!r}: token {lease.token} no longer holds it"
+                )
+            claim.state = ClaimState.DONE
+            claim.keep_until = now + self.retention
+
+    def __repr__(self) -> str:
+        return (
+            f"MemoryLocker(lease_ttl={format_duration(self.lease_ttl)!r}, "
+            f"renew_interval={format_duration(self.renew_interval)!r}, "
+            f"retention={format_duration(self.retention)!r})"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Term:
+    token: int
+    deadline: float
+
+
+class CampaigningElector(Elector, abc.ABC):
+    """An elector that holds a leadership lease in a store and renews it in a task.
+
+    Subclasses implement one store round trip, ``_claim_term`` (take the lease if it is
+    free, expired or already ours; answer the term's token, or ``None`` when another node
+    holds it), and ``_resign``. ``is_leader`` never touches the store once started: it
+    answers from the last successful round trip and the node's own monotonic deadline, so
+    an unreachable store makes it answer ``None`` in time.
+    """
+
+    def __init__(self, timings: ElectorTimings, *, local_clock: Callable[[], float]) -> None:
+        self.lease_ttl = timings.lease_ttl
+        self.retry_interval = timings.retry_interval
+        self._timings = timings
+        self._local_clock = local_clock
+        self._holder = node_identity()
+        self._term: _Term | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+
+    @abc.abstractmethod
+    async def _claim_term(self) -> int | None:
+        """Take or renew the leadership lease; the term's token, or ``None``."""
+
+    @abc.abstractmethod
+    async def _resign(self, token: int) -> None:
+        """Give the lease up if term ``token`` still holds it."""
+
+    async def _close_store(self) -> None:
+        """Release connections."""
+
+    async def is_leader(self) -> int | None:
+        if self._task is None and not self._closed:
+            await self._campaign_once()
+        term = self._term
+        if term is None or self._local_clock() >= term.deadline:
+            return None
+        return term.token
+
+    async def start(self) -> None:
+        if self._task is not None or self._closed:
+            return
+        await self._campaign_once()
+        self._task = asyncio.get_running_loop().create_task(self._campaign_forever())
+
+    async def _campaign_forever(self) -> None:
+        while True:
+            leading = self._term is not None
+            pause = self._timings.renew_interval if leading else self.retry_interval
+            await asyncio.sleep(pause.total_seconds())
+            await self._campaign_once()
+
+    async def _campaign_once(self) -> None:
+        started = self._local_clock()
+        try:
+            async with asyncio.timeout(self._timings.renew_interval.total_seconds()):
+                token = await self._claim_term()
+        except Exception as exc:
+            # The term held so far stays until its own deadline, which the store cannot move.
+            logger.warning("leader election: the store did not answer (%s)", _describe(exc))
+            return
+        previous = self._term
+        self._term = None if token is None else _Term(token, self_deadline(started, self.lease_ttl))
+        if previous is None and token is not None:
+            logger.info("leader election: %s leads, term token %d", self._holder, token)
+        elif previous is not None and token is None:
+            logger.warning("leader election: %s lost the leadership", self._holder)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        term, self._term = self._term, None
+        try:
+            if term is not None:
+                async with asyncio.timeout(self._timings.renew_interval.total_seconds()):
+                    await self._resign(term.token)
+        except Exception as exc:
+            logger.warning("leader election: could not step down (%s)", _describe(exc))
+        finally:
+            await self._close_store()
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+class _Board:
+    """The shared state of a group of ``MemoryElector`` nodes."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.lock = threading.Lock()
+        self.holder: str | None = None
+        self.token = 0
+        self.lease_until = datetime.min.replace(tzinfo=UTC)
+        self.tokens = itertools.count(1)
+
+
+class MemoryElector(CampaigningElector):
+    """An in-process elector. ``peer()`` makes another node of the same group.
+
+    ``clock`` (anything with ``now()``) is both the store's clock and the nodes' own, so
+    lease edges can be tested on a ``FakeClock``.
+    """
+
+    def __init__(
+        self,
+        *,
+        lease_ttl: Duration = timedelta(seconds=15),
+        retry_interval: Duration | None = None,
+        clock: Clock | None = None,
+        _board: _Board | None = None,
+    ) -> None:
+        store_clock: Clock = clock if clock is not None else _MonotonicUTC()
+        self._board = _board if _board is not None else _Board(store_clock)
+        board_clock = self._board.clock
+        super().__init__(
+            ElectorTimings.parse(lease_ttl, retry_interval),
+            local_clock=lambda: board_clock.now().timestamp(),
+        )
+
+    def peer(self) -> MemoryElector:
+        """Another node campaigning for the same leadership."""
+        return MemoryElector(
+            lease_ttl=self.lease_ttl, retry_interval=self.retry_interval, _board=self._board
+        )
+
+    async def _claim_term(self) -> int | None:
+        board = self._board
+        with board.lock:
+            now = board.clock.now()
+            if board.holder == self._holder and now <= board.lease_until:
+                board.lease_until = now + self.lease_ttl
+                return board.token
+            if board.holder is not None and now <= board.lease_until:
+                return None
+            board.holder, board.token = self._holder, next(board.tokens)
+            board.lease_until = now + self.lease_ttl
+            return board.token
+
+    async def _resign(self, token: int) -> None:
+        board = self._board
+        with board.lock:
+            if board.holder == self._holder and board.token == token:
+                board.holder = None
+
+    def __repr__(self) -> str:
+        return (
+            f"MemoryElector(lease_ttl={format_duration(self.lease_ttl)!r}, "
+            f"retry_interval={format_duration(self.retry_interval)!r})"
+        )

@@ -1,0 +1,290 @@
+"""Validation of ``add_job`` / ``update_job`` options into a :class:`JobSpec`."""
+
+from __future__ import annotations
+
+import enum
+import functools
+import inspect
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from gnomon._clock import require_aware
+from gnomon._distributed import Locker
+from gnomon._durations import parse_duration
+from gnomon._errors import InvalidJob, InvalidJobArguments
+from gnomon._events import JobContext, LimitMode, Recovery
+from gnomon._job import JobSpec
+from gnomon._rules import Every, EveryRandom, Rule
+
+__all__ = ["JOB_OPTIONS", "build_spec", "is_async_callable"]
+
+JOB_OPTIONS: Mapping[str, object] = {
+    "args": (),
+    "kwargs": None,
+    "name": None,
+    "tags": (),
+    "singleton": None,
+    "max_runs": None,
+    "start_at": None,
+    "start_immediately": False,
+    "stop_at": None,
+    "jitter": None,
+    "timeout": None,
+    "before_run": None,
+    "after_run": None,
+    "after_error": None,
+    "after_lock_error": None,
+    "locker": None,
+    "recovery": Recovery.AT_MOST_ONCE,
+    "interval_from_completion": False,
+}
+_LISTENERS = ("before_run", "after_run", "after_error", "after_lock_error")
+
+
+def check_option_names(options: Mapping[str, object], where: str) -> None:
+    unknown = sorted(set(options) - set(JOB_OPTIONS))
+    if unknown:
+        raise TypeError(
+            f"{where} got unknown option(s) {', '.join(unknown)}; "
+            f"valid options are {', '.join(sorted(JOB_OPTIONS))}"
+        )
+
+
+def build_spec(
+    func: object,
+    rule: object,
+    options: Mapping[str, Any],
+    *,
+    scheduler_locker: Locker | None,
+    clustered: bool,
+) -> JobSpec:
+    """Validate everything about a job that does not depend on the scheduler's state."""
+    opts = {**JOB_OPTIONS, **options}
+    task = _check_callable(func, "task")
+    _check_rule(rule)
+    args, kwargs = _check_arguments(opts["args"], opts["kwargs"])
+    context_parameter = _check_signature(task, args, kwargs)
+    locker = _check_locker(opts["locker"], scheduler_locker)
+    listeners = {name: _check_listener(opts[name], name) for name in _LISTENERS}
+    spec = JobSpec(
+        func=task,
+        rule=rule,  # type: ignore[arg-type]  # checked by _check_rule
+        args=args,
+        kwargs=kwargs,
+        name=_check_name(opts["name"], task),
+        tags=_check_tags(opts["tags"]),
+        singleton=_check_enum(opts["singleton"], LimitMode, "singleton", optional=True),
+        max_runs=_check_max_runs(opts["max_runs"]),
+        start_at=_check_moment(opts["start_at"], "start_at"),
+        start_immediately=_check_bool(opts["start_immediately"], "start_immediately"),
+        stop_at=_check_moment(opts["stop_at"], "stop_at"),
+        jitter=_check_duration(opts["jitter"], "jitter"),
+        timeout=_check_duration(opts["timeout"], "timeout"),
+        locker=locker,
+        recovery=_check_enum(opts["recovery"], Recovery, "recovery", optional=False),
+        interval_from_completion=_check_bool(
+            opts["interval_from_completion"], "interval_from_completion"
+        ),
+        is_async=is_async_callable(task),
+        context_parameter=context_parameter,
+        needs_loop=False,
+        options=options,
+        **listeners,
+    )
+    _check_combinations(spec, clustered=clustered or locker is not None)
+    needs_loop = (
+        spec.is_async
+        or locker is not None
+        or clustered
+        or any(is_async_callable(fn) for fn in listeners.values() if fn is not None)
+    )
+    return _replace_needs_loop(spec, needs_loop)
+
+
+def _replace_needs_loop(spec: JobSpec, needs_loop: bool) -> JobSpec:
+    if spec.needs_loop == needs_loop:
+        return spec
+    fields = {name: getattr(spec, name) for name in JobSpec.__dataclass_fields__}
+    fields["needs_loop"] = needs_loop
+    return JobSpec(**fields)
+
+
+def is_async_callable(func: object) -> bool:
+    while isinstance(func, functools.partial):
+        func = func.func
+    return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
+        getattr(func, "__call__", None)  # noqa: B004 - an object whose __call__ is async
+    )
+
+
+def _check_callable(func: object, what: str) -> Callable[..., object]:
+    if func is None or not callable(func):
+        raise InvalidJob(f"the {what} must be callable, got {func!r}")
+    return func
+
+
+def _check_rule(rule: object) -> None:
+    if not isinstance(rule, Rule):
+        raise InvalidJob(
+            f"rule must be a gnomon rule (gnomon.cron, every, every_random, daily, weekly, "
+            f"monthly or once), got {rule!r}"
+        )
+
+
+def _check_arguments(args: object, kwargs: object) -> tuple[tuple[object, ...], dict[str, object]]:
+    if isinstance(args, str | bytes) or not isinstance(args, tuple | list):
+        raise InvalidJobArguments(f"args must be a tuple or list, got {args!r}")
+    if kwargs is None:
+        kwargs = {}
+    if not isinstance(kwargs, Mapping) or not all(isinstance(k, str) for k in kwargs):
+        raise InvalidJobArguments(f"kwargs must be a mapping of names to values, got {kwargs!r}")
+    return tuple(args), dict(kwargs)
+
+
+def _check_signature(
+    func: Callable[..., object], args: tuple[object, ...], kwargs: dict[str, object]
+) -> str | None:
+    """Bind the arguments now, so a mismatch fails at ``add_job``, not at the first run."""
+    binder = _signature_binder(func)
+    if binder is None:
+        return None
+    signature, context_parameter = binder
+    extra: dict[str, object] = {}
+    if context_parameter is not None and context_parameter not in kwargs:
+        extra[context_parameter] = None
+    try:
+        signature.bind(*args, **kwargs, **extra)
+    except TypeError as exc:
+        raise InvalidJobArguments(
+            f"args {args!r} and kwargs {kwargs!r} do not fit {_describe(func)}{signature}: {exc}"
+        ) from None
+    return context_parameter
+
+
+@functools.lru_cache(maxsize=4096)
+def _signature_binder(func: Callable[..., object]) -> tuple[inspect.Signature, str | None] | None:
+    try:
+        signature = inspect.signature(func)
+    except (TypeError, ValueError):
+        return None  # a builtin without a signature: nothing to check
+    context_parameter = None
+    for parameter in signature.parameters.values():
+        if _is_context_annotation(parameter.annotation):
+            context_parameter = parameter.name
+            break
+    return signature, context_parameter
+
+
+def _is_context_annotation(annotation: object) -> bool:
+    if annotation is JobContext:
+        return True
+    return isinstance(annotation, str) and annotation.split(".")[-1] == "JobContext"
+
+
+def _describe(func: Callable[..., object]) -> str:
+    return getattr(func, "__qualname__", None) or repr(func)
+
+
+def _check_name(name: object, func: Callable[..., object]) -> str:
+    if name is None:
+        module = getattr(func, "__module__", None) or ""
+        qualname = getattr(func, "__qualname__", None) or type(func).__qualname__
+        return f"{module}.{qualname}" if module else qualname
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidJob(f"name must be a non-empty string, got {name!r}")
+    return name
+
+
+def _check_tags(tags: object) -> frozenset[str]:
+    if isinstance(tags, str):
+        raise InvalidJob(f"tags must be a collection of strings, got the string {tags!r}")
+    if not isinstance(tags, Iterable):
+        raise InvalidJob(f"tags must be a collection of strings, got {tags!r}")
+    result = frozenset(tags)
+    bad = [t for t in result if not isinstance(t, str) or not t]
+    if bad:
+        raise InvalidJob(f"every tag must be a non-empty string, got {bad[0]!r}")
+    return result
+
+
+def _check_enum(value: object, kind: type[enum.Enum], field: str, *, optional: bool) -> Any:
+    if value is None and optional:
+        return None
+    if isinstance(value, kind):
+        return value
+    valid = ", ".join(f"{kind.__name__}.{m.name}" for m in kind)
+    raise InvalidJob(f"{field} must be one of {valid}, got {value!r}")
+
+
+def _check_max_runs(value: object) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidJob(f"max_runs must be a whole number of at least 1, got {value!r}")
+    return value
+
+
+def _check_moment(value: object, field: str) -> datetime | None:
+    if value is None:
+        return None
+    return require_aware(value, field, InvalidJob)  # type: ignore[arg-type]
+
+
+def _check_bool(value: object, field: str) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidJob(f"{field} must be True or False, got {value!r}")
+    return value
+
+
+def _check_duration(value: object, field: str) -> timedelta | None:
+    if value is None:
+        return None
+    return parse_duration(value, field=field, error=InvalidJob)
+
+
+def _check_listener(value: object, field: str) -> Callable[..., object] | None:
+    if value is None:
+        return None
+    if not callable(value):
+        raise InvalidJob(f"{field} must be a callable taking a RunEvent, got {value!r}")
+    return value
+
+
+def _check_locker(value: object, scheduler_locker: Locker | None) -> Locker | None:
+    if value is False:
+        return None
+    if value is None:
+        return scheduler_locker
+    if isinstance(value, Locker):
+        return value
+    raise InvalidJob(f"locker must be a gnomon.Locker, False or None, got {value!r}")
+
+
+def _check_combinations(spec: JobSpec, *, clustered: bool) -> None:
+    if spec.start_immediately and spec.start_at is not None:
+        raise InvalidJob(
+            "start_immediately=True and start_at are contradictory: choose one "
+            f"(start_at={spec.start_at.isoformat()})"
+        )
+    if spec.start_at is not None and spec.stop_at is not None and spec.stop_at <= spec.start_at:
+        raise InvalidJob(
+            f"stop_at ({spec.stop_at.isoformat()}) must be later than "
+            f"start_at ({spec.start_at.isoformat()})"
+        )
+    interval_rule = isinstance(spec.rule, Every | EveryRandom)
+    if spec.interval_from_completion and not interval_rule:
+        raise InvalidJob(
+            "interval_from_completion=True needs an every() or every_random() rule, "
+            f"got {spec.rule!r}"
+        )
+    if spec.interval_from_completion and clustered:
+        raise InvalidJob(
+            "interval_from_completion=True cannot be used with a locker or elector: "
+            "nodes cannot agree on fire times measured from a local completion"
+        )
+    if spec.locker is not None and isinstance(spec.rule, EveryRandom) and spec.start_at is None:
+        raise InvalidJob(
+            f"{spec.rule!r} with a locker needs start_at, so that every node "
+            "draws the same fire times from the same anchor"
+        )

@@ -1,0 +1,119 @@
+"""A worker pool of daemon threads.
+
+The standard ``ThreadPoolExecutor`` joins its threads at interpreter exit, so a task that
+ignores cancellation would keep the process alive. Python threads cannot be killed; the
+next best promise is that a stuck task never blocks exit, so these workers are daemons.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from concurrent.futures import Executor, Future
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+__all__ = ["WorkerPool"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+_IDLE_SECONDS = 30.0
+
+
+class WorkerPool(Executor):
+    """Up to ``max_workers`` daemon threads, started on demand, ended when idle."""
+
+    def __init__(self, max_workers: int, name: str = "gnomon-worker") -> None:
+        self._max = max_workers
+        self._name = name
+        self._lock = threading.Lock()
+        self._ready = threading.Condition(self._lock)
+        self._work: deque[Callable[[], object]] = deque()
+        self._threads: set[threading.Thread] = set()
+        self._idle = 0
+        self._closed = False
+        self._serial = 0
+
+    def spawn(self, work: Callable[[], object]) -> None:
+        """Run ``work`` on a worker thread; no future, for the hot path."""
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the worker pool is shut down")
+            self._work.append(work)
+            if self._idle > len(self._work) - 1:
+                self._ready.notify()
+            elif len(self._threads) < self._max:
+                self._start_thread()
+
+    def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
+        future: Future[T] = Future()
+
+        def work() -> None:
+            if not future.set_running_or_notify_cancel():
+                return
+            try:
+                future.set_result(fn(*args, **kwargs))
+            except BaseException as exc:
+                future.set_exception(exc)
+
+        self.spawn(work)
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Stop taking work; idle workers exit at once, busy ones when their task returns."""
+        with self._lock:
+            self._closed = True
+            if cancel_futures:
+                self._work.clear()
+            self._ready.notify_all()
+            threads = list(self._threads)
+        if wait:
+            for thread in threads:
+                if thread is not threading.current_thread():
+                    thread.join()
+
+    def join(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for the workers to exit (after ``shutdown``)."""
+        with self._lock:
+            threads = list(self._threads)
+        for thread in threads:
+            if thread is not threading.current_thread():
+                thread.join(timeout)
+
+    @property
+    def thread_count(self) -> int:
+        return len(self._threads)
+
+    def _start_thread(self) -> None:
+        self._serial += 1
+        thread = threading.Thread(
+            target=self._worker, name=f"{self._name}-{self._serial}", daemon=True
+        )
+        self._threads.add(thread)
+        thread.start()
+
+    def _worker(self) -> None:
+        try:
+            while True:
+                work = self._next_work()
+                if work is None:
+                    return
+                work()
+                del work
+        finally:
+            with self._lock:
+                self._threads.discard(threading.current_thread())
+
+    def _next_work(self) -> Callable[[], Any] | None:
+        with self._lock:
+            while not self._work:
+                if self._closed:
+                    return None
+                self._idle += 1
+                woke = self._ready.wait(_IDLE_SECONDS)
+                self._idle -= 1
+                if not woke and not self._work:
+                    return None
+            return self._work.popleft()

@@ -1,0 +1,500 @@
+"""One run of a job, from its gates to its listeners, on a pool thread or on the loop.
+
+A run that calls no async code and needs no cluster gate takes the synchronous path on a
+worker thread. Everything else takes the asynchronous path on the engine's loop. Both
+paths share the steps below; they differ only in whether user callables are awaited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import inspect
+import logging
+import threading
+import time
+from concurrent.futures import Future
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from gnomon._errors import LeaseLost, LockHeld, OccurrenceAbandoned
+from gnomon._events import JobContext, Outcome, RunEvent
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from gnomon._distributed import Lease, Locker
+    from gnomon._engine import Engine
+    from gnomon._job import JobSpec, JobState
+
+__all__ = ["Run", "current_run"]
+
+current_run: contextvars.ContextVar[Run | None] = contextvars.ContextVar(
+    "gnomon_current_run", default=None
+)
+_DRIFT = 0.01
+_LOCK_OUTCOMES = (Outcome.SKIPPED_LOCKED, Outcome.SKIPPED_LOCK_ERROR, Outcome.ABANDONED)
+
+
+class Run:
+    """One occurrence on its way through the pipeline. Mutated only by its own pipeline,
+    except ``finished`` (engine lock), ``timed_out`` and ``cancelled`` (timer)."""
+
+    __slots__ = (
+        "attempt",
+        "cancelled",
+        "engine",
+        "finished",
+        "future",
+        "keeper",
+        "key",
+        "lease",
+        "lease_deadline",
+        "lease_lost",
+        "loop",
+        "manual",
+        "retry",
+        "scheduled_at",
+        "spec",
+        "started_at",
+        "state",
+        "task",
+        "timed_out",
+        "token",
+    )
+
+    def __init__(
+        self,
+        engine: Engine,
+        state: JobState,
+        scheduled_at: datetime,
+        key: str,
+        *,
+        manual: bool = False,
+        retry: bool = False,
+    ) -> None:
+        self.engine = engine
+        self.state = state
+        self.spec: JobSpec = state.spec
+        self.scheduled_at = scheduled_at
+        self.key = key
+        self.manual = manual
+        self.retry = retry
+        self.cancelled = threading.Event()
+        self.attempt = 1
+        self.token: int | None = None
+        self.lease: Lease | None = None
+        self.lease_deadline = 0.0
+        self.lease_lost = False
+        self.keeper: asyncio.Task[None] | None = None
+        self.started_at: datetime | None = None
+        self.finished = False
+        self.timed_out = False
+        self.task: asyncio.Task[Any] | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.future: Future[RunEvent] | None = None
+
+    # ---------------------------------------------------------------- values
+
+    def want_event(self) -> None:
+        self.future = Future()
+
+    def event(
+        self,
+        outcome: Outcome | None,
+        *,
+        finished_at: datetime | None = None,
+        exception: BaseException | None = None,
+        result: object = None,
+    ) -> RunEvent:
+        spec = self.spec
+        return RunEvent(
+            job_id=self.state.id,
+            job_name=spec.name,
+            tags=spec.tags,
+            scheduled_at=self.scheduled_at,
+            started_at=self.started_at,
+            finished_at=finished_at,
+            outcome=outcome,
+            exception=exception,
+            result=result,
+            attempt=self.attempt,
+            occurrence_key=self.key,
+            fencing_token=self.token,
+        )
+
+    def context(self) -> JobContext:
+        return JobContext(
+            job_id=self.state.id,
+            job_name=self.spec.name,
+            scheduled_at=self.scheduled_at,
+            occurrence_key=self.key,
+            fencing_token=self.token,
+            attempt=self.attempt,
+            cancelled=self.cancelled,
+        )
+
+    def log_extra(self) -> dict[str, object]:
+        return {"job_name": self.spec.name, "job_id": str(self.state.id), "occurrence": self.key}
+
+    def _arguments(self) -> tuple[tuple[object, ...], dict[str, object]]:
+        spec = self.spec
+        if spec.context_parameter is None or spec.context_parameter in spec.kwargs:
+            return spec.args, dict(spec.kwargs)
+        return spec.args, {**spec.kwargs, spec.context_parameter: self.context()}
+
+    # ---------------------------------------------------------------- synchronous path
+
+    def run_sync(self) -> None:
+        """The whole run on the current (pool) thread."""
+        reset = current_run.set(self)
+        try:
+            if self._before(
+                _call_sync(self.engine.log, self.spec.before_run, self._before_event())
+            ):
+                outcome, result, exc = self._invoke_sync()
+                self._complete(outcome, result, exc, _call_sync)
+        except BaseException as exc:
+            self._crash(exc)
+        finally:
+            current_run.reset(reset)
+
+    def _invoke_sync(self) -> tuple[Outcome, object, BaseException | None]:
+        args, kwargs = self._arguments()
+        try:
+            result = self.spec.func(*args, **kwargs)
+            if inspect.isawaitable(result):
+                result = self.engine.run_coroutine(result)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:
+            return self._failure_outcome(exc), None, exc
+        return self._success_outcome(), result, None
+
+    # ---------------------------------------------------------------- asynchronous path
+
+    async def run_async(self) -> None:
+        """The whole run as a task on the engine's loop."""
+        reset = current_run.set(self)
+        self.task = asyncio.current_task()
+        self.loop = asyncio.get_running_loop()
+        try:
+            if not await self._claim():
+                return
+            try:
+                before = await _call_async(
+                    self.engine.log, self.spec.before_run, self._before_event()
+                )
+                if self._before(before) and self._lease_still_valid():
+                    outcome, result, exc = await self._invoke_async()
+                    await self._complete_async(outcome, result, exc)
+            finally:
+                await self._release_lease()
+        except BaseException as exc:
+            self._crash(exc)
+        finally:
+            current_run.reset(reset)
+
+    async def _invoke_async(self) -> tuple[Outcome, object, BaseException | None]:
+        args, kwargs = self._arguments()
+        try:
+            if self.spec.is_async:
+                result = await self.spec.func(*args, **kwargs)  # type: ignore[misc]
+            else:
+                loop = asyncio.get_running_loop()
+                result = await loop.run_in_executor(
+                    self.engine.executor, _call_with, self.spec.func, args, kwargs
+                )
+                if inspect.isawaitable(result):
+                    result = await result
+        except asyncio.CancelledError as exc:
+            if not self._uncancel_own():
+                raise
+            return self._failure_outcome(exc), None, exc
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:
+            return self._failure_outcome(exc), None, exc
+        return self._success_outcome(), result, None
+
+    def _uncancel_own(self) -> bool:
+        """True if the cancellation came from gnomon (timeout, lost lease, shutdown)."""
+        if not (self.timed_out or self.lease_lost or self.cancelled.is_set()):
+            return False
+        task = self.task
+        if task is not None:
+            while task.uncancel():
+                pass
+        return True
+
+    async def _complete_async(
+        self, outcome: Outcome, result: object, exc: BaseException | None
+    ) -> None:
+        listener = self.spec.after_run if outcome is Outcome.SUCCESS else self.spec.after_error
+        event = self._finished_event(outcome, result, exc)
+        await _call_async(self.engine.log, listener, event)
+        self._close(event)
+
+    # ---------------------------------------------------------------- cluster gates
+
+    async def _claim(self) -> bool:
+        engine = self.engine
+        if engine.elector is not None:
+            try:
+                token = await engine.elector.is_leader()
+            except Exception as exc:
+                return await self._refuse(Outcome.SKIPPED_LOCK_ERROR, exc)
+            if token is None:
+                return await self._refuse(Outcome.SKIPPED_NOT_LEADER, None)
+            self.token = token
+        locker = self.spec.locker
+        return True if locker is None else await self._acquire(locker)
+
+    async def _acquire(self, locker: Locker) -> bool:
+        ttl = locker.lease_ttl
+        begun = time.monotonic()
+        try:
+            lease = await locker.acquire(self.key, ttl, recovery=self.spec.recovery)
+        except OccurrenceAbandoned as exc:
+            self.attempt = exc.attempt
+            return await self._refuse(Outcome.ABANDONED, exc)
+        except LockHeld as exc:
+            if exc.retry_after is not None:
+                self.engine.schedule_retry(self, exc.retry_after)
+            return await self._refuse(Outcome.SKIPPED_LOCKED, exc)
+        except Exception as exc:
+            return await self._refuse(Outcome.SKIPPED_LOCK_ERROR, exc)
+        self.lease, self.token, self.attempt = lease, lease.token, lease.attempt
+        self.lease_deadline = begun + _lease_window(ttl.total_seconds())
+        self.keeper = asyncio.get_running_loop().create_task(self._keep_lease(locker))
+        return True
+
+    async def _refuse(self, outcome: Outcome, exc: BaseException | None) -> bool:
+        event = self.event(outcome, exception=exc)
+        quiet_retry = self.retry and outcome is Outcome.SKIPPED_LOCKED
+        if outcome in _LOCK_OUTCOMES and not quiet_retry:
+            await _call_async(self.engine.log, self.spec.after_lock_error, event)
+        if quiet_retry:
+            self.engine.finish(self, self.engine.now())
+        else:
+            self.engine.skip_running(self, event)
+        self._resolve(event)
+        return False
+
+    def _lease_still_valid(self) -> bool:
+        if self.lease is None or self.lease_lost:
+            return not self.lease_lost
+        return time.monotonic() < self.lease_deadline
+
+    async def _keep_lease(self, locker: Locker) -> None:
+        lease = self.lease
+        assert lease is not None  # noqa: S101 - started right after the claim
+        ttl = locker.lease_ttl.total_seconds()
+        interval = locker.renew_interval.total_seconds()
+        while True:
+            remaining = self.lease_deadline - time.monotonic()
+            await asyncio.sleep(max(0.0, min(interval, remaining)))
+            if time.monotonic() >= self.lease_deadline:
+                self._lose_lease("its lease ran out before it could be renewed")
+                return
+            begun = time.monotonic()
+            try:
+                await asyncio.wait_for(lease.renew(), timeout=self.lease_deadline - begun)
+            except LeaseLost as exc:
+                self._lose_lease(f"its lease was lost: {exc}")
+                return
+            except Exception as exc:
+                self.engine.log.warning(
+                    "renewing the lease of %s failed: %r", self.key, exc, extra=self.log_extra()
+                )
+                interval = max(0.05, interval / 3)
+                continue
+            self.lease_deadline = begun + _lease_window(ttl)
+            interval = locker.renew_interval.total_seconds()
+
+    def _lose_lease(self, why: str) -> None:
+        self.lease_lost = True
+        self.cancelled.set()
+        self.engine.log.warning(
+            "run of %s stops acting: %s", self.spec.name, why, extra=self.log_extra()
+        )
+        if self.spec.is_async and self.task is not None and self.started_at is not None:
+            self.task.cancel()
+
+    async def _release_lease(self) -> None:
+        if self.keeper is not None:
+            self.keeper.cancel()
+        lease = self.lease
+        if lease is None or self.lease_lost:
+            return
+        try:
+            await lease.release()
+        except Exception as exc:
+            self.engine.log.warning(
+                "releasing the lease of %s failed: %r", self.key, exc, extra=self.log_extra()
+            )
+
+    # ---------------------------------------------------------------- shared steps
+
+    def _before_event(self) -> RunEvent:
+        return self.event(None)
+
+    def _before(self, failure: BaseException | None) -> bool:
+        """After ``before_run``: begin the run, or report why it does not happen."""
+        engine = self.engine
+        if failure is not None:
+            event = self.event(Outcome.SKIPPED_BEFORE_RUN, exception=failure)
+            engine.skip_running(self, event)
+            self._resolve(event)
+            return False
+        refusal = engine.begin(self, engine.now())
+        if refusal is not None:
+            event = self.event(refusal)
+            engine.skip_running(self, event)
+            self._resolve(event)
+            return False
+        monitor = engine.monitor
+        if monitor is not None:
+            event = self.event(None)
+            _hook(engine.log, monitor.run_started, event)
+            delay = (event.started_at - self.scheduled_at).total_seconds()  # type: ignore[operator]
+            _hook(engine.log, monitor.scheduling_delay, event, delay)
+        return True
+
+    def _success_outcome(self) -> Outcome:
+        if self.timed_out:
+            return Outcome.TIMED_OUT
+        return Outcome.CANCELLED if self.lease_lost else Outcome.SUCCESS
+
+    def _failure_outcome(self, exc: BaseException) -> Outcome:
+        if self.timed_out:
+            return Outcome.TIMED_OUT
+        if self.lease_lost or isinstance(exc, asyncio.CancelledError):
+            return Outcome.CANCELLED
+        return Outcome.FAILED
+
+    def _finished_event(
+        self, outcome: Outcome, result: object, exc: BaseException | None
+    ) -> RunEvent:
+        event = self.event(outcome, finished_at=self.engine.now(), exception=exc, result=result)
+        log = self.engine.log
+        if outcome is Outcome.FAILED:
+            log.error("run of %s failed", self.spec.name, exc_info=exc, extra=self.log_extra())
+        elif outcome is not Outcome.SUCCESS:
+            log.warning("run of %s ended %s", self.spec.name, outcome.value, extra=self.log_extra())
+        elif log.isEnabledFor(logging.DEBUG):
+            log.debug("run of %s succeeded", self.spec.name, extra=self.log_extra())
+        return event
+
+    def _complete(
+        self,
+        outcome: Outcome,
+        result: object,
+        exc: BaseException | None,
+        call: Callable[[logging.Logger, Callable[[RunEvent], object] | None, RunEvent], object],
+    ) -> None:
+        listener = self.spec.after_run if outcome is Outcome.SUCCESS else self.spec.after_error
+        event = self._finished_event(outcome, result, exc)
+        call(self.engine.log, listener, event)
+        self._close(event)
+
+    def _close(self, event: RunEvent) -> None:
+        monitor = self.engine.monitor
+        if monitor is not None:
+            _hook(self.engine.log, monitor.run_finished, event)
+        self.engine.finish(self, self.engine.now())
+        self._resolve(event)
+
+    def report_skip(self, event: RunEvent) -> None:
+        monitor = self.engine.monitor
+        if monitor is not None:
+            _hook(self.engine.log, monitor.run_skipped, event)
+        self._resolve(event)
+
+    def _resolve(self, event: RunEvent) -> None:
+        future = self.future
+        if future is not None and not future.done():
+            future.set_result(event)
+
+    def _crash(self, exc: BaseException) -> None:
+        """Last resort: a failure inside gnomon's own steps. Never leak the slot."""
+        self.engine.log.critical(
+            "internal error while running %s", self.spec.name, exc_info=exc, extra=self.log_extra()
+        )
+        self.engine.finish(self, self.engine.now())
+        self._resolve(self.event(Outcome.FAILED, exception=exc))
+        if isinstance(exc, KeyboardInterrupt | SystemExit):
+            raise exc
+
+    def interrupt(self) -> None:
+        """Called at the run's timeout: cancel an async task (sync tasks only get the flag)."""
+        task, loop = self.task, self.loop
+        if self.spec.is_async and task is not None and loop is not None:
+            loop.call_soon_threadsafe(task.cancel)
+
+
+def _lease_window(ttl: float) -> float:
+    """How long after a request's start the holder may still act on its lease."""
+    return ttl * (1 - _DRIFT) - min(ttl / 10, 1.0)
+
+
+def _call_with(
+    func: Callable[..., object], args: tuple[object, ...], kwargs: dict[str, object]
+) -> object:
+    return func(*args, **kwargs)
+
+
+def _call_sync(
+    log: logging.Logger, listener: Callable[[RunEvent], object] | None, event: RunEvent
+) -> BaseException | None:
+    """Call a listener; return (and log) its exception instead of raising it."""
+    if listener is None:
+        return None
+    try:
+        listener(event)
+    except Exception as exc:
+        _log_listener_failure(log, listener, event, exc)
+        return exc
+    return None
+
+
+async def _call_async(
+    log: logging.Logger, listener: Callable[[RunEvent], object] | None, event: RunEvent
+) -> BaseException | None:
+    if listener is None:
+        return None
+    try:
+        outcome = listener(event)
+        if inspect.isawaitable(outcome):
+            await outcome
+    except Exception as exc:
+        _log_listener_failure(log, listener, event, exc)
+        return exc
+    return None
+
+
+def _log_listener_failure(
+    log: logging.Logger, listener: object, event: RunEvent, exc: BaseException
+) -> None:
+    name = getattr(listener, "__qualname__", repr(listener))
+    level = logging.INFO if event.outcome is None else logging.ERROR
+    log.log(
+        level,
+        "listener %s of %s raised %r",
+        name,
+        event.job_name,
+        exc,
+        exc_info=level == logging.ERROR,
+        extra={
+            "job_name": event.job_name,
+            "job_id": str(event.job_id),
+            "occurrence": event.occurrence_key,
+        },
+    )
+
+
+def _hook(log: logging.Logger, hook: Callable[..., object], *args: object) -> None:
+    try:
+        hook(*args)
+    except Exception:
+        log.exception("monitor hook %s raised", getattr(hook, "__qualname__", hook))

@@ -1,0 +1,913 @@
+"""The two faces of the engine: ``Scheduler`` (threads) and ``AsyncScheduler`` (asyncio)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import threading
+import time
+import uuid
+import weakref
+from collections.abc import Callable, Coroutine, Iterable, Mapping
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Self, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from gnomon._clock import Clock, FakeClock, SystemClock
+from gnomon._distributed import Elector, Locker
+from gnomon._durations import parse_duration
+from gnomon._engine import Engine
+from gnomon._errors import (
+    GnomonError,
+    InvalidJob,
+    InvalidOption,
+    JobNotFound,
+    SchedulerForked,
+    ShutdownTimedOut,
+)
+from gnomon._events import LimitMode, Monitor, Outcome, RunEvent
+from gnomon._job import Job, JobOwner, JobState
+from gnomon._options import build_spec, check_option_names
+from gnomon._pool import WorkerPool
+from gnomon._run import Run, current_run
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from gnomon._rules import Rule
+
+__all__ = ["AsyncScheduler", "Scheduler"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+_MAX_SLEEP = 60.0
+_live: weakref.WeakSet[_SchedulerCore] = weakref.WeakSet()
+
+
+def _mark_forked() -> None:
+    for core in list(_live):
+        core._forked = True
+
+
+os.register_at_fork(after_in_child=_mark_forked)
+
+
+def _default_workers() -> int:
+    return min(32, (os.cpu_count() or 1) + 4)
+
+
+def _local_zone() -> ZoneInfo:
+    """The local zone as a ZoneInfo: from TZ, else /etc/localtime's name, else UTC."""
+    name = os.environ.get("TZ", "").lstrip(":")
+    candidates = [name] if name else []
+    try:
+        target = os.path.realpath("/etc/localtime")
+        if "zoneinfo/" in target:
+            candidates.append(target.split("zoneinfo/", 1)[1])
+    except OSError:
+        pass
+    for candidate in candidates:
+        try:
+            return ZoneInfo(candidate)
+        except (ZoneInfoNotFoundError, ValueError):
+            continue
+    return ZoneInfo("UTC")
+
+
+def _zone(value: object) -> ZoneInfo:
+    if value is None:
+        return _local_zone()
+    if isinstance(value, ZoneInfo):
+        return value
+    if isinstance(value, str):
+        try:
+            return ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            pass
+    raise InvalidOption(
+        f"timezone must be a zoneinfo.ZoneInfo or an IANA zone name such as "
+        f"'Europe/Riga', got {value!r}"
+    )
+
+
+class _SchedulerCore(JobOwner):
+    """What both faces share: option validation, job registration, introspection."""
+
+    _engine: Engine
+
+    def __init__(
+        self,
+        *,
+        timezone: ZoneInfo | str | None = None,
+        clock: Clock | None = None,
+        max_concurrent: int | None = None,
+        limit_mode: LimitMode = LimitMode.RESCHEDULE,
+        max_workers: int | None = None,
+        stop_timeout: timedelta | float | str = 10.0,
+        elector: Elector | None = None,
+        locker: Locker | None = None,
+        monitor: Monitor | None = None,
+        logger: logging.Logger | None = None,
+        job_defaults: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.timezone = _zone(timezone)
+        self.clock: Clock = _check_clock(clock)
+        self.stop_timeout = parse_duration(stop_timeout, field="stop_timeout", error=InvalidOption)
+        self._locker = _check_instance(locker, Locker, "locker")
+        self._elector = _check_instance(elector, Elector, "elector")
+        self._monitor = _check_instance(monitor, Monitor, "monitor")
+        self._log = _check_instance(logger, logging.Logger, "logger") or logging.getLogger("gnomon")
+        self._defaults = dict(job_defaults or {})
+        check_option_names(self._defaults, "job_defaults")
+        self._pool = WorkerPool(_check_workers(max_workers))
+        self._forked = False
+        self._engine = Engine(
+            timezone=self.timezone,
+            clock=self.clock,
+            max_concurrent=_check_limit(max_concurrent),
+            limit_mode=_check_limit_mode(limit_mode),
+            elector=self._elector,
+            clustered=self._elector is not None or self._locker is not None,
+            monitor=self._monitor,
+            logger=self._log,
+            driver=self,  # type: ignore[arg-type]  # each face implements the Driver protocol
+        )
+        self._engine.executor = self._pool
+        _live.add(self)
+
+    # ---------------------------------------------------------------- jobs
+
+    def _add(self, func: object, rule: Rule, options: Mapping[str, Any]) -> Job:
+        self._check_fork()
+        check_option_names({k: v for k, v in options.items() if k != "id"}, "add_job")
+        job_id = _check_id(options.get("id"))
+        merged = {**self._defaults, **{k: v for k, v in options.items() if k != "id"}}
+        spec = build_spec(
+            func,
+            rule,
+            merged,
+            scheduler_locker=self._locker,
+            clustered=self._engine.clustered,
+        )
+        state = self._engine.add(job_id, spec, self.clock.now())
+        job = Job(self, state)
+        state.handle = job
+        self._report_registered(job)
+        return job
+
+    def _report_registered(self, job: Job) -> None:
+        monitor = self._monitor
+        if monitor is not None:
+            try:
+                monitor.job_registered(job)
+            except Exception:
+                self._log.exception("monitor hook job_registered raised")
+
+    def _update(self, job_id: uuid.UUID, changes: Mapping[str, Any]) -> Job:
+        self._check_fork()
+        if "id" in changes:
+            raise TypeError("update_job cannot change a job's id")
+        state = self._engine.jobs.get(job_id)
+        if state is None:
+            raise JobNotFound(f"no job has id {job_id}")
+        known = {k: v for k, v in changes.items() if k not in ("func", "rule")}
+        check_option_names(known, "update_job")
+        old = state.spec
+        options = {**old.options, **known}
+        if "name" not in known and "name" not in old.options:
+            options["name"] = old.name
+        spec = build_spec(
+            changes.get("func", old.func),
+            changes.get("rule", old.rule),
+            options,
+            scheduler_locker=self._locker,
+            clustered=self._engine.clustered,
+        )
+        self._engine.update(job_id, spec, self.clock.now())
+        assert state.handle is not None  # noqa: S101 - set when the job was added
+        return state.handle
+
+    def _jobs(self, tags: Iterable[str] | None) -> list[Job]:
+        states = list(self._engine.jobs.values())
+        if tags is not None:
+            wanted = frozenset([tags] if isinstance(tags, str) else tags)
+            states = [s for s in states if s.spec.tags & wanted]
+        return [s.handle for s in states if s.handle is not None]
+
+    def _get(self, job_id: uuid.UUID) -> Job:
+        state = self._engine.jobs.get(job_id)
+        if state is None or state.handle is None:
+            raise JobNotFound(f"no job has id {job_id}")
+        return state.handle
+
+    @property
+    def jobs_waiting(self) -> int:
+        """Runs queued by ``LimitMode.WAIT`` (per-job singleton queues and the shared one)."""
+        return self._engine.jobs_waiting
+
+    @property
+    def running(self) -> bool:
+        """True between ``start()`` and ``stop_jobs()``/``shutdown()``."""
+        return self._engine.started
+
+    def _job_next_runs(self, state: JobState, count: int) -> list[datetime]:
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise ValueError(f"next_runs needs a whole number of runs >= 0, got {count!r}")
+        return self._engine.next_runs(state, count, self.clock.now())
+
+    def _check_fork(self) -> None:
+        if self._forked:
+            raise SchedulerForked(
+                "this scheduler was created before os.fork() and cannot run in the child "
+                "process; create the scheduler after the fork (e.g. in gunicorn's post_fork "
+                "hook, or without --preload)"
+            )
+
+    # ---------------------------------------------------------------- shared lifecycle
+
+    def _unfinished(self) -> list[str]:
+        return sorted(f"{run.spec.name} @ {run.key}" for run in self._engine.live_runs)
+
+    def _scheduler_hook(self, name: str) -> None:
+        monitor = self._monitor
+        if monitor is not None:
+            try:
+                getattr(monitor, name)()
+            except Exception:
+                self._log.exception("monitor hook %s raised", name)
+
+    def report(self, effect: Callable[[], None]) -> None:
+        self._pool.spawn(effect)
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"<{type(self).__name__} {state} jobs={len(self._engine.jobs)} tz={self.timezone}>"
+
+
+class Scheduler(_SchedulerCore):
+    """Runs the engine on its own timer thread; sync tasks run in a worker pool.
+
+    Use it as a context manager (``with gnomon.Scheduler() as s:``) or call ``start()``
+    and ``shutdown()``. ``max_workers=None`` means ``min(32, cpu_count + 4)`` threads.
+    """
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self._timer_wake = threading.Condition(self._engine.lock)
+        self._timer: threading.Thread | None = None
+        self._timer_stop = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: threading.Thread | None = None
+        self._loop_lock = threading.Lock()
+        self._engine.run_coroutine = self._run_coroutine
+        self._shutdown_done = threading.Event()
+        self._shutting_down = False
+
+    # ---------------------------------------------------------------- driver
+
+    def dispatch(self, run: Run) -> None:
+        if run.spec.needs_loop:
+            asyncio.run_coroutine_threadsafe(run.run_async(), self._ensure_loop())
+        else:
+            self._pool.spawn(run.run_sync)
+
+    def deadline_moved(self) -> None:
+        self._timer_wake.notify()
+
+    def state_changed(self) -> None:
+        """Waiters use the engine's condition directly."""
+
+    # ---------------------------------------------------------------- jobs
+
+    def add_job(self, func: Callable[..., Any], rule: Rule, **options: Any) -> Job:
+        """Register ``func`` to run on ``rule``. See the guide for every option."""
+        return self._add(func, rule, options)
+
+    def job(self, rule: Rule, **options: Any) -> Callable[[F], F]:
+        """Decorator form of :meth:`add_job`; registers at once, returns the function."""
+
+        def register(func: F) -> F:
+            self._add(func, rule, options)
+            return func
+
+        return register
+
+    def update_job(self, job_id: uuid.UUID, **changes: Any) -> Job:
+        return self._update(job_id, changes)
+
+    def remove_job(self, job_id: uuid.UUID) -> None:
+        self._check_fork()
+        self._engine.remove(job_id)
+
+    def remove_by_tags(self, *tags: str) -> int:
+        self._check_fork()
+        return self._engine.remove_by_tags(tags)
+
+    def jobs(self, tags: Iterable[str] | None = None) -> list[Job]:
+        return self._jobs(tags)
+
+    def get_job(self, job_id: uuid.UUID) -> Job:
+        return self._get(job_id)
+
+    def _job_run_now(self, state: JobState, wait: bool) -> RunEvent | None:
+        self._check_fork()
+        run = self._engine.run_now(state, self.clock.now(), want_event=wait)
+        if not wait:
+            return None
+        if current_run.get() is not None and run.future is not None and not run.future.done():
+            raise RuntimeError("run_now(wait=True) from inside a run could wait for itself")
+        assert run.future is not None  # noqa: S101 - requested above
+        return run.future.result()
+
+    def _job_remove(self, state: JobState) -> None:
+        self._check_fork()
+        self._engine.remove_state(state)
+
+    def _job_set_paused(self, state: JobState, paused: bool) -> None:
+        self._check_fork()
+        self._engine.set_paused(state, paused, self.clock.now())
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def start(self) -> None:
+        """Start (or resume after ``stop_jobs``) firing jobs. Idempotent."""
+        self._check_fork()
+        if self._engine.started:
+            return
+        if self._elector is not None:
+            self._run_coroutine(self._elector.start())
+        if not self._engine.start(self.clock.now()):
+            return
+        if isinstance(self.clock, FakeClock):
+            self.clock.attach(self._engine)
+        else:
+            self._start_timer()
+        self._scheduler_hook("scheduler_started")
+
+    def _start_timer(self) -> None:
+        with self._engine.lock:
+            self._timer_stop = False
+        timer = threading.Thread(target=self._timer_main, name="gnomon-timer", daemon=True)
+        self._timer = timer
+        timer.start()
+
+    def _timer_main(self) -> None:
+        engine, wake = self._engine, self._timer_wake
+        now_stamp = _stamp_function(self.clock)
+        with engine.lock:
+            while not self._timer_stop:
+                deadline = engine.next_deadline()
+                wait = _MAX_SLEEP if deadline is None else deadline - now_stamp()
+                if wait > 0:
+                    wake.wait(min(wait, _MAX_SLEEP))
+                    continue
+                engine.lock.release()
+                try:
+                    engine.wake(self.clock.now())
+                except Exception:
+                    self._log.critical("the scheduler's timer failed", exc_info=True)
+                finally:
+                    engine.lock.acquire()
+
+    def _stop_timer(self) -> None:
+        with self._engine.lock:
+            self._timer_stop = True
+            self._timer_wake.notify_all()
+        timer = self._timer
+        if timer is not None and timer is not threading.current_thread():
+            timer.join()
+        self._timer = None
+        if isinstance(self.clock, FakeClock):
+            self.clock.detach(self._engine)
+
+    def stop_jobs(self) -> None:
+        """Pause every job (running ones are asked to cancel); ``start()`` resumes."""
+        self._check_fork()
+        if self._engine.stop(Outcome.SKIPPED_STOPPING, shut_down=False):
+            self._stop_timer()
+            self._scheduler_hook("scheduler_stopped")
+
+    def shutdown(self, timeout: timedelta | float | str | None = None) -> None:
+        """Stop for good: wait up to ``timeout`` (default ``stop_timeout``) for running
+        tasks, then raise :class:`~gnomon.ShutdownTimedOut` naming those still going."""
+        limit = self._timeout(timeout)
+        if self._shutting_down:
+            if current_run.get() is None:
+                self._shutdown_done.wait(limit)
+            return
+        self._shutting_down = True
+        was_running = self._engine.stop(Outcome.SKIPPED_STOPPING, shut_down=True)
+        self._stop_timer()
+        if current_run.get() is not None:
+            threading.Thread(
+                target=self._finish_quietly,
+                args=(limit, was_running),
+                name="gnomon-shutdown",
+                daemon=True,
+            ).start()
+            return
+        self._finish_shutdown(limit, was_running)
+
+    def _finish_quietly(self, limit: float, was_running: bool) -> None:
+        try:
+            self._finish_shutdown(limit, was_running)
+        except ShutdownTimedOut as exc:
+            self._log.warning("shutdown timed out; unfinished runs: %s", ", ".join(exc.unfinished))
+
+    def _finish_shutdown(self, limit: float, was_running: bool) -> None:
+        try:
+            unfinished = self._wait_runs(limit)
+            if unfinished:
+                self._cancel_async_runs()
+            self._close_backends()
+            self._stop_loop()
+            self._pool.shutdown(wait=False)
+            self._pool.join(0.5 if not unfinished else 0.0)
+            if was_running:
+                self._scheduler_hook("scheduler_stopped")
+        finally:
+            self._shutdown_done.set()
+        if unfinished:
+            raise ShutdownTimedOut(
+                f"{len(unfinished)} run(s) still going after {limit:g}s: {', '.join(unfinished)}",
+                unfinished,
+            )
+
+    def _wait_runs(self, limit: float) -> list[str]:
+        engine = self._engine
+        deadline = time.monotonic() + limit
+        with engine.lock:
+            while engine.live_runs:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                engine.changed.wait(remaining)
+            return self._unfinished()
+
+    def _cancel_async_runs(self) -> None:
+        for run in list(self._engine.live_runs):
+            if run.task is not None and run.loop is not None:
+                run.loop.call_soon_threadsafe(run.task.cancel)
+
+    def _close_backends(self) -> None:
+        loop = self._loop
+        if loop is None:
+            return
+        for backend in (self._elector, self._locker):
+            if backend is not None:
+                try:
+                    asyncio.run_coroutine_threadsafe(backend.close(), loop).result(5.0)
+                except Exception:
+                    self._log.warning("closing %r failed", backend, exc_info=True)
+
+    def wait_idle(self, timeout: timedelta | float | str | None = None) -> None:
+        """Return once no run is executing or queued; never waits for future ticks."""
+        if current_run.get() is not None:
+            raise RuntimeError("wait_idle() was called from inside a run: it would wait for itself")
+        limit = None if timeout is None else self._timeout(timeout)
+        engine = self._engine
+        deadline = None if limit is None else time.monotonic() + limit
+        with engine.lock:
+            while not engine.idle():
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise TimeoutError(
+                        f"the scheduler was not idle within {limit:g}s: "
+                        f"{len(engine.live_runs)} running, {engine.jobs_waiting} queued"
+                    )
+                engine.changed.wait(remaining)
+
+    def run_forever(self) -> None:
+        """Start if needed and block until shutdown (or SIGINT/SIGTERM on the main thread)."""
+        self.start()
+        stop = threading.Event()
+        restore = self._install_signals(stop)
+        try:
+            while not stop.is_set() and not self._shutting_down:
+                stop.wait(0.5)
+        finally:
+            for signum, handler in restore.items():
+                signal.signal(signum, handler)
+        self.shutdown()
+
+    def _install_signals(self, stop: threading.Event) -> dict[int, Any]:
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        restore: dict[int, Any] = {}
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            restore[signum] = signal.signal(signum, lambda *_: stop.set())
+        return restore
+
+    def _timeout(self, value: timedelta | float | str | None) -> float:
+        if value is None:
+            return self.stop_timeout.total_seconds()
+        return parse_duration(
+            value, field="timeout", error=GnomonError, positive=False
+        ).total_seconds()
+
+    # ---------------------------------------------------------------- the loop thread
+
+    def _ensure_loop(self) -> asyncio.AbstractEventLoop:
+        with self._loop_lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                ready = threading.Event()
+                thread = threading.Thread(
+                    target=_serve_loop, args=(loop, ready), name="gnomon-loop", daemon=True
+                )
+                thread.start()
+                ready.wait()
+                self._loop, self._loop_thread = loop, thread
+            return self._loop
+
+    def _run_coroutine(self, awaitable: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(_await(awaitable), self._ensure_loop()).result()
+
+    def _stop_loop(self) -> None:
+        with self._loop_lock:
+            loop, thread = self._loop, self._loop_thread
+            self._loop = self._loop_thread = None
+        if loop is not None and thread is not None:
+            loop.call_soon_threadsafe(loop.stop)
+            if thread is not threading.current_thread():
+                thread.join(1.0)
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.shutdown()
+            return
+        try:
+            self.shutdown()
+        except GnomonError:
+            self._log.warning("shutdown failed while an exception was in flight", exc_info=True)
+
+
+class AsyncScheduler(_SchedulerCore):
+    """Runs the engine on the caller's event loop; sync tasks run in a worker pool.
+
+    ``async with gnomon.AsyncScheduler() as s:`` starts on enter and shuts down on exit.
+    """
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._changed: asyncio.Event | None = None
+        self._shutting_down = False
+
+    # ---------------------------------------------------------------- driver
+
+    def dispatch(self, run: Run) -> None:
+        loop = self._require_loop()
+        if _on_loop(loop):
+            loop.create_task(run.run_async())
+        else:
+            loop.call_soon_threadsafe(lambda: loop.create_task(run.run_async()))
+
+    def report(self, effect: Callable[[], None]) -> None:
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            effect()
+        elif _on_loop(loop):
+            loop.call_soon(effect)
+        else:
+            loop.call_soon_threadsafe(effect)
+
+    def deadline_moved(self) -> None:
+        loop = self._loop
+        if loop is None or loop.is_closed() or isinstance(self.clock, FakeClock):
+            return
+        if _on_loop(loop):
+            loop.call_soon(self._rearm)
+        else:
+            loop.call_soon_threadsafe(self._rearm)
+
+    def _rearm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        loop = self._loop
+        if loop is None or not self._engine.started:
+            return
+        deadline = self._engine.next_deadline()
+        wait = _MAX_SLEEP if deadline is None else deadline - self.clock.now().timestamp()
+        self._timer = loop.call_later(max(0.0, min(wait, _MAX_SLEEP)), self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        try:
+            self._engine.wake(self.clock.now())
+        except Exception:
+            self._log.critical("the scheduler's timer failed", exc_info=True)
+        self._rearm()
+
+    def _require_loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            raise RuntimeError("the AsyncScheduler has not been started on an event loop")
+        return self._loop
+
+    # ---------------------------------------------------------------- jobs
+
+    async def add_job(self, func: Callable[..., Any], rule: Rule, **options: Any) -> Job:
+        """Register ``func`` to run on ``rule``. See the guide for every option."""
+        return self._add(func, rule, options)
+
+    def job(self, rule: Rule, **options: Any) -> Callable[[F], F]:
+        """Decorator form of :meth:`add_job`; registers at once, returns the function."""
+
+        def register(func: F) -> F:
+            self._add(func, rule, options)
+            return func
+
+        return register
+
+    async def update_job(self, job_id: uuid.UUID, **changes: Any) -> Job:
+        return self._update(job_id, changes)
+
+    async def remove_job(self, job_id: uuid.UUID) -> None:
+        self._check_fork()
+        self._engine.remove(job_id)
+
+    async def remove_by_tags(self, *tags: str) -> int:
+        self._check_fork()
+        return self._engine.remove_by_tags(tags)
+
+    async def jobs(self, tags: Iterable[str] | None = None) -> list[Job]:
+        return self._jobs(tags)
+
+    async def get_job(self, job_id: uuid.UUID) -> Job:
+        return self._get(job_id)
+
+    async def _job_run_now_async(self, state: JobState, wait: bool) -> RunEvent | None:
+        self._check_fork()
+        run = self._engine.run_now(state, self.clock.now(), want_event=wait)
+        if not wait:
+            return None
+        assert run.future is not None  # noqa: S101 - requested above
+        if current_run.get() is not None and not run.future.done():
+            raise RuntimeError("run_now(wait=True) from inside a run could wait for itself")
+        return await asyncio.wrap_future(run.future)
+
+    def _job_run_now(self, state: JobState, wait: bool) -> Coroutine[Any, Any, RunEvent | None]:
+        return self._job_run_now_async(state, wait)
+
+    async def _remove_state(self, state: JobState) -> None:
+        self._check_fork()
+        self._engine.remove_state(state)
+
+    def _job_remove(self, state: JobState) -> Coroutine[Any, Any, None]:
+        return self._remove_state(state)
+
+    async def _set_paused(self, state: JobState, paused: bool) -> None:
+        self._check_fork()
+        self._engine.set_paused(state, paused, self.clock.now())
+
+    def _job_set_paused(self, state: JobState, paused: bool) -> Coroutine[Any, Any, None]:
+        return self._set_paused(state, paused)
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def state_changed(self) -> None:
+        loop, changed = self._loop, self._changed
+        if loop is None or changed is None or loop.is_closed():
+            return
+        if _on_loop(loop):
+            changed.set()
+        else:
+            loop.call_soon_threadsafe(changed.set)
+
+    async def start(self) -> None:
+        """Start (or resume) on the running loop. Idempotent."""
+        self._check_fork()
+        if self._engine.started:
+            return
+        loop = asyncio.get_running_loop()
+        if self._loop is not None and self._loop is not loop:
+            raise RuntimeError("an AsyncScheduler stays on the event loop it first started on")
+        self._loop = loop
+        self._changed = asyncio.Event()
+        if self._elector is not None:
+            await self._elector.start()
+        if not self._engine.start(self.clock.now()):
+            return
+        if isinstance(self.clock, FakeClock):
+            self.clock.attach(self._engine)
+        else:
+            self._rearm()
+        self._scheduler_hook("scheduler_started")
+
+    def _stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if isinstance(self.clock, FakeClock):
+            self.clock.detach(self._engine)
+
+    async def stop_jobs(self) -> None:
+        """Pause every job (running ones are asked to cancel); ``start()`` resumes."""
+        self._check_fork()
+        if self._engine.stop(Outcome.SKIPPED_STOPPING, shut_down=False):
+            self._stop_timer()
+            self._scheduler_hook("scheduler_stopped")
+
+    async def shutdown(self, timeout: timedelta | float | str | None = None) -> None:  # noqa: ASYNC109 - the contract names it
+        """Stop for good: wait up to ``timeout`` (default ``stop_timeout``) for running
+        tasks, cancel async ones still going, then raise ``ShutdownTimedOut``."""
+        limit = self._timeout(timeout)
+        if self._shutting_down:
+            return
+        self._shutting_down = True
+        was_running = self._engine.stop(Outcome.SKIPPED_STOPPING, shut_down=True)
+        self._stop_timer()
+        if current_run.get() is not None:
+            task = asyncio.get_running_loop().create_task(self._finish(limit, was_running))
+            task.add_done_callback(_ignore_result)
+            return
+        await self._finish(limit, was_running)
+
+    async def _finish(self, limit: float, was_running: bool) -> None:
+        unfinished = await self._wait_runs(limit)
+        if unfinished:
+            for run in list(self._engine.live_runs):
+                if run.task is not None:
+                    run.task.cancel()
+            await self._wait_runs(0.5)
+        for backend in (self._elector, self._locker):
+            if backend is not None:
+                try:
+                    await asyncio.wait_for(backend.close(), 5.0)
+                except Exception:
+                    self._log.warning("closing %r failed", backend, exc_info=True)
+        self._pool.shutdown(wait=False)
+        if was_running:
+            self._scheduler_hook("scheduler_stopped")
+        if unfinished:
+            raise ShutdownTimedOut(
+                f"{len(unfinished)} run(s) still going after {limit:g}s: {', '.join(unfinished)}",
+                unfinished,
+            )
+
+    async def _wait_runs(self, limit: float) -> list[str]:
+        deadline = time.monotonic() + limit
+        await self._wait_until(lambda: not self._engine.live_runs, deadline)
+        with self._engine.lock:
+            return self._unfinished()
+
+    async def _wait_until(self, condition: Callable[[], bool], deadline: float | None) -> bool:
+        changed = self._changed
+        assert changed is not None  # noqa: S101 - created by start()
+        while True:
+            with self._engine.lock:
+                if condition():
+                    return True
+                changed.clear()
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return False
+            try:
+                await asyncio.wait_for(changed.wait(), remaining)
+            except TimeoutError:
+                return condition()
+
+    async def wait_idle(self, timeout: timedelta | float | str | None = None) -> None:  # noqa: ASYNC109 - the contract names it
+        """Return once no run is executing or queued; never waits for future ticks."""
+        if current_run.get() is not None:
+            raise RuntimeError("wait_idle() was called from inside a run: it would wait for itself")
+        if self._changed is None:
+            return
+        limit = None if timeout is None else self._timeout(timeout)
+        deadline = None if limit is None else time.monotonic() + limit
+        if not await self._wait_until(self._engine.idle, deadline):
+            engine = self._engine
+            raise TimeoutError(
+                f"the scheduler was not idle within {limit:g}s: "
+                f"{len(engine.live_runs)} running, {engine.jobs_waiting} queued"
+            )
+
+    def _timeout(self, value: timedelta | float | str | None) -> float:
+        if value is None:
+            return self.stop_timeout.total_seconds()
+        return parse_duration(
+            value, field="timeout", error=GnomonError, positive=False
+        ).total_seconds()
+
+    async def run_forever(self) -> None:
+        """Start if needed and wait until shutdown."""
+        await self.start()
+        await self._wait_until(lambda: self._engine.shut_down, None)
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            await self.shutdown()
+            return
+        try:
+            await self.shutdown()
+        except GnomonError:
+            self._log.warning("shutdown failed while an exception was in flight", exc_info=True)
+
+
+# -------------------------------------------------------------------- helpers
+
+
+def _serve_loop(loop: asyncio.AbstractEventLoop, ready: threading.Event) -> None:
+    asyncio.set_event_loop(loop)
+    loop.call_soon(ready.set)
+    try:
+        loop.run_forever()
+    finally:
+        loop.close()
+
+
+async def _await(awaitable: Any) -> Any:
+    return await awaitable
+
+
+def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
+
+
+def _ignore_result(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
+def _stamp_function(clock: Clock) -> Callable[[], float]:
+    if isinstance(clock, SystemClock):
+        return time.time
+    return lambda: clock.now().timestamp()
+
+
+def _check_clock(clock: object) -> Clock:
+    if clock is None:
+        return SystemClock()
+    if not callable(getattr(clock, "now", None)):
+        raise InvalidOption(
+            f"clock must have a now() method returning an aware datetime, got {clock!r}"
+        )
+    return clock  # type: ignore[return-value]
+
+
+def _check_instance(value: Any, kind: type, field: str) -> Any:
+    if value is not None and not isinstance(value, kind):
+        raise InvalidOption(
+            f"{field} must be a {kind.__module__}.{kind.__qualname__}, got {value!r}"
+        )
+    return value
+
+
+def _check_workers(value: object) -> int:
+    if value is None:
+        return _default_workers()
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidOption(f"max_workers must be a whole number of at least 1, got {value!r}")
+    return value
+
+
+def _check_limit(value: object) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidOption(f"max_concurrent must be a whole number of at least 1, got {value!r}")
+    return value
+
+
+def _check_limit_mode(value: object) -> LimitMode:
+    if not isinstance(value, LimitMode):
+        raise InvalidOption(
+            f"limit_mode must be LimitMode.RESCHEDULE or LimitMode.WAIT, got {value!r}"
+        )
+    return value
+
+
+def _check_id(value: object) -> uuid.UUID:
+    if value is None:
+        return uuid.UUID(int=_random_bits(), version=4)
+    if not isinstance(value, uuid.UUID) or value.int == 0:
+        raise InvalidJob(f"id must be a non-nil uuid.UUID, got {value!r}")
+    return value
+
+
+def _random_bits() -> int:
+    return int.from_bytes(os.urandom(16))

@@ -1,0 +1,413 @@
+"""Listeners, the monitor, outcomes, locking and leadership (gocron.md §4.5)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+
+import pytest
+from scheduler_support import (
+    SECOND,
+    T0,
+    WAIT,
+    BigBoom,
+    Boom,
+    BrokenLocker,
+    FixedElector,
+    Gates,
+    RecordingMonitor,
+    SchedulerFactory,
+    SharedLocker,
+    Tally,
+    seconds,
+)
+
+import gnomon
+from gnomon._distributed import occurrence_key
+from gnomon.testing import FakeClock
+
+Outcome = gnomon.Outcome
+
+
+def test_after_run_receives_the_finished_successful_run(
+    scheduler: gnomon.Scheduler, clock: FakeClock
+) -> None:
+    befores, afters, errors_seen = Tally(), Tally(), Tally()
+    job = scheduler.add_job(
+        lambda: 42,
+        gnomon.every(1),
+        name="answer",
+        tags=("x",),
+        before_run=befores.hit,
+        after_run=afters.hit,
+        after_error=errors_seen.hit,
+    )
+    scheduler.start()
+    clock.advance(SECOND)
+    scheduler.wait_idle(timeout=WAIT)
+
+    [before] = befores.values
+    assert (before.outcome, before.finished_at, before.result) == (None, None, None)
+    assert (before.job_id, before.job_name, before.tags) == (job.id, "answer", frozenset({"x"}))
+    [after] = afters.values
+    assert after.outcome is Outcome.SUCCESS
+    assert after.result == 42
+    assert after.exception is None
+    assert after.scheduled_at == after.started_at == after.finished_at == T0 + SECOND
+    assert after.attempt == 1
+    assert errors_seen.values == []
+
+
+def test_after_error_receives_the_exception_and_after_run_stays_silent(
+    scheduler: gnomon.Scheduler, clock: FakeClock
+) -> None:
+    afters, errors_seen = Tally(), Tally()
+
+    def divides_by_zero() -> float:
+        return 1 / 0
+
+    scheduler.add_job(
+        divides_by_zero, gnomon.every(1), after_run=afters.hit, after_error=errors_seen.hit
+    )
+    scheduler.start()
+    clock.advance(SECOND)
+    scheduler.wait_idle(timeout=WAIT)
+
+    [event] = errors_seen.values
+    assert event.outcome is Outcome.FAILED
+    assert isinstance(event.exception, ZeroDivisionError)
+    assert "division by zero" in str(event.exception)
+    assert afters.values == []
+
+
+def test_a_failing_task_is_logged_at_error_with_its_traceback_and_job_name(
+    scheduler: gnomon.Scheduler, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    def fails() -> None:
+        raise Boom("logged with traceback")
+
+    scheduler.add_job(fails, gnomon.every(1), name="noisy-job")
+    scheduler.start()
+    clock.advance(SECOND)
+    scheduler.wait_idle(timeout=WAIT)
+
+    records = [r for r in caplog.records if r.name.startswith("gnomon") and r.exc_info]
+    assert any(isinstance(r.exc_info[1], Boom) for r in records if r.exc_info)
+    assert all("noisy-job" in r.getMessage() for r in records)
+
+
+def test_a_base_exception_in_a_task_is_contained_and_the_scheduler_goes_on(
+    scheduler: gnomon.Scheduler, clock: FakeClock
+) -> None:
+    errors_seen, later_runs = Tally(), Tally()
+
+    def escapes() -> None:
+        raise BigBoom("not an Exception")
+
+    scheduler.add_job(escapes, gnomon.every(1), after_error=errors_seen.hit)
+    scheduler.add_job(later_runs.hit, gnomon.every(1))
+    scheduler.start()
+    clock.advance(3 * SECOND)
+    scheduler.wait_idle(timeout=WAIT)
+
+    assert [e.outcome for e in errors_seen.values] == [Outcome.FAILED] * 3
+    assert all(isinstance(e.exception, BigBoom) for e in errors_seen.values)
+    assert later_runs.count == 3
+
+
+def test_a_raising_listener_or_monitor_hook_is_reported_and_changes_nothing(
+    make_scheduler: SchedulerFactory, clock: FakeClock
+) -> None:
+    class RaisingMonitor(RecordingMonitor):
+        def run_finished(self, event: gnomon.RunEvent) -> None:
+            super().run_finished(event)
+            raise Boom("monitor hook failed")
+
+    monitor = RaisingMonitor()
+    s = make_scheduler(monitor=monitor)
+    runs = Tally()
+
+    def raising_after_run(event: gnomon.RunEvent) -> None:
+        raise Boom("listener failed")
+
+    s.add_job(runs.hit, gnomon.every(1), after_run=raising_after_run)
+    s.start()
+    clock.advance(3 * SECOND)
+    s.wait_idle(timeout=WAIT)
+    assert runs.count == 3
+    assert [e.outcome for e in monitor.finished()] == [Outcome.SUCCESS] * 3
+
+
+def test_a_raising_before_run_skips_the_run_and_records_why(
+    make_scheduler: SchedulerFactory, clock: FakeClock
+) -> None:
+    monitor = RecordingMonitor()
+    s = make_scheduler(monitor=monitor)
+    runs = Tally()
+
+    def veto(event: gnomon.RunEvent) -> None:
+        raise Boom("vetoed")
+
+    job = s.add_job(runs.hit, gnomon.every(1), before_run=veto)
+    s.start()
+    clock.advance(2 * SECOND)
+    s.wait_idle(timeout=WAIT)
+
+    assert runs.count == 0
+    skipped = monitor.skips(Outcome.SKIPPED_BEFORE_RUN)
+    assert [e.scheduled_at for e in skipped] == [T0 + SECOND, T0 + 2 * SECOND]
+    assert all(isinstance(e.exception, Boom) and e.job_id == job.id for e in skipped)
+    assert job.last_run is None, "a skipped run is not a run"
+
+
+def test_async_listeners_and_tasks_work_on_the_thread_scheduler(
+    scheduler: gnomon.Scheduler, clock: FakeClock
+) -> None:
+    afters = Tally()
+
+    async def async_task() -> str:
+        await asyncio.sleep(0)
+        return "from a coroutine"
+
+    def returns_awaitable() -> Awaitable[str]:
+        return async_task()
+
+    async def async_after_run(event: gnomon.RunEvent) -> None:
+        afters.hit(event.result)
+
+    scheduler.add_job(async_task, gnomon.every(1), after_run=async_after_run)
+    scheduler.add_job(returns_awaitable, gnomon.every(1), after_run=async_after_run)
+    scheduler.start()
+    clock.advance(SECOND)
+    scheduler.wait_idle(timeout=WAIT)
+    assert afters.values == ["from a coroutine", "from a coroutine"]
+
+
+def test_a_timed_out_run_is_signalled_and_reported_on_the_fake_clock(
+    scheduler: gnomon.Scheduler, clock: FakeClock
+) -> None:
+    started, errors_seen, saw_cancel = Tally(), Tally(), Tally()
+
+    def cooperative(ctx: gnomon.JobContext) -> None:
+        started.hit()
+        saw_cancel.hit(ctx.cancelled.wait(WAIT))
+
+    scheduler.add_job(cooperative, gnomon.every(60), timeout=5, after_error=errors_seen.hit)
+    scheduler.start()
+    clock.advance(60 * SECOND)
+    started.wait_for(1)
+    clock.advance(4 * SECOND)
+    assert saw_cancel.count == 0, "the deadline has not passed on the fake clock"
+    clock.advance(SECOND)
+    errors_seen.wait_for(1)
+    scheduler.wait_idle(timeout=WAIT)
+
+    assert saw_cancel.values == [True]
+    assert [e.outcome for e in errors_seen.values] == [Outcome.TIMED_OUT]
+
+
+def test_an_async_task_is_cancelled_at_its_timeout(
+    scheduler: gnomon.Scheduler, clock: FakeClock
+) -> None:
+    started, cancelled, errors_seen = Tally(), Tally(), Tally()
+
+    async def sleeps_forever() -> None:
+        started.hit()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.hit()
+            raise
+
+    scheduler.add_job(sleeps_forever, gnomon.every(60), timeout="2s", after_error=errors_seen.hit)
+    scheduler.start()
+    clock.advance(60 * SECOND)
+    started.wait_for(1)
+    clock.advance(2 * SECOND)
+    errors_seen.wait_for(1)
+    assert cancelled.count == 1
+    assert [e.outcome for e in errors_seen.values] == [Outcome.TIMED_OUT]
+
+
+def test_run_durations_use_the_injected_clock(
+    scheduler: gnomon.Scheduler, clock: FakeClock, gates: Gates
+) -> None:
+    gate, started, afters = gates(), Tally(), Tally()
+
+    def blocks() -> None:
+        started.hit()
+        gate.wait()
+
+    scheduler.add_job(blocks, gnomon.every(3600), after_run=afters.hit)
+    scheduler.start()
+    clock.advance(3600 * SECOND)
+    started.wait_for(1)
+    clock.advance(5 * SECOND)
+    gate.open()
+    scheduler.wait_idle(timeout=WAIT)
+
+    [event] = afters.values
+    assert event.started_at == T0 + 3600 * SECOND
+    assert event.finished_at == T0 + 3605 * SECOND
+
+
+def test_jitter_delays_the_start_but_keeps_the_scheduled_time(
+    scheduler: gnomon.Scheduler, clock: FakeClock
+) -> None:
+    afters = Tally()
+    scheduler.add_job(lambda: None, gnomon.every(60), jitter=10, after_run=afters.hit)
+    scheduler.start()
+    clock.advance(60 * SECOND)
+    clock.advance(10 * SECOND)
+    scheduler.wait_idle(timeout=WAIT)
+
+    [event] = afters.values
+    assert event.scheduled_at == T0 + 60 * SECOND
+    assert event.started_at is not None
+    assert T0 + 60 * SECOND <= event.started_at < T0 + 70 * SECOND
+
+
+def test_the_monitor_counts_every_run_and_reports_no_delay_on_time(
+    make_scheduler: SchedulerFactory, clock: FakeClock
+) -> None:
+    monitor = RecordingMonitor()
+    s = make_scheduler(monitor=monitor)
+    s.add_job(lambda: None, gnomon.every(1))
+    s.start()
+    for _ in range(5):
+        clock.advance(SECOND)
+        s.wait_idle(timeout=WAIT)
+    assert monitor.run_started_events.count == 5
+    assert monitor.run_finished_events.count == 5
+    assert monitor.delays.values == [0.0] * 5
+
+
+def test_a_failing_locker_skips_the_run_and_calls_after_lock_error(
+    make_scheduler: SchedulerFactory, clock: FakeClock
+) -> None:
+    s = make_scheduler(locker=BrokenLocker())
+    runs, lock_errors = Tally(), Tally()
+    s.add_job(runs.hit, gnomon.every(1), name="locked-out", after_lock_error=lock_errors.hit)
+    s.start()
+    clock.advance(SECOND)
+    s.wait_idle(timeout=WAIT)
+
+    assert runs.count == 0
+    [event] = lock_errors.values
+    assert event.outcome is Outcome.SKIPPED_LOCK_ERROR
+    assert isinstance(event.exception, Boom)
+
+
+def three_nodes(
+    make_scheduler: SchedulerFactory, **options: object
+) -> tuple[list[gnomon.Scheduler], list[RecordingMonitor]]:
+    monitors = [RecordingMonitor() for _ in range(3)]
+    nodes = [make_scheduler(monitor=m, **options) for m in monitors]
+    return nodes, monitors
+
+
+def test_a_shared_locker_runs_each_occurrence_on_one_node_only(
+    make_scheduler: SchedulerFactory, clock: FakeClock
+) -> None:
+    locker = SharedLocker()
+    nodes, monitors = three_nodes(make_scheduler, locker=locker)
+    runs, lock_errors = Tally(), Tally()
+    for node in nodes:
+        node.add_job(runs.hit, gnomon.every(1), name="report", after_lock_error=lock_errors.hit)
+        node.start()
+    clock.advance(SECOND)
+    for node in nodes:
+        node.wait_idle(timeout=WAIT)
+
+    assert runs.count == 1
+    assert [e.outcome for e in lock_errors.values] == [Outcome.SKIPPED_LOCKED] * 2
+    assert set(locker.attempts.values) == {occurrence_key("report", T0 + SECOND)}
+    assert sum(len(m.skips(Outcome.SKIPPED_LOCKED)) for m in monitors) == 2
+
+
+def test_a_job_level_locker_takes_the_place_of_the_schedulers(
+    make_scheduler: SchedulerFactory, clock: FakeClock
+) -> None:
+    job_locker = SharedLocker()
+    nodes, _ = three_nodes(make_scheduler, locker=BrokenLocker())
+    runs = Tally()
+    for node in nodes:
+        node.add_job(runs.hit, gnomon.every(1), name="report", locker=job_locker)
+        node.start()
+    clock.advance(SECOND)
+    for node in nodes:
+        node.wait_idle(timeout=WAIT)
+    assert runs.count == 1
+    assert job_locker.attempts.count == 3
+
+
+def test_a_job_opted_out_of_the_locker_runs_on_every_node(
+    make_scheduler: SchedulerFactory, clock: FakeClock
+) -> None:
+    locker = SharedLocker()
+    nodes, _ = three_nodes(make_scheduler, locker=locker)
+    runs = Tally()
+    for node in nodes:
+        node.add_job(runs.hit, gnomon.every(1), name="local-cleanup", locker=False)
+        node.start()
+    clock.advance(SECOND)
+    for node in nodes:
+        node.wait_idle(timeout=WAIT)
+    assert runs.count == 3
+    assert locker.attempts.count == 0
+
+
+def test_only_the_leader_runs_and_the_others_report_not_leader(
+    make_scheduler: SchedulerFactory, clock: FakeClock
+) -> None:
+    electors = [FixedElector(7), FixedElector(None), FixedElector(None)]
+    monitors = [RecordingMonitor() for _ in electors]
+    tokens = Tally()
+
+    def task(ctx: gnomon.JobContext) -> None:
+        tokens.hit(ctx.fencing_token)
+
+    nodes = [make_scheduler(elector=e, monitor=m) for e, m in zip(electors, monitors, strict=True)]
+    for node in nodes:
+        node.add_job(task, gnomon.every(1), name="report")
+        node.start()
+    clock.advance(2 * SECOND)
+    for node in nodes:
+        node.wait_idle(timeout=WAIT)
+
+    assert tokens.values == [7, 7]
+    assert len(monitors[0].skips(Outcome.SKIPPED_NOT_LEADER)) == 0
+    assert [len(m.skips(Outcome.SKIPPED_NOT_LEADER)) for m in monitors[1:]] == [2, 2]
+
+
+def test_duplicate_names_are_an_invalid_job_once_a_locker_is_set(
+    make_scheduler: SchedulerFactory,
+) -> None:
+    s = make_scheduler(locker=SharedLocker())
+    s.add_job(lambda: None, gnomon.every(1), name="report")
+    with pytest.raises(gnomon.InvalidJob, match="report"):
+        s.add_job(lambda: None, gnomon.every(1), name="report")
+
+
+def test_interval_from_completion_with_a_locker_is_an_invalid_job(
+    make_scheduler: SchedulerFactory,
+) -> None:
+    s = make_scheduler(locker=SharedLocker())
+    with pytest.raises(gnomon.InvalidJob, match="interval_from_completion"):
+        s.add_job(lambda: None, gnomon.every(1), interval_from_completion=True)
+
+
+def test_a_run_event_carries_its_occurrence_key(
+    scheduler: gnomon.Scheduler, clock: FakeClock
+) -> None:
+    errors_seen = Tally()
+
+    def fails() -> None:
+        raise Boom("with occurrence")
+
+    scheduler.add_job(fails, gnomon.every(1), name="keyed", after_error=errors_seen.hit)
+    scheduler.start()
+    clock.advance(seconds(1))
+    scheduler.wait_idle(timeout=WAIT)
+    [event] = errors_seen.values
+    assert event.occurrence_key == occurrence_key("keyed", T0 + SECOND)

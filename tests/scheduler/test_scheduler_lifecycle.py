@@ -1,0 +1,394 @@
+"""Lifecycle: start, stop_jobs, shutdown, context managers, run_forever (gocron.md §4.1)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import threading
+
+import pytest
+from scheduler_support import (
+    SECOND,
+    T0,
+    UTC_ZONE,
+    WAIT,
+    Boom,
+    ErrorWatch,
+    Gates,
+    RecordingMonitor,
+    SchedulerFactory,
+    Tally,
+    background,
+    run_async,
+    seconds,
+    wait_until,
+)
+
+import gnomon
+from gnomon.testing import FakeClock
+
+
+def test_a_cron_job_and_an_interval_job_each_run_once_per_second_and_never_after_shutdown(
+    scheduler: gnomon.Scheduler, clock: FakeClock
+) -> None:
+    cron_runs, interval_runs = Tally(), Tally()
+    scheduler.add_job(cron_runs.hit, gnomon.cron("* * * * * *", seconds=True))
+    scheduler.add_job(interval_runs.hit, gnomon.every(1))
+    scheduler.start()
+    clock.advance(SECOND)
+    scheduler.wait_idle(timeout=WAIT)
+    assert (cron_runs.count, interval_runs.count) == (1, 1)
+
+    scheduler.shutdown()
+    clock.advance(5 * SECOND)
+    assert (cron_runs.count, interval_runs.count) == (1, 1)
+
+
+def test_jobs_run_on_the_real_clock(make_scheduler: SchedulerFactory) -> None:
+    s = make_scheduler(clock=None)
+    runs = Tally()
+    s.add_job(runs.hit, gnomon.every("20ms"))
+    s.start()
+    runs.wait_for(3)
+
+
+@pytest.mark.parametrize(
+    ("job_options", "expected_starts"),
+    [
+        ({}, 3),
+        ({"stop_at": T0 + seconds(1.1)}, 2),
+        ({"singleton": gnomon.LimitMode.WAIT}, 3),
+    ],
+    ids=["overlapping", "stop-at", "singleton-wait"],
+)
+def test_long_running_jobs_overlap_unless_limited(
+    make_scheduler: SchedulerFactory,
+    clock: FakeClock,
+    gates: Gates,
+    job_options: dict[str, object],
+    expected_starts: int,
+) -> None:
+    """A 500 ms interval with runs that outlast it, for 1.6 s (gocron LongRunningJobs)."""
+    s = make_scheduler(max_workers=4)
+    gate, starts = gates(), Tally()
+
+    def long_task() -> None:
+        starts.hit()
+        gate.wait()
+
+    s.add_job(long_task, gnomon.every("500ms"), **job_options)
+    s.start()
+    clock.advance(seconds(1.6))
+    if job_options.get("singleton") is gnomon.LimitMode.WAIT:
+        starts.wait_for(1)
+        wait_until(lambda: s.jobs_waiting == 2, "two ticks queued behind the running one")
+        assert starts.count == 1
+    else:
+        starts.wait_for(expected_starts)
+    gate.open()
+    s.wait_idle(timeout=WAIT)
+    assert starts.count == expected_starts
+
+
+def test_updating_the_interval_after_the_first_run_applies_from_then(
+    scheduler: gnomon.Scheduler, clock: FakeClock
+) -> None:
+    runs = Tally()
+    job = scheduler.add_job(runs.hit, gnomon.every("500ms"))
+    scheduler.start()
+    clock.advance(seconds(0.5))
+    scheduler.wait_idle(timeout=WAIT)
+    scheduler.update_job(job.id, rule=gnomon.every(1))
+    assert job.next_run == T0 + seconds(1.5)
+    clock.advance(seconds(0.9))
+    scheduler.wait_idle(timeout=WAIT)
+    assert runs.count == 1
+    clock.advance(seconds(0.1))
+    scheduler.wait_idle(timeout=WAIT)
+    assert runs.count == 2
+
+
+@pytest.mark.parametrize("singleton", [None, gnomon.LimitMode.RESCHEDULE], ids=["plain", "single"])
+def test_shutdown_reports_a_task_that_ignores_cancellation_past_the_stop_timeout(
+    make_scheduler: SchedulerFactory,
+    clock: FakeClock,
+    gates: Gates,
+    singleton: gnomon.LimitMode | None,
+) -> None:
+    s = make_scheduler(stop_timeout=0.1)
+    gate, starts = gates(), Tally()
+
+    def stubborn() -> None:
+        starts.hit()
+        gate.wait()
+
+    s.add_job(stubborn, gnomon.every(1), name="stubborn", singleton=singleton)
+    s.start()
+    clock.advance(SECOND)
+    starts.wait_for(1)
+
+    with pytest.raises(gnomon.ShutdownTimedOut) as raised:
+        s.shutdown()
+    assert len(raised.value.unfinished) == 1
+    assert "stubborn" in raised.value.unfinished[0]
+    gate.open()
+
+
+def test_stop_jobs_signals_a_cooperative_task_and_returns_without_error(
+    scheduler: gnomon.Scheduler, clock: FakeClock
+) -> None:
+    starts, saw_cancel = Tally(), Tally()
+
+    def cooperative(ctx: gnomon.JobContext) -> None:
+        starts.hit()
+        saw_cancel.hit(ctx.cancelled.wait(WAIT))
+
+    job = scheduler.add_job(cooperative, gnomon.every(1))
+    scheduler.start()
+    clock.advance(SECOND)
+    starts.wait_for(1)
+    scheduler.stop_jobs()
+    saw_cancel.wait_for(1)
+    assert saw_cancel.values == [True]
+    assert job.next_run is None, "a paused scheduler has no next run"
+
+
+def test_stop_jobs_then_start_resumes_without_replaying_missed_ticks(
+    scheduler: gnomon.Scheduler, clock: FakeClock
+) -> None:
+    runs = Tally()
+    job = scheduler.add_job(runs.hit, gnomon.every(1), singleton=gnomon.LimitMode.RESCHEDULE)
+    scheduler.start()
+    clock.advance(2 * SECOND)
+    scheduler.wait_idle(timeout=WAIT)
+    scheduler.stop_jobs()
+    clock.advance(10 * SECOND)
+    assert runs.count == 2, "a stopped scheduler runs nothing"
+    scheduler.start()
+    assert job.next_run == T0 + 13 * SECOND
+    clock.advance(SECOND)
+    scheduler.wait_idle(timeout=WAIT)
+    assert runs.count == 3
+    scheduler.shutdown()
+
+
+def test_lifecycle_calls_are_idempotent_and_shutdown_is_final(
+    scheduler: gnomon.Scheduler, clock: FakeClock
+) -> None:
+    job = scheduler.add_job(lambda: None, gnomon.every(1))
+    scheduler.start()
+    scheduler.stop_jobs()
+    scheduler.stop_jobs()
+    scheduler.start()
+    scheduler.start()
+    assert scheduler.running is True
+    scheduler.shutdown()
+    scheduler.shutdown()
+
+    assert scheduler.running is False
+    with pytest.raises(gnomon.SchedulerShutDown):
+        scheduler.add_job(lambda: None, gnomon.every(1))
+    with pytest.raises(gnomon.SchedulerShutDown):
+        job.run_now()
+    with pytest.raises(gnomon.SchedulerShutDown):
+        scheduler.update_job(job.id, name="renamed")
+    with pytest.raises(gnomon.SchedulerShutDown):
+        scheduler.remove_job(job.id)
+    with pytest.raises(gnomon.SchedulerShutDown):
+        scheduler.remove_by_tags("any")
+
+
+def test_starting_three_times_is_the_same_as_starting_once(
+    scheduler: gnomon.Scheduler, clock: FakeClock
+) -> None:
+    runs = Tally()
+    scheduler.add_job(runs.hit, gnomon.every("100ms"))
+    for _ in range(3):
+        scheduler.start()
+    clock.advance(SECOND)
+    scheduler.wait_idle(timeout=WAIT)
+    assert runs.count == 10
+
+
+def test_many_jobs_started_immediately_all_run_on_every_tick(
+    make_scheduler: SchedulerFactory, clock: FakeClock
+) -> None:
+    s = make_scheduler()
+    runs = Tally()
+    for _ in range(300):
+        s.add_job(runs.hit, gnomon.every("100ms"), start_immediately=True)
+    s.start()
+    clock.advance(SECOND)
+    s.wait_idle(timeout=WAIT)
+    assert runs.count == 300 * 11
+
+
+def test_the_context_manager_starts_and_shuts_down(clock: FakeClock) -> None:
+    runs = Tally()
+    with gnomon.Scheduler(clock=clock, timezone=UTC_ZONE) as s:
+        assert s.running is True
+        s.add_job(runs.hit, gnomon.every(1))
+        clock.advance(SECOND)
+        s.wait_idle(timeout=WAIT)
+    assert s.running is False
+    assert runs.count == 1
+    with pytest.raises(gnomon.SchedulerShutDown):
+        s.add_job(runs.hit, gnomon.every(1))
+
+
+def test_the_context_manager_never_masks_the_exception_in_flight(clock: FakeClock) -> None:
+    with pytest.raises(Boom), gnomon.Scheduler(clock=clock, timezone=UTC_ZONE) as s:
+        s.add_job(lambda: None, gnomon.every(1))
+        raise Boom("from the with-block")
+    assert s.running is False
+
+
+def test_the_async_context_manager_starts_and_shuts_down(errors: ErrorWatch) -> None:
+    clock, runs = FakeClock(T0), Tally()
+
+    async def scenario() -> None:
+        async def task() -> None:
+            runs.hit()
+
+        async with gnomon.AsyncScheduler(clock=clock, timezone=UTC_ZONE) as s:
+            assert s.running is True
+            await s.add_job(task, gnomon.every(1))
+            clock.advance(2 * SECOND)
+            await s.wait_idle(timeout=WAIT)
+        assert s.running is False
+        with pytest.raises(gnomon.SchedulerShutDown):
+            await s.add_job(task, gnomon.every(1))
+
+    run_async(errors, scenario)
+    assert runs.count == 2
+
+
+def test_run_forever_on_a_worker_thread_returns_when_another_thread_shuts_down(
+    make_scheduler: SchedulerFactory, clock: FakeClock
+) -> None:
+    s = make_scheduler()
+    runs = Tally()
+    s.add_job(runs.hit, gnomon.every(1))
+    with background(s.run_forever, name="run-forever") as done:
+        wait_until(lambda: s.running, "run_forever starts the scheduler")
+        clock.advance(SECOND)
+        runs.wait_for(1)
+        assert done.count == 0, "run_forever blocks while the scheduler runs"
+        s.shutdown()
+        done.wait_for(1)
+    assert done.values == [("ok", None)]
+
+
+RUN_FOREVER_UNTIL_SIGTERM = textwrap.dedent(
+    """
+    import os, signal, threading
+    import gnomon
+
+    s = gnomon.Scheduler()
+    ran = threading.Event()
+    s.add_job(ran.set, gnomon.every("10ms"))
+
+    def terminate_after_first_run():
+        ran.wait(10)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=terminate_after_first_run, daemon=True).start()
+    s.run_forever()
+    print("returned", s.running)
+    """
+)
+
+
+def test_run_forever_on_the_main_thread_returns_on_sigterm() -> None:
+    finished = subprocess.run(
+        [sys.executable, "-c", RUN_FOREVER_UNTIL_SIGTERM],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert finished.returncode == 0, finished.stderr
+    assert finished.stdout.strip() == "returned False"
+
+
+def test_the_monitor_sees_one_start_and_one_stop_per_cycle(
+    make_scheduler: SchedulerFactory,
+) -> None:
+    monitor = RecordingMonitor()
+    s = make_scheduler(monitor=monitor)
+    s.start()
+    monitor.started.wait_for(1)
+    assert monitor.stopped.count == 0
+    s.stop_jobs()
+    monitor.stopped.wait_for(1)
+    s.start()
+    monitor.started.wait_for(2)
+    s.shutdown()
+    monitor.stopped.wait_for(2)
+    assert (monitor.started.count, monitor.stopped.count) == (2, 2)
+
+
+def test_shutting_down_a_scheduler_that_never_started_calls_no_monitor_hook(
+    make_scheduler: SchedulerFactory,
+) -> None:
+    monitor = RecordingMonitor()
+    s = make_scheduler(monitor=monitor)
+    s.shutdown()
+    assert (monitor.started.count, monitor.stopped.count) == (0, 0)
+
+
+def test_the_monitor_follows_jobs_through_registration_runs_and_removal(
+    make_scheduler: SchedulerFactory, clock: FakeClock
+) -> None:
+    monitor = RecordingMonitor()
+    s = make_scheduler(monitor=monitor)
+
+    def fails() -> None:
+        raise Boom("task failed on purpose")
+
+    good = s.add_job(lambda: "fine", gnomon.every(1))
+    bad = s.add_job(fails, gnomon.every(1))
+    s.start()
+    clock.advance(SECOND)
+    s.wait_idle(timeout=WAIT)
+    s.remove_job(good.id)
+
+    assert sorted(map(str, monitor.registered.values)) == sorted([str(good.id), str(bad.id)])
+    assert monitor.unregistered.values == [good.id]
+    assert {e.job_id for e in monitor.run_started_events.values} == {good.id, bad.id}
+    outcomes = {e.job_id: e for e in monitor.finished()}
+    assert outcomes[good.id].outcome is gnomon.Outcome.SUCCESS
+    assert outcomes[bad.id].outcome is gnomon.Outcome.FAILED
+    assert str(outcomes[bad.id].exception) == "task failed on purpose"
+
+
+def test_public_calls_from_many_threads_during_start_and_stop_neither_raise_nor_hang(
+    scheduler: gnomon.Scheduler, clock: FakeClock
+) -> None:
+    job = scheduler.add_job(lambda: None, gnomon.every(1))
+    failures = Tally()
+    stop = threading.Event()
+
+    def read_and_poke() -> None:
+        while not stop.is_set():
+            try:
+                scheduler.jobs()
+                job.next_runs(3)
+                _ = (job.next_run, job.last_run, job.is_running, scheduler.jobs_waiting)
+                job.run_now()
+            except Exception as exc:  # noqa: BLE001 - collected for the assertion below
+                failures.hit(exc)
+
+    threads = [threading.Thread(target=read_and_poke, daemon=True) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for _ in range(20):
+        scheduler.start()
+        clock.advance(SECOND)
+        scheduler.stop_jobs()
+    stop.set()
+    for thread in threads:
+        thread.join(WAIT)
+    assert not any(thread.is_alive() for thread in threads)
+    assert failures.values == []
