@@ -117,7 +117,7 @@ def _build_spec(text: str, parts: list[str], *, fixed: bool) -> CronSpec:
         weekdays=frozenset(value % 7 for value in weekdays),
         last_day="L" in day_extras,
         last_weekday_of_month="LW" in day_extras,
-        nearest_weekdays=frozenset(int(extra[:-1]) for extra in day_extras if extra[-1] == "W"),
+        nearest_weekdays=frozenset(int(extra[:-1]) for extra in day_extras if extra[0].isdigit()),
         last_weekdays=last_dows,
         nth_weekdays=nths,
         days_and=days_and,

@@ -42,6 +42,7 @@ class Run:
 
     __slots__ = (
         "attempt",
+        "calling",
         "cancelled",
         "engine",
         "finished",
@@ -89,6 +90,7 @@ class Run:
         self.keeper: asyncio.Task[None] | None = None
         self.started_at: datetime | None = None
         self.finished = False
+        self.calling = False
         self.timed_out = False
         self.task: asyncio.Task[Any] | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -182,18 +184,40 @@ class Run:
             if not await self._claim():
                 return
             try:
-                before = await _call_async(
-                    self.engine.log, self.spec.before_run, self._before_event()
-                )
-                if self._before(before) and self._lease_still_valid():
-                    outcome, result, exc = await self._invoke_async()
-                    await self._complete_async(outcome, result, exc)
+                await self._run_claimed()
             finally:
                 await self._release_lease()
+        except asyncio.CancelledError:
+            self._cancelled_midway()
         except BaseException as exc:
             self._crash(exc)
         finally:
             current_run.reset(reset)
+
+    async def _run_claimed(self) -> None:
+        before = await _call_async(self.engine.log, self.spec.before_run, self._before_event())
+        if not self._lease_still_valid():
+            expired = LeaseLost(f"the lease on {self.key!r} expired before the run could start")
+            await self._refuse(Outcome.SKIPPED_LOCK_ERROR, expired)
+            return
+        if self._before(before):
+            self.calling = True
+            try:
+                outcome, result, exc = await self._invoke_async()
+            finally:
+                self.calling = False
+            await self._complete_async(outcome, result, exc)
+
+    def _cancelled_midway(self) -> None:
+        """The pipeline itself was cancelled (shutdown): account for the run, quietly."""
+        if self.finished:
+            return
+        if self.started_at is None:
+            event = self.event(Outcome.CANCELLED)
+            self.engine.skip_running(self, event)
+            self._resolve(event)
+        else:
+            self._close(self.event(Outcome.CANCELLED, finished_at=self.engine.now()))
 
     async def _invoke_async(self) -> tuple[Outcome, object, BaseException | None]:
         args, kwargs = self._arguments()
@@ -429,7 +453,7 @@ class Run:
     def interrupt(self) -> None:
         """Called at the run's timeout: cancel an async task (sync tasks only get the flag)."""
         task, loop = self.task, self.loop
-        if self.spec.is_async and task is not None and loop is not None:
+        if self.spec.is_async and self.calling and task is not None and loop is not None:
             loop.call_soon_threadsafe(task.cancel)
 
 

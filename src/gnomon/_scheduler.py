@@ -189,7 +189,8 @@ class _SchedulerCore(JobOwner):
         return state.handle
 
     def _jobs(self, tags: Iterable[str] | None) -> list[Job]:
-        states = list(self._engine.jobs.values())
+        with self._engine.lock:
+            states = list(self._engine.jobs.values())
         if tags is not None:
             wanted = frozenset([tags] if isinstance(tags, str) else tags)
             states = [s for s in states if s.spec.tags & wanted]
@@ -262,6 +263,7 @@ class Scheduler(_SchedulerCore):
         self._loop_lock = threading.Lock()
         self._engine.run_coroutine = self._run_coroutine
         self._shutdown_done = threading.Event()
+        self._stop_requested = threading.Event()
         self._shutting_down = False
 
     # ---------------------------------------------------------------- driver
@@ -397,6 +399,7 @@ class Scheduler(_SchedulerCore):
                 self._shutdown_done.wait(limit)
             return
         self._shutting_down = True
+        self._stop_requested.set()
         was_running = self._engine.stop(Outcome.SKIPPED_STOPPING, shut_down=True)
         self._stop_timer()
         if current_run.get() is not None:
@@ -481,11 +484,9 @@ class Scheduler(_SchedulerCore):
     def run_forever(self) -> None:
         """Start if needed and block until shutdown (or SIGINT/SIGTERM on the main thread)."""
         self.start()
-        stop = threading.Event()
-        restore = self._install_signals(stop)
+        restore = self._install_signals(self._stop_requested)
         try:
-            while not stop.is_set() and not self._shutting_down:
-                stop.wait(0.5)
+            self._stop_requested.wait()
         finally:
             for signum, handler in restore.items():
                 signal.signal(signum, handler)
@@ -613,7 +614,12 @@ class AsyncScheduler(_SchedulerCore):
 
     def _require_loop(self) -> asyncio.AbstractEventLoop:
         if self._loop is None:
-            raise RuntimeError("the AsyncScheduler has not been started on an event loop")
+            try:
+                self._loop = asyncio.get_running_loop()
+            except RuntimeError:
+                raise RuntimeError(
+                    "the AsyncScheduler has not been started on an event loop"
+                ) from None
         return self._loop
 
     # ---------------------------------------------------------------- jobs

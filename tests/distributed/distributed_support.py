@@ -130,6 +130,7 @@ class Backend:
     clock: FakeClock | None = None
     _electors: list[Elector] = field(default_factory=list)
     _lockers: list[Locker] = field(default_factory=list)
+    _memory_stores: dict[str, MemoryLocker] = field(default_factory=dict)
 
     @property
     def fake_time(self) -> bool:
@@ -137,7 +138,11 @@ class Backend:
 
     def locker(self, **timings: Any) -> Locker:
         if self.kind == "memory":
-            made: Locker = MemoryLocker(clock=self.clock, **timings)
+            # One MemoryLocker is the store: nodes of the memory backend share it.
+            shape = repr(sorted(timings.items()))
+            if shape not in self._memory_stores:
+                self._memory_stores[shape] = MemoryLocker(clock=self.clock, **timings)
+            made: Locker = self._memory_stores[shape]
         else:
             made = make_locker(self.kind, store_url(self.kind), self.namespace, **timings)
         self._lockers.append(made)

@@ -15,22 +15,16 @@ from pathlib import Path
 from types import FrameType
 
 import gnomon
-from gnomon._cli._actions import KILL_GRACE, ProcessGroups, command_task
-from gnomon._cli._config import (
-    CallAction,
-    InvalidSchedule,
-    JobSpec,
-    Schedule,
-    SchedulerSpec,
-    load_schedule,
-)
+from gnomon._cli._actions import KILL_GRACE, ProcessGroups
+from gnomon._cli._config import InvalidSchedule, JobSpec, Schedule, load_schedule
 from gnomon._cli._history import History
 from gnomon._cli._logging import LOGGER, configure_logging, log_fields
 from gnomon._cli._missed import record_missed
 from gnomon._cli._monitors import MonitorGroup, RunLog, RunRecorder
+from gnomon._cli._scheduling import add_job, build_scheduler, check_with_engine, update_job
 from gnomon._cli._secrets import mask_secrets
 from gnomon._durations import format_duration
-from gnomon._events import JobContext, Monitor
+from gnomon._events import Monitor
 
 __all__ = ["Daemon", "run_daemon"]
 
@@ -66,50 +60,6 @@ def run_daemon(
     daemon = Daemon(schedule, state or schedule.scheduler.state, metrics_address=address)
     terminated = daemon.run()
     return EXIT_TERMINATED if terminated else EXIT_OK
-
-
-def build_scheduler(spec: SchedulerSpec, monitor: Monitor | None) -> gnomon.Scheduler:
-    return gnomon.Scheduler(
-        timezone=spec.timezone,
-        max_concurrent=spec.max_concurrent,
-        stop_timeout=spec.stop_timeout.total_seconds(),
-        monitor=monitor,
-    )
-
-
-def check_with_engine(schedule: Schedule) -> None:
-    """Let the engine judge every job's options (on a scheduler that never starts)."""
-    scheduler = build_scheduler(schedule.scheduler, None)
-    problems: list[str] = []
-    groups = ProcessGroups()
-    try:
-        for job in schedule.jobs:
-            try:
-                _add(scheduler, job, groups)
-            except (gnomon.GnomonError, TypeError) as error:
-                problems.append(f"job {job.name!r}: {error}")
-    finally:
-        scheduler.shutdown()
-    if problems:
-        raise InvalidSchedule(schedule.path, problems)
-
-
-def _task_and_arguments(job: JobSpec, groups: ProcessGroups) -> tuple[object, dict[str, object]]:
-    if isinstance(job.action, CallAction):
-        return job.action.func, {"args": job.action.args, "kwargs": dict(job.action.kwargs)}
-    return command_task(job.action, groups, _log_output), {}
-
-
-def _add(scheduler: gnomon.Scheduler, job: JobSpec, groups: ProcessGroups) -> gnomon.Job:
-    func, arguments = _task_and_arguments(job, groups)
-    return scheduler.add_job(func, job.rule, **arguments, **job.options())  # type: ignore[arg-type]
-
-
-def _log_output(context: JobContext, line: str) -> None:
-    LOGGER.info(
-        line,
-        extra=log_fields(job=context.job_name, occurrence=context.occurrence_key, stream="output"),
-    )
 
 
 class Daemon:
@@ -164,7 +114,7 @@ class Daemon:
             LOGGER.warning(f"{abandoned} run(s) of an earlier daemon never finished: abandoned")
         for job in self.schedule.jobs:
             record_missed(self.history, job, now)
-            self.jobs[job.name] = _add(self.scheduler, job, self.groups)
+            self.jobs[job.name] = add_job(self.scheduler, job, self.groups)
         self.history.daemon_started(
             schedule_file=str(self.schedule.path),
             timezone=self.schedule.scheduler.timezone.key,
@@ -253,7 +203,7 @@ class Daemon:
             counts["removed"] += 1
         for name, job in wanted.items():
             if name not in current:
-                self.jobs[name] = _add(self.scheduler, job, self.groups)
+                self.jobs[name] = add_job(self.scheduler, job, self.groups)
                 counts["added"] += 1
             elif job != current[name]:
                 self._update(job)
@@ -272,17 +222,14 @@ class Daemon:
 
     def _update(self, spec: JobSpec) -> None:
         job = self.jobs.get(spec.name)
-        func, arguments = _task_and_arguments(spec, self.groups)
         if job is not None:
             try:
-                self.jobs[spec.name] = self.scheduler.update_job(
-                    job.id, func=func, rule=spec.rule, **arguments, **spec.options()
-                )
+                self.jobs[spec.name] = update_job(self.scheduler, job, spec, self.groups)
             except gnomon.JobNotFound:
-                pass
+                pass  # it ran out of runs on its own: add it afresh
             else:
                 return
-        self.jobs[spec.name] = _add(self.scheduler, spec, self.groups)
+        self.jobs[spec.name] = add_job(self.scheduler, spec, self.groups)
 
     def _stop(self, signum: int) -> bool:
         stop_timeout = self.schedule.scheduler.stop_timeout

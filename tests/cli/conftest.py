@@ -1,0 +1,28 @@
+"""Fixtures for the ``gnomon`` command's tests: a workspace, and daemons stopped at the end."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from cli_support import Daemon, Workspace
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Workspace:
+    return Workspace(tmp_path)
+
+
+@pytest.fixture
+def start_daemon(workspace: Workspace) -> Iterator[Callable[..., Daemon]]:
+    daemons: list[Daemon] = []
+
+    def start(*arguments: str) -> Daemon:
+        daemon = Daemon(workspace, *arguments)
+        daemons.append(daemon)
+        return daemon
+
+    yield start
+    for daemon in daemons:
+        daemon.stop()
