@@ -20,7 +20,7 @@ from typing import Protocol, TypeVar
 Handle = TypeVar("Handle")
 
 HOURLY_PERIODS = tuple(3600 + i for i in range(3600))
-"""W1 job periods, 1–2 h, so that no job fires while it is measured."""
+"""W1 job periods, 1-2 h, so that no job fires while it is measured."""
 
 Sample = tuple[float, float]
 """One run: (intended fire time, start time), both as Unix timestamps."""
@@ -93,9 +93,8 @@ def sleep_until(deadline: float) -> None:
 
 
 async def async_sleep_until(deadline: float) -> None:
-    """Sleep on the running loop until the wall clock reaches ``deadline``."""
-    while (remaining := deadline - time.time()) > 0:
-        await asyncio.sleep(remaining)
+    """Sleep on the running loop until about when the wall clock reaches ``deadline``."""
+    await asyncio.sleep(max(0.0, deadline - time.time()))
 
 
 def fire_times(spec: TimedSpec, t0: float) -> list[float]:
@@ -163,8 +162,11 @@ def percentile(ordered: Sequence[float], fraction: float) -> float:
 def lateness_ms(samples: Sequence[Sample]) -> dict[str, float]:
     """Lateness (start minus intended fire time) p50, p99 and max, in milliseconds."""
     if not samples:
-        return {"lateness_p50_ms": float("nan"), "lateness_p99_ms": float("nan"),
-                "lateness_max_ms": float("nan")}
+        return {
+            "lateness_p50_ms": float("nan"),
+            "lateness_p99_ms": float("nan"),
+            "lateness_max_ms": float("nan"),
+        }
     ordered = sorted((started - intended) * 1000 for intended, started in samples)
     return {
         "lateness_p50_ms": statistics.median(ordered),
@@ -182,8 +184,11 @@ def counted_samples(observation: Observation, spec: TimedSpec) -> list[Sample]:
 def summarise_timed(observation: Observation, spec: TimedSpec) -> dict[str, float]:
     """The figures W2, W3 and W4 report from one observation."""
     counted = counted_samples(observation, spec)
-    in_window = [s for s in observation.samples
-                 if observation.cpu_window[0] <= s[1] < observation.cpu_window[1]]
+    in_window = [
+        s
+        for s in observation.samples
+        if observation.cpu_window[0] <= s[1] < observation.cpu_window[1]
+    ]
     summary = {
         "runs_done": float(len(counted)),
         "runs_expected": float(expected_runs(spec)),
@@ -210,8 +215,12 @@ def measure_scale(
     in_order = _time_each(remove, handles[:k])
     chosen = random.Random(n).sample(handles[k:], k)
     at_random = _time_each(remove, chosen)
-    return {"add_us": add_us, "remove_in_order_us": in_order, "remove_random_us": at_random,
-            "removals": float(k)}
+    return {
+        "add_us": add_us,
+        "remove_in_order_us": in_order,
+        "remove_random_us": at_random,
+        "removals": float(k),
+    }
 
 
 def _time_each(remove: Callable[[Handle], None], handles: Sequence[Handle]) -> float:

@@ -45,8 +45,7 @@ class Profile:
     repetitions: int
 
 
-FULL = Profile("full", (1_000, 10_000, 100_000), 1_000, 1_000, 20, 200, 30, 10_000, 20,
-               2.5, 1.0, 3)
+FULL = Profile("full", (1_000, 10_000, 100_000), 1_000, 1_000, 20, 200, 30, 10_000, 20, 2.5, 1.0, 3)
 QUICK = Profile("quick", (1_000, 10_000), 200, 200, 3, 50, 3, 1_000, 2, 1.5, 0.5, 1)
 SMOKE = Profile("smoke", (300,), 50, 50, 1, 20, 1, 200, 0.5, 0.5, 0.3, 1)
 PROFILES = {profile.name: profile for profile in (FULL, QUICK, SMOKE)}
@@ -57,6 +56,7 @@ class Case:
     """One workload at one size, measured for each of ``contestants``."""
 
     key: str
+    group: str
     workload: str
     title: str
     params: dict[str, Any]
@@ -66,47 +66,81 @@ class Case:
         """How long one measurement may take before it is abandoned."""
         if self.workload == "timed":
             p = self.params
-            return p["lead"] + p["settle"] + p["cpu_span"] + p["grace"] + 120
+            return float(p["lead"] + p["settle"] + p["cpu_span"] + p["grace"]) + 120
         return 900
 
 
 def burst_spec(profile: Profile) -> TimedSpec:
     """W2: every job due at the same instant, each second."""
-    return TimedSpec(jobs=profile.burst_jobs, interval=1.0, first_fire=0.0, stagger=0.0,
-                     lead=profile.lead, cpu_from=-0.5, cpu_span=profile.burst_seconds,
-                     settle=0.0, grace=profile.grace, counted=profile.burst_seconds)
+    return TimedSpec(
+        jobs=profile.burst_jobs,
+        interval=1.0,
+        first_fire=0.0,
+        stagger=0.0,
+        lead=profile.lead,
+        cpu_from=-0.5,
+        cpu_span=profile.burst_seconds,
+        settle=0.0,
+        grace=profile.grace,
+        counted=profile.burst_seconds,
+    )
 
 
 def latency_spec(profile: Profile) -> TimedSpec:
     """W3: jobs each second, their starts spread evenly across the second."""
-    return TimedSpec(jobs=profile.latency_jobs, interval=1.0, first_fire=0.0,
-                     stagger=1.0 / profile.latency_jobs, lead=profile.lead, cpu_from=-0.5,
-                     cpu_span=profile.latency_seconds, settle=0.0, grace=profile.grace,
-                     counted=profile.latency_seconds)
+    return TimedSpec(
+        jobs=profile.latency_jobs,
+        interval=1.0,
+        first_fire=0.0,
+        stagger=1.0 / profile.latency_jobs,
+        lead=profile.lead,
+        cpu_from=-0.5,
+        cpu_span=profile.latency_seconds,
+        settle=0.0,
+        grace=profile.grace,
+        counted=profile.latency_seconds,
+    )
 
 
 def idle_spec(profile: Profile) -> TimedSpec:
     """W4: hourly jobs, none due while the CPU is read."""
-    return TimedSpec(jobs=profile.idle_jobs, interval=3600.0, first_fire=3600.0, stagger=0.0,
-                     lead=0.0, cpu_from=0.0, cpu_span=profile.idle_seconds, settle=1.0,
-                     grace=0.0, counted=profile.idle_seconds)
+    return TimedSpec(
+        jobs=profile.idle_jobs,
+        interval=3600.0,
+        first_fire=3600.0,
+        stagger=0.0,
+        lead=0.0,
+        cpu_from=0.0,
+        cpu_span=profile.idle_seconds,
+        settle=1.0,
+        grace=0.0,
+        counted=profile.idle_seconds,
+    )
 
 
-def cases(profile: Profile, contestants: tuple[str, ...], w5: bool) -> list[Case]:
+WORKLOADS = ("w1", "w2", "w3", "w4", "w5")
+
+
+def cases(profile: Profile, contestants: tuple[str, ...], workloads: tuple[str, ...]) -> list[Case]:
+    """The cases of ``profile`` among ``contestants`` and ``workloads``, in running order."""
+    return [case for case in all_cases(profile, contestants) if case.group in workloads]
+
+
+def all_cases(profile: Profile, contestants: tuple[str, ...]) -> list[Case]:
     """Every case of ``profile`` among ``contestants``, in the order they run."""
     scale_side = tuple(c for c in contestants if c != "gnomon-async")
     found: list[Case] = []
     for n in profile.scale_sizes:
         sides = tuple(c for c in scale_side if c != "apscheduler4" or n <= APS4_MAX_W1_JOBS)
-        found.append(Case(f"w1-{n}", "w1", f"W1 scale, {n:,} jobs",
-                          {"n": n, "removals": profile.removals}, sides))
-        found.append(Case(f"w1mem-{n}", "w1mem", f"W1 memory, {n:,} jobs", {"n": n}, sides))
+        params = {"n": n, "removals": profile.removals}
+        found.append(Case(f"w1-{n}", "w1", "w1", f"W1 scale, {n:,} jobs", params, sides))
+        found.append(Case(f"w1mem-{n}", "w1", "w1mem", f"W1 memory, {n:,} jobs", {"n": n}, sides))
     for key, title, spec in (
         ("w2", "W2 burst", burst_spec(profile)),
         ("w3", "W3 latency", latency_spec(profile)),
         ("w4", "W4 idle", idle_spec(profile)),
     ):
-        found.append(Case(key, "timed", title, asdict(spec), contestants))
-    if w5 and "gnomon" in contestants:
-        found.append(Case("w5", "w5", "W5 cron math", {}, ("gnomon",)))
+        found.append(Case(key, key, "timed", title, asdict(spec), contestants))
+    if (BENCH_DIR / "w5_cron.py").exists() and "gnomon" in contestants:
+        found.append(Case("w5", "w5", "w5", "W5 cron math", {}, ("gnomon",)))
     return found

@@ -18,7 +18,23 @@ Medians = dict[tuple[str, str], dict[str, list[float]]]
 """(case, contestant) -> metric -> the value of every repetition."""
 
 NOISY = 0.25
-"""A spread (max − min) above this fraction of the median is listed as noise."""
+"""A spread (max - min) above this fraction of the median is listed as noise."""
+
+REPORTED = frozenset(
+    {
+        "add_us",
+        "remove_in_order_us",
+        "remove_random_us",
+        "bytes_per_job",
+        "runs_done",
+        "lateness_p50_ms",
+        "lateness_p99_ms",
+        "lateness_max_ms",
+        "cpu_us_per_run",
+        "cpu_seconds",
+    }
+)
+"""The metrics the tables show; the others stay in the raw JSON."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,10 +53,12 @@ def targets(largest: int) -> list[Target]:
     thread, both = ("gnomon",), GNOMON_FACES
     return [
         Target(f"W1 add at {largest:,}, µs/job", f"w1-{largest}", "add_us", thread, 6),
-        Target(f"W1 random removal at {largest:,}, µs", f"w1-{largest}", "remove_random_us",
-               thread, 10),
-        Target(f"W1 memory at {largest:,}, B/job", f"w1mem-{largest}", "bytes_per_job",
-               thread, 500),
+        Target(
+            f"W1 random removal at {largest:,}, µs", f"w1-{largest}", "remove_random_us", thread, 10
+        ),
+        Target(
+            f"W1 memory at {largest:,}, B/job", f"w1mem-{largest}", "bytes_per_job", thread, 500
+        ),
         Target("W2 lateness p50, ms", "w2", "lateness_p50_ms", both, 10),
         Target("W2 lateness p99, ms", "w2", "lateness_p99_ms", both, 30),
         Target("W2 CPU per run, µs", "w2", "cpu_us_per_run", both, 50),
@@ -57,12 +75,22 @@ def machine() -> dict[str, Any]:
     model = "unknown"
     try:
         with open("/proc/cpuinfo") as cpuinfo:
-            model = next((line.split(":", 1)[1].strip() for line in cpuinfo
-                          if line.startswith("model name")), model)
+            model = next(
+                (
+                    line.split(":", 1)[1].strip()
+                    for line in cpuinfo
+                    if line.startswith("model name")
+                ),
+                model,
+            )
     except OSError:
         pass
-    return {"nproc": os.cpu_count(), "cpu": model, "python": platform.python_version(),
-            "system": f"{platform.system()} {platform.release()}"}
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": model,
+        "python": platform.python_version(),
+        "system": f"{platform.system()} {platform.release()}",
+    }
 
 
 def collect(records: Iterable[dict[str, Any]]) -> Medians:
@@ -91,7 +119,8 @@ def fmt(value: float | None) -> str:
         return f"{value:.1f}"
     if abs(value) >= 1:
         return f"{value:.2f}"
-    return f"{value:.2g}"
+    text = f"{value:.2g}"
+    return f"{value:.7f}".rstrip("0") if "e" in text else text
 
 
 def table(header: list[str], rows: Iterable[list[str]]) -> list[str]:
@@ -105,7 +134,7 @@ def ratio(peer: float | None, ours: float | None) -> str:
     """How many times the peer's figure is gnomon's (above 1: gnomon is better)."""
     if peer is None or ours is None or ours <= 0:
         return "—"
-    return f"{peer / ours:.1f}×"
+    return f"{peer / ours:.1f}x"
 
 
 def contestants_of(values: Medians, case: str) -> list[str]:
@@ -126,19 +155,28 @@ def header(raw: dict[str, Any], values: Medians) -> list[str]:
         for name, v in found.items():
             versions[f"{name} {v}"] = ""
         loads.extend(record.get("loadavg", []))
-    load = f"{min(loads):.2f}–{max(loads):.2f}" if loads else "unknown"
+    load = f"{min(loads):.2f} to {max(loads):.2f}" if loads else "unknown"
     del values
     return [
-        "# Benchmark results", "",
-        f"Measured {when} with `python bench/run.py` (profile `{raw['profile']}`, "
-        f"{raw['repetitions']} repetitions interleaved across contestants, {minutes:.0f} min). "
-        "Every figure is the median over repetitions; lower is better except runs done.", "",
+        "# Benchmark results",
+        "",
+        (
+            f"Measured {when} with `python bench/run.py` (profile `{raw['profile']}`, "
+            f"{raw['repetitions']} repetitions interleaved across contestants, {minutes:.0f} min). "
+            "Every figure is the median over repetitions; lower is better except runs done."
+        ),
+        "",
         f"- Machine: {m['nproc']} CPUs (`nproc`), {m['cpu']}, {m['system']}.",
-        f"- Python: {', '.join(sorted(pythons))} for every contestant; "
-        f"versions: {', '.join(sorted(versions))}.",
-        f"- Load average (1 min) at the start and end of each measurement: {load}. "
-        "The machine was shared with other work, so read the spreads under *Noise*.",
-        *(f"- {note}" for note in raw.get("notes", [])), "",
+        (
+            f"- Python: {', '.join(sorted(pythons))} for every contestant; "
+            f"versions: {', '.join(sorted(versions))}."
+        ),
+        (
+            f"- Load average (1 min) at the start and end of each measurement: {load}. "
+            "The machine was shared with other work, so read the spreads under *Noise*."
+        ),
+        *(f"- {note}" for note in raw.get("notes", [])),
+        "",
     ]
 
 
@@ -148,34 +186,60 @@ def target_section(values: Medians, largest: int, cron_us: float | None) -> list
         for face in target.faces:
             got = median(values, target.case, face, target.metric)
             verdict = "—" if got is None else ("met" if got <= target.limit else "missed")
-            rows.append([target.label, LABELS[face], f"≤ {fmt(target.limit)}", fmt(got),
-                         verdict])
+            rows.append([target.label, LABELS[face], f"≤ {target.limit:g}", fmt(got), verdict])
     if cron_us is not None:
-        rows.append(["W5 µs per next (median)", "rules", "≤ 10", fmt(cron_us),
-                     "met" if cron_us <= 10 else "missed"])
-    return ["## Targets", "",
-            *table(["workload", "gnomon face", "target", "measured", "verdict"], rows)]
+        rows.append(
+            [
+                "W5 µs per next (median)",
+                "rules",
+                "≤ 10",
+                fmt(cron_us),
+                "met" if cron_us <= 10 else "missed",
+            ]
+        )
+    return [
+        "## Targets",
+        "",
+        *table(["workload", "gnomon face", "target", "measured", "verdict"], rows),
+    ]
+
+
+def scale_row(values: Medians, n: int, contestant: str) -> list[str]:
+    timings = ("add_us", "remove_in_order_us", "remove_random_us")
+    return [
+        LABELS[contestant],
+        *(fmt(median(values, f"w1-{n}", contestant, metric)) for metric in timings),
+        fmt(median(values, f"w1mem-{n}", contestant, "bytes_per_job")),
+    ]
 
 
 def scale_section(values: Medians, sizes: list[int]) -> list[str]:
-    lines = ["## W1 scale", "",
-             "Add N interval jobs (periods 1–2 h) to a running scheduler, then remove "
-             "min(N/2, removals) of them in insertion order and as many more at random; "
-             "memory is traced separately with `tracemalloc` in a fresh process.", ""]
+    lines = [
+        "## W1 scale",
+        "",
+        (
+            "Add N interval jobs (periods 1-2 h) to a running scheduler, then remove "
+            "min(N/2, removals) of them in insertion order and as many more at random; "
+            "memory is traced separately with `tracemalloc` in a fresh process."
+        ),
+        "",
+    ]
     for n in sizes:
-        rows = []
-        for c in contestants_of(values, f"w1-{n}"):
-            rows.append([LABELS[c], *(fmt(median(values, f"w1-{n}", c, metric)) for metric in
-                                      ("add_us", "remove_in_order_us", "remove_random_us")),
-                         fmt(median(values, f"w1mem-{n}", c, "bytes_per_job"))])
-        lines += [f"### {n:,} jobs", "", *table(
-            ["contestant", "add, µs", "remove in order, µs", "remove at random, µs", "B/job"],
-            rows)]
+        rows = [scale_row(values, n, c) for c in contestants_of(values, f"w1-{n}")]
+        lines += [
+            f"### {n:,} jobs",
+            "",
+            *table(
+                ["contestant", "add, µs", "remove in order, µs", "remove at random, µs", "B/job"],
+                rows,
+            ),
+        ]
     return lines
 
 
-def timed_section(values: Medians, case: str, title: str, intro: str,
-                  columns: list[tuple[str, str]]) -> list[str]:
+def timed_section(
+    values: Medians, case: str, title: str, intro: str, columns: list[tuple[str, str]]
+) -> list[str]:
     rows = []
     for c in contestants_of(values, case):
         row = [LABELS[c]]
@@ -187,36 +251,57 @@ def timed_section(values: Medians, case: str, title: str, intro: str,
             else:
                 row.append(fmt(median(values, case, c, metric)))
         rows.append(row)
-    return [f"## {title}", "", intro, "",
-            *table(["contestant", *(label for _, label in columns)], rows)]
+    return [
+        f"## {title}",
+        "",
+        intro,
+        "",
+        *table(["contestant", *(label for _, label in columns)], rows),
+    ]
 
 
-LATENESS = [("lateness_p50_ms", "lateness p50, ms"), ("lateness_p99_ms", "p99, ms"),
-            ("lateness_max_ms", "max, ms")]
+LATENESS = [
+    ("lateness_p50_ms", "lateness p50, ms"),
+    ("lateness_p99_ms", "p99, ms"),
+    ("lateness_max_ms", "max, ms"),
+]
 
 
 def ratio_section(values: Medians, sizes: list[int]) -> list[str]:
     headline = [(f"W1 add at {n:,}", f"w1-{n}", "add_us") for n in sizes]
     headline += [(f"W1 random removal at {n:,}", f"w1-{n}", "remove_random_us") for n in sizes]
-    headline += [(f"W1 memory at {sizes[-1]:,}", f"w1mem-{sizes[-1]}", "bytes_per_job"),
-                 ("W2 lateness p50", "w2", "lateness_p50_ms"),
-                 ("W2 lateness p99", "w2", "lateness_p99_ms"),
-                 ("W2 CPU per run", "w2", "cpu_us_per_run"),
-                 ("W3 lateness p50", "w3", "lateness_p50_ms"),
-                 ("W3 lateness p99", "w3", "lateness_p99_ms"),
-                 ("W4 idle CPU", "w4", "cpu_seconds")]
+    headline += [
+        (f"W1 memory at {sizes[-1]:,}", f"w1mem-{sizes[-1]}", "bytes_per_job"),
+        ("W2 lateness p50", "w2", "lateness_p50_ms"),
+        ("W2 lateness p99", "w2", "lateness_p99_ms"),
+        ("W2 CPU per run", "w2", "cpu_us_per_run"),
+        ("W3 lateness p50", "w3", "lateness_p50_ms"),
+        ("W3 lateness p99", "w3", "lateness_p99_ms"),
+        ("W4 idle CPU", "w4", "cpu_seconds"),
+    ]
     rows = []
     for label, case, metric in headline:
         for face in GNOMON_FACES:
             ours = median(values, case, face, metric)
             if ours is None:
                 continue
-            rows.append([label, LABELS[face], *(ratio(median(values, case, p, metric), ours)
-                                                for p in PEERS)])
-    return ["## Ratios", "",
-            "Each peer's median divided by gnomon's: 3.0× means gnomon needs a third of "
-            "the peer's time, memory or lateness.", "",
-            *table(["figure", "gnomon face", *(f"vs {LABELS[p]}" for p in PEERS)], rows)]
+            rows.append(
+                [
+                    label,
+                    LABELS[face],
+                    *(ratio(median(values, case, p, metric), ours) for p in PEERS),
+                ]
+            )
+    return [
+        "## Ratios",
+        "",
+        (
+            "Each peer's median divided by gnomon's: 3.0x means gnomon needs a third of "
+            "the peer's time, memory or lateness."
+        ),
+        "",
+        *table(["figure", "gnomon face", *(f"vs {LABELS[p]}" for p in PEERS)], rows),
+    ]
 
 
 def cron_rows(records: list[dict[str, Any]]) -> list[dict[str, object]]:
@@ -238,9 +323,12 @@ def cron_rows(records: list[dict[str, Any]]) -> list[dict[str, object]]:
 
 def cron_median_us(rows: list[dict[str, object]]) -> float | None:
     """gnomon's median µs per ``next_after`` over W5's expressions, if its rows say so."""
-    figures = [float(v) for row in rows for key, v in row.items()
-               if "gnomon" in key.lower() and isinstance(v, int | float)
-               and not isinstance(v, bool)]
+    figures = [
+        float(v)
+        for row in rows
+        for key, v in row.items()
+        if "gnomon" in key.lower() and isinstance(v, int | float) and not isinstance(v, bool)
+    ]
     return statistics.median(figures) if figures else None
 
 
@@ -248,35 +336,69 @@ def cron_section(rows: list[dict[str, object]]) -> list[str]:
     if not rows:
         return []
     columns = list(rows[0])
-    body = [[fmt(v) if isinstance(v, int | float) and not isinstance(v, bool) else str(v)
-             for v in (row.get(c) for c in columns)] for row in rows]
-    return ["## W5 cron math", "",
-            "From `bench/w5_cron.py`: µs per `next_after` against cronsim and croniter.", "",
-            *table(columns, body)]
+    body = [
+        [
+            fmt(v) if isinstance(v, int | float) and not isinstance(v, bool) else str(v)
+            for v in (row.get(c) for c in columns)
+        ]
+        for row in rows
+    ]
+    return [
+        "## W5 cron math",
+        "",
+        "From `bench/w5_cron.py`: µs per `next_after` against cronsim and croniter.",
+        "",
+        *table(columns, body),
+    ]
 
 
 def noise_section(values: Medians) -> list[str]:
     rows = []
     for (case, contestant), metrics in sorted(values.items()):
         for metric, found in sorted(metrics.items()):
+            if metric not in REPORTED or (case == "w4" and metric == "runs_done"):
+                continue
             middle = statistics.median(found)
             if len(found) > 1 and middle > 0 and (max(found) - min(found)) / middle > NOISY:
-                rows.append([case, LABELS[contestant], metric, fmt(min(found)), fmt(middle),
-                             fmt(max(found))])
+                rows.append(
+                    [
+                        case,
+                        LABELS[contestant],
+                        metric,
+                        fmt(min(found)),
+                        fmt(middle),
+                        fmt(max(found)),
+                    ]
+                )
     if not rows:
-        return ["## Noise", "", f"Every spread (max − min) was within {NOISY:.0%} of its "
-                "median.", ""]
-    return ["## Noise", "", f"Figures whose spread (max − min) exceeds {NOISY:.0%} of "
-            "their median:", "",
-            *table(["case", "contestant", "metric", "min", "median", "max"], rows)]
+        return [
+            "## Noise",
+            "",
+            f"Every spread (max - min) was within {NOISY:.0%} of its median.",
+            "",
+        ]
+    return [
+        "## Noise",
+        "",
+        f"Figures whose spread (max - min) exceeds {NOISY:.0%} of their median:",
+        "",
+        *table(["case", "contestant", "metric", "min", "median", "max"], rows),
+    ]
 
 
 def failure_section(records: list[dict[str, Any]]) -> list[str]:
-    failed = [r for r in records if "error" in r]
-    if not failed:
-        return []
-    return ["## Failures", "", *(f"- {r['case']} · {LABELS[r['contestant']]} · repetition "
-                                 f"{r['rep'] + 1}: {r['error']}" for r in failed), ""]
+    lines = []
+    for r in records:
+        where = f"{r['case']} · {LABELS[r['contestant']]} · repetition {r['rep'] + 1}"
+        if "error" in r:
+            lines.append(f"- {where}: {r['error']}")
+        elif r["metrics"].get("setup_overran"):
+            seconds = r["metrics"]["setup_seconds"]
+            lines.append(
+                f"- {where}: setup took {seconds:.2f} s, past the first fire time, so "
+                "the first runs were late because of it."
+            )
+    return ["## Failures", "", *lines, ""] if lines else []
 
 
 def render(raw: dict[str, Any]) -> str:
@@ -300,20 +422,40 @@ def timed_sections(values: Medians, params: dict[str, dict[str, Any]]) -> list[s
     lines: list[str] = []
     if "w2" in params:
         p = params["w2"]
-        lines += timed_section(values, "w2", "W2 burst", (
-            f"{p['jobs']:,} jobs with a 1 s interval, all due at the same instant, for "
-            f"{fmt(p['counted'])} s; no-op task. Lateness is the task's start minus its intended "
-            "fire time; CPU is the whole process's over the window, per run started in it."),
-            [("runs", "runs done / expected"), *LATENESS, ("cpu_us_per_run", "CPU per run, µs")])
+        lines += timed_section(
+            values,
+            "w2",
+            "W2 burst",
+            (
+                f"{p['jobs']:,} jobs with a 1 s interval, all due at the same instant, for "
+                f"{fmt(p['counted'])} s; no-op task. Lateness is the task's start minus its "
+                "intended fire time; CPU is the whole process's over the window, per run "
+                "started in it."
+            ),
+            [("runs", "runs done / expected"), *LATENESS, ("cpu_us_per_run", "CPU per run, µs")],
+        )
     if "w3" in params:
         p = params["w3"]
-        lines += timed_section(values, "w3", "W3 latency", (
-            f"{p['jobs']:,} jobs with a 1 s interval, starts spread evenly across the second, "
-            f"for {fmt(p['counted'])} s."), [("runs", "runs done / expected"), *LATENESS])
+        lines += timed_section(
+            values,
+            "w3",
+            "W3 latency",
+            (
+                f"{p['jobs']:,} jobs with a 1 s interval, starts spread evenly across the second, "
+                f"for {fmt(p['counted'])} s."
+            ),
+            [("runs", "runs done / expected"), *LATENESS],
+        )
     if "w4" in params:
         p = params["w4"]
-        lines += timed_section(values, "w4", "W4 idle", (
-            f"{p['jobs']:,} hourly jobs; CPU seconds used by the whole process over "
-            f"{fmt(p['cpu_span'])} s with nothing due, from {fmt(p['settle'])} s after start."),
-            [("cpu_seconds", f"CPU in {fmt(p['cpu_span'])} s, s")])
+        lines += timed_section(
+            values,
+            "w4",
+            "W4 idle",
+            (
+                f"{p['jobs']:,} hourly jobs; CPU seconds used by the whole process over "
+                f"{fmt(p['cpu_span'])} s with nothing due, from {fmt(p['settle'])} s after start."
+            ),
+            [("cpu_seconds", f"CPU in {fmt(p['cpu_span'])} s, s")],
+        )
     return lines

@@ -17,7 +17,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _plan import APS4_PYTHON, BENCH_DIR, CONTESTANTS, PROFILES, REPO_DIR, Case, cases
+from _plan import (
+    APS4_PYTHON,
+    BENCH_DIR,
+    CONTESTANTS,
+    PROFILES,
+    REPO_DIR,
+    WORKLOADS,
+    Case,
+    cases,
+)
 from _report import machine, render
 
 WORKER = BENCH_DIR / "worker.py"
@@ -33,8 +42,14 @@ def measure(case: Case, contestant: str) -> dict[str, Any]:
     request = {"contestant": contestant, "workload": case.workload, "params": case.params}
     command = [str(interpreter(contestant)), str(WORKER), json.dumps(request)]
     try:
-        done = subprocess.run(command, capture_output=True, text=True, cwd=REPO_DIR,
-                              timeout=case.budget_seconds(), check=False)
+        done = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            cwd=REPO_DIR,
+            timeout=case.budget_seconds(),
+            check=False,
+        )
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {case.budget_seconds():.0f} s"}
     if done.returncode != 0:
@@ -61,8 +76,11 @@ def run_all(plan: list[Case], repetitions: int) -> list[dict[str, Any]]:
                 result = measure(case, contestant)
                 took = time.monotonic() - started
                 note = f" FAILED: {result['error']}" if "error" in result else ""
-                print(f"[{rep + 1}/{repetitions}] {case.title} · {contestant}: {took:.1f} s{note}",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"[{rep + 1}/{repetitions}] {case.title} · {contestant}: {took:.1f} s{note}",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 records.append({"case": case.key, "contestant": contestant, "rep": rep, **result})
     return records
 
@@ -73,8 +91,9 @@ def available(requested: tuple[str, ...]) -> tuple[tuple[str, ...], list[str]]:
     chosen = requested
     if "apscheduler4" in requested and not APS4_PYTHON.exists():
         chosen = tuple(c for c in requested if c != "apscheduler4")
-        notes.append("APScheduler 4 was not measured: its environment is missing "
-                     "(see bench/README.md).")
+        notes.append(
+            "APScheduler 4 was not measured: its environment is missing (see bench/README.md)."
+        )
     return chosen, notes
 
 
@@ -83,32 +102,35 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="short durations, small sizes")
     parser.add_argument("--profile", choices=sorted(PROFILES), help=argparse.SUPPRESS)
     parser.add_argument("--reps", type=int, help="repetitions (default: 3 full, 1 quick)")
-    parser.add_argument("--contestants", default=",".join(CONTESTANTS),
-                        help="comma-separated subset of: " + ", ".join(CONTESTANTS))
-    parser.add_argument("--output", type=Path,
-                        help="directory for RESULTS.md and results.json "
-                             "(default: bench/ for the full run, none for --quick)")
+    parser.add_argument(
+        "--contestants",
+        default=",".join(CONTESTANTS),
+        help="comma-separated subset of: " + ", ".join(CONTESTANTS),
+    )
+    parser.add_argument(
+        "--workloads",
+        default=",".join(WORKLOADS),
+        help="comma-separated subset of: " + ", ".join(WORKLOADS),
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        help="directory for RESULTS.md and results.json "
+        "(default: bench/ for the full run, none for --quick)",
+    )
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Plan, measure, and write or print the table."""
-    args = parse_args(argv)
-    profile = PROFILES[args.profile or ("quick" if args.quick else "full")]
-    output = args.output or (BENCH_DIR if profile.name == "full" else None)
-    unknown = set(args.contestants.split(",")) - set(CONTESTANTS)
-    if unknown:
-        sys.exit(f"unknown contestants {sorted(unknown)}; choose from {', '.join(CONTESTANTS)}")
-    contestants, notes = available(tuple(c for c in CONTESTANTS
-                                         if c in args.contestants.split(",")))
-    plan = cases(profile, contestants, w5=(BENCH_DIR / "w5_cron.py").exists())
-    repetitions = args.reps or profile.repetitions
-    started = time.time()
-    records = run_all(plan, repetitions)
-    raw = {"profile": profile.name, "repetitions": repetitions, "machine": machine(),
-           "started": started, "finished": time.time(), "notes": notes,
-           "cases": [{"key": c.key, "title": c.title, "params": c.params} for c in plan],
-           "records": records}
+def chosen(listed: str, valid: tuple[str, ...], what: str) -> tuple[str, ...]:
+    """The names of a comma-separated option, in their usual order; unknown names exit."""
+    names = set(listed.split(","))
+    if unknown := names - set(valid):
+        sys.exit(f"unknown {what} {', '.join(sorted(unknown))}; choose from {', '.join(valid)}")
+    return tuple(name for name in valid if name in names)
+
+
+def write(raw: dict[str, Any], output: Path | None) -> None:
+    """Write the raw JSON and the table to ``output``, or print the table."""
     table = render(raw)
     if output is None:
         print(table)
@@ -117,6 +139,28 @@ def main(argv: list[str] | None = None) -> None:
     (output / "results.json").write_text(json.dumps(raw, indent=1) + "\n")
     (output / "RESULTS.md").write_text(table)
     print(f"wrote {output / 'RESULTS.md'}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Plan, measure, and write or print the table."""
+    args = parse_args(argv)
+    profile = PROFILES[args.profile or ("quick" if args.quick else "full")]
+    contestants, notes = available(chosen(args.contestants, CONTESTANTS, "contestants"))
+    plan = cases(profile, contestants, chosen(args.workloads, WORKLOADS, "workloads"))
+    repetitions = args.reps or profile.repetitions
+    started = time.time()
+    records = run_all(plan, repetitions)
+    raw = {
+        "profile": profile.name,
+        "repetitions": repetitions,
+        "machine": machine(),
+        "started": started,
+        "finished": time.time(),
+        "notes": notes,
+        "cases": [{"key": c.key, "title": c.title, "params": c.params} for c in plan],
+        "records": records,
+    }
+    write(raw, args.output or (BENCH_DIR if profile.name == "full" else None))
 
 
 if __name__ == "__main__":

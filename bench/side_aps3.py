@@ -7,10 +7,6 @@ from datetime import UTC, datetime
 from importlib.metadata import version
 from typing import Any
 
-from apscheduler.events import EVENT_JOB_EXECUTED, JobExecutionEvent
-from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.triggers.interval import IntervalTrigger
-
 from _harness import (
     HOURLY_PERIODS,
     Observation,
@@ -21,6 +17,9 @@ from _harness import (
     run_timed,
     sleep_until,
 )
+from apscheduler.events import EVENT_JOB_EXECUTED, JobExecutionEvent
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
 
 
 def _noop() -> None:
@@ -100,6 +99,6 @@ class ThreadSide:
 
 
 def timed(spec: TimedSpec, face: str) -> Observation:
-    """W2–W4 on the thread face (the only one measured for APScheduler 3)."""
+    """W2-W4 on the thread face (the only one measured for APScheduler 3)."""
     del face
     return run_timed(ThreadSide(), spec)

@@ -1,7 +1,7 @@
 """APScheduler 4 (pre-release), run from its own environment.
 
 W1 uses its synchronous ``Scheduler`` (a portal onto the async core, as users of threads
-see it); W2–W4 use ``AsyncScheduler`` with ``async`` tasks, its native face.
+see it); W2-W4 use ``AsyncScheduler`` with ``async`` tasks, its native face.
 """
 
 from __future__ import annotations
@@ -13,9 +13,6 @@ from datetime import UTC, datetime, timedelta
 from importlib.metadata import version
 from typing import Any
 
-from apscheduler import AsyncScheduler, Scheduler, current_job
-from apscheduler.triggers.interval import IntervalTrigger
-
 from _harness import (
     HOURLY_PERIODS,
     Observation,
@@ -26,6 +23,8 @@ from _harness import (
     measure_scale,
     run_timed_async,
 )
+from apscheduler import AsyncScheduler, Scheduler, current_job
+from apscheduler.triggers.interval import IntervalTrigger
 
 SAMPLES: list[Sample] = []
 
@@ -102,7 +101,7 @@ class AsyncSide:
 
 
 def timed(spec: TimedSpec, face: str) -> Observation:
-    """W2–W4 on ``AsyncScheduler``."""
+    """W2-W4 on ``AsyncScheduler``."""
     del face
 
     async def on_loop() -> Observation:

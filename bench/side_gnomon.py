@@ -7,10 +7,6 @@ import time
 from datetime import UTC, datetime, timedelta
 from importlib.metadata import version
 
-import gnomon
-from gnomon import JobContext
-from gnomon._rules import Rule
-
 from _harness import (
     HOURLY_PERIODS,
     Observation,
@@ -23,6 +19,10 @@ from _harness import (
     run_timed_async,
     sleep_until,
 )
+
+import gnomon
+from gnomon import JobContext
+from gnomon._rules import Rule
 
 SAMPLES: list[Sample] = []
 
@@ -57,8 +57,8 @@ def scale(n: int, removals: int) -> dict[str, float]:
     rules = _hourly_rules()
     try:
         return measure_scale(
-            lambda i: scheduler.add_job(_noop, rules[i % len(rules)]).id,
-            scheduler.remove_job,
+            lambda i: scheduler.add_job(_noop, rules[i % len(rules)]),
+            lambda job: scheduler.remove_job(job.id),
             n,
             removals,
         )
@@ -120,7 +120,7 @@ class AsyncSide:
 
 
 def timed(spec: TimedSpec, face: str) -> Observation:
-    """W2–W4 on the chosen face."""
+    """W2-W4 on the chosen face."""
     if face == "thread":
         return run_timed(ThreadSide(), spec)
 

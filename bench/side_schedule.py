@@ -8,7 +8,6 @@ from datetime import datetime
 from importlib.metadata import version
 
 import schedule
-
 from _harness import (
     HOURLY_PERIODS,
     Observation,
@@ -34,7 +33,9 @@ def versions() -> dict[str, str]:
 
 def _adder(scheduler: schedule.Scheduler) -> Callable[[int], schedule.Job]:
     def add(i: int) -> schedule.Job:
-        return scheduler.every(HOURLY_PERIODS[i % len(HOURLY_PERIODS)]).seconds.do(_noop)
+        job: schedule.Job = scheduler.every(HOURLY_PERIODS[i % len(HOURLY_PERIODS)]).seconds
+        job.do(_noop)
+        return job
 
     return add
 
@@ -65,7 +66,7 @@ class LoopSide:
     def add(self, interval: float, first_fire: float) -> None:
         job = self.scheduler.every(round(interval)).seconds
         job.do(self._record, job)
-        job.next_run = datetime.fromtimestamp(first_fire)  # noqa: DTZ006 - schedule is naive
+        job.next_run = datetime.fromtimestamp(first_fire)  # schedule keeps naive local times
 
     def start(self) -> None:
         pass
@@ -80,6 +81,6 @@ class LoopSide:
 
 
 def timed(spec: TimedSpec, face: str) -> Observation:
-    """W2–W4 driven by the poll loop."""
+    """W2-W4 driven by the poll loop."""
     del face
     return run_timed(LoopSide(), spec)

@@ -24,7 +24,7 @@ SIDES: dict[str, tuple[str, str]] = {
     "apscheduler4": ("side_aps4", "async"),
     "schedule": ("side_schedule", "loop"),
 }
-"""Contestant name: (module in this directory, face it runs W2–W4 on)."""
+"""Contestant name: (module in this directory, face it runs W2-W4 on)."""
 
 
 def _measure_w5(side: Any, face: str, params: dict[str, Any]) -> dict[str, Any]:

@@ -22,12 +22,13 @@ import uuid
 from collections import deque
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
+from uuid import uuid4
 
 from gnomon._distributed import occurrence_key
 from gnomon._errors import InvalidJob, JobNotFound, SchedulerShutDown
 from gnomon._events import LimitMode, Outcome, RunEvent
-from gnomon._job import JobState
-from gnomon._rules import Every, EveryRandom, Once
+from gnomon._job import Job, JobOwner, JobState
+from gnomon._rules import Every, EveryRandom, Once, Rule
 from gnomon._run import Run
 
 if TYPE_CHECKING:
@@ -48,6 +49,9 @@ _TINY = timedelta(microseconds=1)
 _WALK_LIMIT = 100_000
 _MISSED_LIMIT = 10_000
 _QUEUE_LIMIT = 1000
+_UTC_KEYS = frozenset(
+    {"UTC", "Etc/UTC", "Etc/UCT", "UCT", "Universal", "Zulu", "Etc/Universal", "Etc/Zulu"}
+)
 
 
 class Driver(Protocol):
@@ -111,7 +115,12 @@ class _Timeout(_Timed):
 
 
 class Engine:
-    """The one owner of scheduler state. See the module docstring."""
+    """The one owner of scheduler state. See the module docstring.
+
+    Fire times are compared as UTC timestamps, never as local datetimes: two aware
+    datetimes of one zone compare by wall clock and ignore ``fold``, so 01:30 EDT and
+    01:30 EST would look equal on the night clocks fall back.
+    """
 
     def __init__(
         self,
@@ -125,10 +134,12 @@ class Engine:
         monitor: Monitor | None,
         logger: logging.Logger,
         driver: Driver,
+        owner: JobOwner,
     ) -> None:
         self.lock = threading.Lock()
         self.changed = threading.Condition(self.lock)
         self.tz = timezone
+        self._utc = timezone.key in _UTC_KEYS
         self.clock = clock
         self.executor: Executor | None = None
         self.run_coroutine: Callable[[Any], Any] = _no_loop
@@ -139,7 +150,8 @@ class Engine:
         self.monitor = monitor
         self.log = logger
         self.driver = driver
-        self.jobs: dict[uuid.UUID, JobState] = {}
+        self.owner = owner
+        self.jobs: dict[int, JobState] = {}
         self._names: dict[str, int] = {}
         self._heap: list[tuple[float, int, JobState | _Timed, int]] = []
         self._seq = itertools.count()
@@ -153,22 +165,28 @@ class Engine:
         self.accepting = False
         self.shut_down = False
 
+    def handle(self, state: JobState) -> Job:
+        return Job(self.owner, state)
+
     # ---------------------------------------------------------------- registration
 
-    def add(self, job_id: uuid.UUID, spec: JobSpec, now: datetime) -> JobState:
-        now = now.astimezone(self.tz)
+    def add(self, job_id: int, spec: JobSpec, rule: Rule, now: datetime) -> JobState:
+        if now.tzinfo is not self.tz:
+            now = now.astimezone(self.tz)
+        state = JobState(job_id, spec, rule)
+        if spec.stop_at is not None or type(rule) is Once:
+            self._check_timing(state, now)
         with self.lock:
-            self._require_open()
+            if self.shut_down:
+                self._require_open()
             if job_id in self.jobs:
-                raise InvalidJob(f"a job with id {job_id} is already registered")
-            self._check_name_free(spec.name)
-            self._check_timing(spec, now)
-            state = JobState(job_id, spec)
-            self.jobs[job_id] = state
+                raise InvalidJob(f"a job with id {_uuid(job_id)} is already registered")
             if self.clustered:
+                self._check_name_free(spec.name)
                 self._names[spec.name] = self._names.get(spec.name, 0) + 1
+            self.jobs[job_id] = state
             if self.started:
-                self._arm(state, self._first_fire(spec, now))
+                self._arm(state, self._first_fire(state, now))
         return state
 
     def _check_name_free(self, name: str) -> None:
@@ -178,20 +196,21 @@ class Engine:
                 "name is part of each occurrence's key, so names must be unique"
             )
 
-    def _check_timing(self, spec: JobSpec, now: datetime) -> None:
-        if spec.stop_at is not None and spec.stop_at <= now:
+    def _check_timing(self, state: JobState, now: datetime) -> None:
+        spec, rule = state.spec, state.rule
+        if spec.stop_at is not None and _ts(spec.stop_at) <= _ts(now):
             raise InvalidJob(f"stop_at {spec.stop_at.isoformat()} is not in the future")
-        rule = spec.rule
-        exhausted = isinstance(rule, Once) and rule.instants and rule.next_after(now) is None
-        if exhausted and not spec.start_immediately:
+        if type(rule) is not Once or spec.start_immediately:
+            return
+        if rule.instants and rule.next_after(now) is None:
             raise InvalidJob(f"every instant of {rule!r} is in the past")
 
-    def remove(self, job_id: uuid.UUID) -> JobState:
+    def remove(self, job_id: int) -> JobState:
         effects: Effects = []
         with self.lock:
             state = self.jobs.get(job_id)
             if state is None:
-                raise JobNotFound(f"no job has id {job_id}")
+                raise JobNotFound(f"no job has id {_uuid(job_id)}")
             self._remove(state, "removed", cancel=True, effects=effects)
         self.apply(effects)
         return state
@@ -200,7 +219,7 @@ class Engine:
         effects: Effects = []
         with self.lock:
             if state.removed:
-                raise JobNotFound(f"job {state.spec.name!r} ({state.id}) was already removed")
+                raise JobNotFound(f"job {state.spec.name!r} ({_uuid(state.id)}) was removed")
             self._remove(state, "removed", cancel=True, effects=effects)
         self.apply(effects)
 
@@ -214,39 +233,45 @@ class Engine:
         self.apply(effects)
         return len(doomed)
 
-    def update(self, job_id: uuid.UUID, spec: JobSpec, now: datetime) -> JobState:
+    def update(self, job_id: int, spec: JobSpec, rule: Rule, now: datetime) -> JobState:
         now = now.astimezone(self.tz)
         effects: Effects = []
         with self.lock:
             self._require_open()
             state = self.jobs.get(job_id)
             if state is None:
-                raise JobNotFound(f"no job has id {job_id}")
-            old = state.spec
-            if spec.name != old.name and self.clustered:
+                raise JobNotFound(f"no job has id {_uuid(job_id)}")
+            old_spec, old_rule = state.spec, state.rule
+            if spec.name != old_spec.name and self.clustered:
                 self._check_name_free(spec.name)
-                self._names[old.name] -= 1
+                self._names[old_spec.name] -= 1
                 self._names[spec.name] = self._names.get(spec.name, 0) + 1
-            self._check_timing(spec, now)
-            state.spec = spec
-            if _timing_changed(old, spec) and self.started and not state.paused:
+            state.spec, state.rule = spec, rule
+            try:
+                self._check_timing(state, now)
+            except InvalidJob:
+                state.spec, state.rule = old_spec, old_rule
+                raise
+            retimed = old_rule != rule or _timing_changed(old_spec, spec)
+            if retimed and self.started and not state.paused:
                 self._disarm(state)
-                self._arm(state, self._first_fire(spec, now))
-            effects.append(self._report_effect(lambda: self._monitor_job("registered", state)))
+                self._arm(state, self._first_fire(state, now))
+            if self.monitor is not None:
+                effects.append(self._report_effect(lambda: self._monitor_job("registered", state)))
         self.apply(effects)
         return state
 
     def set_paused(self, state: JobState, paused: bool, now: datetime) -> None:
         with self.lock:
             if state.removed:
-                raise JobNotFound(f"job {state.spec.name!r} ({state.id}) was removed")
+                raise JobNotFound(f"job {state.spec.name!r} ({_uuid(state.id)}) was removed")
             if state.paused == paused:
                 return
             state.paused = paused
             if paused:
                 self._disarm(state)
             elif self.started:
-                self._arm(state, self._first_fire(state.spec, now.astimezone(self.tz)))
+                self._arm(state, self._first_fire(state, now.astimezone(self.tz)))
 
     def _remove(self, state: JobState, reason: str, *, cancel: bool, effects: Effects) -> None:
         if state.removed:
@@ -258,16 +283,19 @@ class Engine:
             self._names[state.spec.name] -= 1
         if cancel:
             state.cancelling = True
-            for run in state.running:
-                run.cancelled.set()
+            for run in self.live_runs:
+                if run.state is state:
+                    run.cancelled.set()
             self._drop_queued(state, Outcome.CANCELLED, effects)
-        self.log.debug("job %s unregistered (%s)", state.spec.name, reason, extra=_extra(state))
-        effects.append(self._report_effect(lambda: self._monitor_job("unregistered", state)))
+        if self.log.isEnabledFor(logging.DEBUG):
+            self.log.debug("job %s unregistered (%s)", state.spec.name, reason, extra=_extra(state))
+        if self.monitor is not None:
+            effects.append(self._report_effect(lambda: self._monitor_job("unregistered", state)))
         self._signal_change()
 
     def _drop_queued(self, state: JobState, outcome: Outcome, effects: Effects) -> None:
-        dropped = list(state.waiting)
-        state.waiting.clear()
+        dropped = list(state.waiting or ())
+        state.waiting = None
         self._waiting -= len(dropped)
         if any(run.state is state for run in self._queue):
             dropped += [run for run in self._queue if run.state is state]
@@ -296,11 +324,11 @@ class Engine:
         return True
 
     def _arm_or_expire(self, state: JobState, now: datetime, effects: Effects) -> None:
-        spec = state.spec
-        if spec.stop_at is not None and spec.stop_at <= now:
+        stop_at = state.spec.stop_at
+        if stop_at is not None and _ts(stop_at) <= _ts(now):
             self._remove(state, "stop_at passed before start", cancel=False, effects=effects)
             return
-        first = self._first_fire(spec, now)
+        first = self._first_fire(state, now)
         if first is None:
             self._remove(state, "no fire time left", cancel=False, effects=effects)
             return
@@ -356,14 +384,14 @@ class Engine:
         state.next_fire = None
         spec = state.spec
         try:
-            following, missed, first_missed = self._following(spec, scheduled, now)
+            following, missed = self._following(state, scheduled, now)
         except _RuleStuck as stuck:
             self.log.warning("job %s removed: %s", spec.name, stuck, extra=_extra(state, scheduled))
             self._remove(state, str(stuck), cancel=False, effects=effects)
             return
         if missed:
-            self._report_missed(state, first_missed, missed, effects)
-            scheduled = self._latest_due(spec, first_missed, missed)
+            self._report_missed(state, scheduled, len(missed), effects)
+            scheduled = missed[-1]
         if following is not None and not spec.interval_from_completion:
             self._arm(state, following)
         if spec.jitter is not None:
@@ -375,76 +403,68 @@ class Engine:
             self._remove(state, "no fire time left", cancel=False, effects=effects)
 
     def _following(
-        self, spec: JobSpec, scheduled: datetime, now: datetime
-    ) -> tuple[datetime | None, int, datetime]:
-        """The fire time after ``scheduled``, and how many fire times ``now`` already passed."""
-        following = self._next_fire(spec, scheduled)
-        missed, first_missed = 0, scheduled
-        while following is not None and following <= now:
-            if missed == _MISSED_LIMIT:
-                following = self._next_fire(spec, now)
-                break
-            missed += 1
-            scheduled = following
-            following = self._next_fire(spec, scheduled)
-        return following, missed, first_missed
+        self, state: JobState, scheduled: datetime, now: datetime
+    ) -> tuple[datetime | None, list[datetime]]:
+        """The fire time after ``scheduled``, and the later fire times ``now`` already passed.
 
-    def _latest_due(self, spec: JobSpec, first_missed: datetime, missed: int) -> datetime:
-        latest = first_missed
-        for _ in range(missed):
-            upcoming = self._next_fire(spec, latest)
-            assert upcoming is not None  # noqa: S101 - counted in _following
-            latest = upcoming
-        return latest
+        A timer that wakes late (a suspended process, a stepped clock) runs only the
+        latest due fire time; the earlier ones are reported missed, not replayed.
+        """
+        following = self._next_fire(state, scheduled)
+        passed: list[datetime] = []
+        stamp = _ts(now)
+        while following is not None and _ts(following) <= stamp:
+            if len(passed) == _MISSED_LIMIT:
+                return self._next_fire(state, now), passed
+            passed.append(following)
+            following = self._next_fire(state, following)
+        return following, passed
 
-    def _next_fire(self, spec: JobSpec, after: datetime) -> datetime | None:
-        upcoming = spec.rule.next_after(after)
+    def _next_fire(self, state: JobState, after: datetime) -> datetime | None:
+        rule = state.rule
+        if self._utc and type(rule) is Every and state.spec.stop_at is None:
+            return after + rule.interval  # exact in UTC; the common case, kept cheap
+        upcoming = rule.next_after(after)
         if upcoming is None:
             return None
-        if upcoming <= after:
+        if _ts(upcoming) <= _ts(after):
             raise _RuleStuck(
-                f"its rule {spec.rule!r} returned {upcoming.isoformat()} as the time after "
+                f"its rule {state.rule!r} returned {upcoming.isoformat()} as the time after "
                 f"{after.isoformat()}, which does not advance"
             )
-        if spec.stop_at is not None and upcoming > spec.stop_at:
+        stop_at = state.spec.stop_at
+        if stop_at is not None and _ts(upcoming) > _ts(stop_at):
             return None
         return upcoming.astimezone(self.tz)
 
-    def _first_fire(self, spec: JobSpec, now: datetime) -> datetime | None:
-        rule = spec.rule
-        if spec.start_immediately or (isinstance(rule, Once) and not rule.instants):
+    def _first_fire(self, state: JobState, now: datetime) -> datetime | None:
+        spec, rule = state.spec, state.rule
+        if spec.start_immediately or (type(rule) is Once and not rule.instants):
             return now
-        start_at = spec.start_at
-        if start_at is not None:
-            return self._first_from_start_at(spec, start_at, now)
-        if isinstance(rule, Every) and self.clustered:
-            return rule.anchored_after(_EPOCH, now).astimezone(self.tz)
         try:
-            return self._next_fire(spec, now)
+            if spec.start_at is not None:
+                return self._first_from_start_at(state, spec.start_at, now)
+            if self.clustered and isinstance(rule, Every):
+                return rule.anchored_after(_EPOCH, now).astimezone(self.tz)
+            return self._next_fire(state, now)
         except _RuleStuck:
             return None
 
     def _first_from_start_at(
-        self, spec: JobSpec, start_at: datetime, now: datetime
+        self, state: JobState, start_at: datetime, now: datetime
     ) -> datetime | None:
-        rule = spec.rule
-        if start_at > now and isinstance(rule, Every | EveryRandom):
+        rule = state.rule
+        if _ts(start_at) > _ts(now) and isinstance(rule, Every | EveryRandom):
             return start_at.astimezone(self.tz)
         if isinstance(rule, Every):
             return rule.anchored_after(start_at, now).astimezone(self.tz)
-        return self._walk_from(spec, start_at - _TINY, now)
-
-    def _walk_from(self, spec: JobSpec, origin: datetime, now: datetime) -> datetime | None:
-        """The first fire time after ``now`` in the phase that ``origin`` defines."""
-        try:
-            moment = self._next_fire(spec, origin.astimezone(self.tz))
-            for _ in range(_WALK_LIMIT):
-                if moment is None or moment > now:
-                    return moment
-                moment = self._next_fire(spec, moment)
-            return self._next_fire(spec, now)
-        except _RuleStuck:
-            return None
+        moment = self._next_fire(state, (start_at - _TINY).astimezone(self.tz))
+        stamp = _ts(now)
+        for _ in range(_WALK_LIMIT):
+            if moment is None or _ts(moment) > stamp:
+                return moment
+            moment = self._next_fire(state, moment)
+        return self._next_fire(state, now)
 
     def _arm(self, state: JobState, when: datetime | None) -> None:
         state.next_fire = when
@@ -494,16 +514,22 @@ class Engine:
         """Admit one occurrence through the singleton and concurrency gates."""
         key = self._key(state, scheduled, now, manual=manual)
         run = Run(self, state, scheduled, key, manual=manual, retry=retry)
-        spec = state.spec
-        if spec.singleton is not None and state.running:
-            if spec.singleton is LimitMode.WAIT and len(state.waiting) < _QUEUE_LIMIT:
-                state.waiting.append(run)
-                self._waiting += 1
+        singleton = state.spec.singleton
+        if singleton is not None and state.running:
+            if singleton is LimitMode.WAIT and len(state.waiting or ()) < _QUEUE_LIMIT:
+                self._enqueue_for_job(run)
             else:
                 self._skip(run, Outcome.SKIPPED_SINGLETON, None, effects)
             return run
         self._admit(run, effects)
         return run
+
+    def _enqueue_for_job(self, run: Run) -> None:
+        state = run.state
+        if state.waiting is None:
+            state.waiting = deque()
+        state.waiting.append(run)
+        self._waiting += 1
 
     def _admit(self, run: Run, effects: Effects) -> None:
         limit = self.max_concurrent
@@ -514,24 +540,24 @@ class Engine:
                 self._skip(run, Outcome.SKIPPED_LIMIT, None, effects)
             return
         self._running += 1
-        run.state.running.add(run)
+        run.state.running += 1
         self.live_runs.add(run)
         effects.append(lambda: self.driver.dispatch(run))
 
     def _key(self, state: JobState, scheduled: datetime, now: datetime, *, manual: bool) -> str:
-        spec = state.spec
+        name, rule = state.spec.name, state.rule
         if manual:
-            return f"{spec.name}@manual/{now.astimezone(UTC).isoformat()}/{uuid.uuid4().hex}"
+            return f"{name}@manual/{now.astimezone(UTC).isoformat()}/{uuid4().hex}"
         if scheduled is not now or not self.clustered:
-            return occurrence_key(spec.name, scheduled)
-        if isinstance(spec.rule, Once) and not spec.rule.instants:
-            return f"{spec.name}@once"
-        if isinstance(spec.rule, Every):
-            anchor = spec.start_at or _EPOCH
-            latest = spec.rule.anchored_after(anchor, now - spec.rule.interval)
-            return occurrence_key(spec.name, latest)
-        upcoming = spec.rule.next_after(now)
-        return f"{spec.name}@immediate/{upcoming.isoformat() if upcoming else 'none'}"
+            return occurrence_key(name, scheduled)
+        # An immediate first run: every node starting together must name it alike.
+        if isinstance(rule, Once) and not rule.instants:
+            return f"{name}@once"
+        if isinstance(rule, Every):
+            anchor = state.spec.start_at or _EPOCH
+            return occurrence_key(name, rule.anchored_after(anchor, now - rule.interval))
+        upcoming = rule.next_after(now)
+        return f"{name}@immediate/{occurrence_key(name, upcoming) if upcoming else 'none'}"
 
     # ---------------------------------------------------------------- runs
 
@@ -541,7 +567,7 @@ class Engine:
         with self.lock:
             self._require_open()
             if state.removed:
-                raise JobNotFound(f"job {state.spec.name!r} ({state.id}) was removed")
+                raise JobNotFound(f"job {state.spec.name!r} ({_uuid(state.id)}) was removed")
             run = self.offer(state, now, now, effects, manual=True)
             if want_event:
                 run.want_event()
@@ -564,9 +590,8 @@ class Engine:
             state.last_run = now
             run.started_at = now
             if spec.max_runs is not None and state.runs_started >= spec.max_runs:
-                self._remove(
-                    state, f"max_runs={spec.max_runs} reached", cancel=False, effects=effects
-                )
+                reason = f"max_runs={spec.max_runs} reached"
+                self._remove(state, reason, cancel=False, effects=effects)
             if spec.timeout is not None:
                 self.push_timed(now + spec.timeout, _Timeout(run))
         self.apply(effects)
@@ -581,10 +606,10 @@ class Engine:
             run.finished = True
             self.live_runs.discard(run)
             state = run.state
-            state.running.discard(run)
+            state.running -= 1
             self._running -= 1
             if self._rearms_on_completion(run):
-                self._arm(state, self._next_fire_or_none(state.spec, now.astimezone(self.tz)))
+                self._arm(state, self._next_fire_or_none(state, now.astimezone(self.tz)))
             self._admit_waiting(state, effects)
             self._signal_change()
         self.apply(effects)
@@ -600,9 +625,9 @@ class Engine:
             and state.next_fire is None
         )
 
-    def _next_fire_or_none(self, spec: JobSpec, after: datetime) -> datetime | None:
+    def _next_fire_or_none(self, state: JobState, after: datetime) -> datetime | None:
         try:
-            return self._next_fire(spec, after)
+            return self._next_fire(state, after)
         except _RuleStuck:
             return None
 
@@ -616,8 +641,7 @@ class Engine:
             singleton = run.spec.singleton
             if singleton is not None and run.state.running:
                 if singleton is LimitMode.WAIT:
-                    run.state.waiting.append(run)
-                    self._waiting += 1
+                    self._enqueue_for_job(run)
                 else:
                     self._skip(run, Outcome.SKIPPED_SINGLETON, None, effects)
                 continue
@@ -636,7 +660,7 @@ class Engine:
         event = run.event(outcome, exception=exception)
         self._log_skip(run, event)
         if run.spec.interval_from_completion and not run.manual and self._rearms_free(run):
-            self._arm(run.state, self._next_fire_or_none(run.spec, event.scheduled_at))
+            self._arm(run.state, self._next_fire_or_none(run.state, event.scheduled_at))
         effects.append(self._report_effect(lambda: run.report_skip(event)))
 
     def _rearms_free(self, run: Run) -> bool:
@@ -698,10 +722,10 @@ class Engine:
 
     def _monitor_job(self, what: str, state: JobState) -> None:
         monitor = self.monitor
-        if monitor is None or state.handle is None:
+        if monitor is None:
             return
         hook = monitor.job_registered if what == "registered" else monitor.job_unregistered
-        call_hook(self.log, hook, state.handle)
+        call_hook(self.log, hook, self.handle(state))
 
     def apply(self, effects: Effects) -> None:
         for effect in effects:
@@ -733,12 +757,12 @@ class Engine:
             count = min(count, spec.max_runs - state.runs_started)
         moment = state.next_fire
         if moment is None:
-            moment = self._first_fire(spec, now.astimezone(self.tz))
+            moment = self._first_fire(state, now.astimezone(self.tz))
         result: list[datetime] = []
         try:
             while moment is not None and len(result) < count:
                 result.append(moment)
-                moment = self._next_fire(spec, moment)
+                moment = self._next_fire(state, moment)
         except _RuleStuck:
             pass
         return result
@@ -748,10 +772,17 @@ class _RuleStuck(Exception):
     """A rule returned a next time that does not advance."""
 
 
+def _ts(moment: datetime) -> float:
+    return moment.timestamp()
+
+
+def _uuid(job_id: int) -> uuid.UUID:
+    return uuid.UUID(int=job_id)
+
+
 def _timing_changed(old: JobSpec, new: JobSpec) -> bool:
     return (
-        old.rule != new.rule
-        or old.start_at != new.start_at
+        old.start_at != new.start_at
         or old.stop_at != new.stop_at
         or old.start_immediately != new.start_immediately
         or old.interval_from_completion != new.interval_from_completion
@@ -760,7 +791,7 @@ def _timing_changed(old: JobSpec, new: JobSpec) -> bool:
 
 def _extra(state: JobState, scheduled: datetime | None = None) -> dict[str, object]:
     key = occurrence_key(state.spec.name, scheduled) if scheduled else None
-    return {"job_name": state.spec.name, "job_id": str(state.id), "occurrence": key}
+    return {"job_name": state.spec.name, "job_id": str(_uuid(state.id)), "occurrence": key}
 
 
 def _no_loop(awaitable: Any) -> Any:

@@ -26,7 +26,6 @@ class JobSpec:
     """Everything ``add_job`` was told about a job, validated. Replaced whole by updates."""
 
     func: Callable[..., object]
-    rule: Rule
     args: tuple[object, ...]
     kwargs: Mapping[str, object]
     name: str
@@ -52,36 +51,41 @@ class JobSpec:
 
 
 class JobState:
-    """The engine's record of one job. Only the engine writes it, under its lock."""
+    """The engine's record of one job. Only the engine writes it, under its lock.
+
+    Kept small (a job costs a few hundred bytes): the id is stored as its 128-bit int,
+    the queue of waiting runs exists only while something waits, and handles are
+    created on demand.
+    """
 
     __slots__ = (
         "cancelling",
         "generation",
-        "handle",
         "id",
         "last_run",
         "next_fire",
         "paused",
         "removed",
+        "rule",
         "running",
         "runs_started",
         "spec",
         "waiting",
     )
 
-    def __init__(self, job_id: uuid.UUID, spec: JobSpec) -> None:
+    def __init__(self, job_id: int, spec: JobSpec, rule: Rule) -> None:
         self.id = job_id
         self.spec = spec
+        self.rule = rule
         self.generation = 0
         self.next_fire: datetime | None = None
         self.last_run: datetime | None = None
         self.runs_started = 0
-        self.running: set[Run] = set()
-        self.waiting: deque[Run] = deque()
+        self.running = 0
+        self.waiting: deque[Run] | None = None
         self.removed = False
         self.cancelling = False
         self.paused = False
-        self.handle: Job | None = None
 
 
 class JobOwner:
@@ -117,7 +121,7 @@ class Job:
 
     @property
     def id(self) -> uuid.UUID:
-        return self._state.id
+        return uuid.UUID(int=self._state.id)
 
     @property
     def name(self) -> str:
@@ -129,7 +133,7 @@ class Job:
 
     @property
     def rule(self) -> Rule:
-        return self._state.spec.rule
+        return self._state.rule
 
     @property
     def last_run(self) -> datetime | None:
@@ -187,3 +191,7 @@ class Job:
 
     def __hash__(self) -> int:
         return hash(self._state.id)
+
+    @property
+    def _id_int(self) -> int:
+        return self._state.id

@@ -387,13 +387,20 @@ class CampaigningElector(Elector, abc.ABC):
         self._task = asyncio.get_running_loop().create_task(self._campaign_forever())
 
     async def _campaign_forever(self) -> None:
+        answered = True
         while True:
-            leading = self._term is not None
-            pause = self._timings.renew_interval if leading else self.retry_interval
-            await asyncio.sleep(pause.total_seconds())
-            await self._campaign_once()
+            await asyncio.sleep(self._pause(answered).total_seconds())
+            answered = await self._campaign_once()
 
-    async def _campaign_once(self) -> None:
+    def _pause(self, answered: bool) -> timedelta:
+        if self._term is None:
+            return self.retry_interval
+        # A leader whose renewal failed retries sooner, to renew before its deadline.
+        renew = self._timings.renew_interval
+        return renew if answered else max(renew / 3, timedelta(milliseconds=10))
+
+    async def _campaign_once(self) -> bool:
+        """One round trip; False if the store did not answer."""
         started = self._local_clock()
         try:
             async with asyncio.timeout(self._timings.renew_interval.total_seconds()):
@@ -401,13 +408,14 @@ class CampaigningElector(Elector, abc.ABC):
         except Exception as exc:
             # The term held so far stays until its own deadline, which the store cannot move.
             logger.warning("leader election: the store did not answer (%s)", _describe(exc))
-            return
+            return False
         previous = self._term
         self._term = None if token is None else _Term(token, self_deadline(started, self.lease_ttl))
         if previous is None and token is not None:
             logger.info("leader election: %s leads, term token %d", self._holder, token)
         elif previous is not None and token is None:
             logger.warning("leader election: %s lost the leadership", self._holder)
+        return True
 
     async def close(self) -> None:
         if self._closed:

@@ -15,9 +15,10 @@ from gnomon._durations import parse_duration
 from gnomon._errors import InvalidJob, InvalidJobArguments
 from gnomon._events import JobContext, LimitMode, Recovery
 from gnomon._job import JobSpec
+from gnomon import _rules
 from gnomon._rules import Every, EveryRandom, Rule
 
-__all__ = ["JOB_OPTIONS", "build_spec", "is_async_callable"]
+__all__ = ["JOB_OPTIONS", "build_spec", "check_rule", "is_async_callable"]
 
 JOB_OPTIONS: Mapping[str, object] = {
     "args": (),
@@ -39,6 +40,9 @@ JOB_OPTIONS: Mapping[str, object] = {
     "recovery": Recovery.AT_MOST_ONCE,
     "interval_from_completion": False,
 }
+_PLAIN_RULES = frozenset(
+    cls for cls in vars(_rules).values() if isinstance(cls, type) and issubclass(cls, Rule)
+)
 _LISTENERS = ("before_run", "after_run", "after_error", "after_lock_error")
 
 
@@ -53,7 +57,6 @@ def check_option_names(options: Mapping[str, object], where: str) -> None:
 
 def build_spec(
     func: object,
-    rule: object,
     options: Mapping[str, Any],
     *,
     scheduler_locker: Locker | None,
@@ -62,14 +65,12 @@ def build_spec(
     """Validate everything about a job that does not depend on the scheduler's state."""
     opts = {**JOB_OPTIONS, **options}
     task = _check_callable(func, "task")
-    _check_rule(rule)
     args, kwargs = _check_arguments(opts["args"], opts["kwargs"])
     context_parameter = _check_signature(task, args, kwargs)
     locker = _check_locker(opts["locker"], scheduler_locker)
     listeners = {name: _check_listener(opts[name], name) for name in _LISTENERS}
     spec = JobSpec(
         func=task,
-        rule=rule,  # type: ignore[arg-type]  # checked by _check_rule
         args=args,
         kwargs=kwargs,
         name=_check_name(opts["name"], task),
@@ -92,7 +93,7 @@ def build_spec(
         options=options,
         **listeners,
     )
-    _check_combinations(spec, clustered=clustered or locker is not None)
+    _check_combinations(spec)
     needs_loop = (
         spec.is_async
         or locker is not None
@@ -124,12 +125,31 @@ def _check_callable(func: object, what: str) -> Callable[..., object]:
     return func
 
 
-def _check_rule(rule: object) -> None:
+def check_rule(spec: JobSpec, rule: object, *, clustered: bool) -> Rule:
+    """Check the rule itself, and the options that only make sense with some rules."""
+    if type(rule) in _PLAIN_RULES and not spec.interval_from_completion and spec.locker is None:
+        return rule  # type: ignore[return-value]  # the common case, kept cheap
     if not isinstance(rule, Rule):
         raise InvalidJob(
             f"rule must be a gnomon rule (gnomon.cron, every, every_random, daily, weekly, "
             f"monthly or once), got {rule!r}"
         )
+    interval_rule = isinstance(rule, Every | EveryRandom)
+    if spec.interval_from_completion and not interval_rule:
+        raise InvalidJob(
+            f"interval_from_completion=True needs an every() or every_random() rule, got {rule!r}"
+        )
+    if spec.interval_from_completion and (clustered or spec.locker is not None):
+        raise InvalidJob(
+            "interval_from_completion=True cannot be used with a locker or elector: "
+            "nodes cannot agree on fire times measured from a local completion"
+        )
+    if spec.locker is not None and isinstance(rule, EveryRandom) and spec.start_at is None:
+        raise InvalidJob(
+            f"{rule!r} with a locker needs start_at, so that every node draws the same "
+            "fire times from the same anchor"
+        )
+    return rule
 
 
 def _check_arguments(args: object, kwargs: object) -> tuple[tuple[object, ...], dict[str, object]]:
@@ -261,30 +281,14 @@ def _check_locker(value: object, scheduler_locker: Locker | None) -> Locker | No
     raise InvalidJob(f"locker must be a gnomon.Locker, False or None, got {value!r}")
 
 
-def _check_combinations(spec: JobSpec, *, clustered: bool) -> None:
+def _check_combinations(spec: JobSpec) -> None:
     if spec.start_immediately and spec.start_at is not None:
         raise InvalidJob(
             "start_immediately=True and start_at are contradictory: choose one "
             f"(start_at={spec.start_at.isoformat()})"
         )
-    if spec.start_at is not None and spec.stop_at is not None and spec.stop_at <= spec.start_at:
+    start, stop = spec.start_at, spec.stop_at
+    if start is not None and stop is not None and stop.timestamp() <= start.timestamp():
         raise InvalidJob(
-            f"stop_at ({spec.stop_at.isoformat()}) must be later than "
-            f"start_at ({spec.start_at.isoformat()})"
-        )
-    interval_rule = isinstance(spec.rule, Every | EveryRandom)
-    if spec.interval_from_completion and not interval_rule:
-        raise InvalidJob(
-            "interval_from_completion=True needs an every() or every_random() rule, "
-            f"got {spec.rule!r}"
-        )
-    if spec.interval_from_completion and clustered:
-        raise InvalidJob(
-            "interval_from_completion=True cannot be used with a locker or elector: "
-            "nodes cannot agree on fire times measured from a local completion"
-        )
-    if spec.locker is not None and isinstance(spec.rule, EveryRandom) and spec.start_at is None:
-        raise InvalidJob(
-            f"{spec.rule!r} with a locker needs start_at, so that every node "
-            "draws the same fire times from the same anchor"
+            f"stop_at ({stop.isoformat()}) must be later than start_at ({start.isoformat()})"
         )

@@ -146,11 +146,13 @@ class Every(Rule):
 
     def anchored_after(self, anchor: datetime, moment: datetime) -> datetime:
         """The first ``anchor + k * interval`` (k >= 0) strictly after ``moment``."""
-        anchor, moment = _check_moment(anchor), _check_moment(moment)
+        zone = _check_moment(moment).tzinfo
+        # In UTC: aware datetimes of one zone compare and subtract by wall time.
+        anchor, moment = _check_moment(anchor).astimezone(UTC), moment.astimezone(UTC)
         if anchor > moment:
-            return anchor.astimezone(moment.tzinfo)
+            return anchor.astimezone(zone)
         steps = (moment - anchor) // self.interval + 1
-        return (anchor.astimezone(UTC) + steps * self.interval).astimezone(moment.tzinfo)
+        return (anchor + steps * self.interval).astimezone(zone)
 
     def describe(self) -> str:
         return f"every {format_duration(self.interval)}"

@@ -13,6 +13,7 @@ import inspect
 import logging
 import threading
 import time
+import uuid
 from concurrent.futures import Future
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -111,7 +112,7 @@ class Run:
     ) -> RunEvent:
         spec = self.spec
         return RunEvent(
-            job_id=self.state.id,
+            job_id=uuid.UUID(int=self.state.id),
             job_name=spec.name,
             tags=spec.tags,
             scheduled_at=self.scheduled_at,
@@ -127,7 +128,7 @@ class Run:
 
     def context(self) -> JobContext:
         return JobContext(
-            job_id=self.state.id,
+            job_id=uuid.UUID(int=self.state.id),
             job_name=self.spec.name,
             scheduled_at=self.scheduled_at,
             occurrence_key=self.key,
@@ -137,7 +138,12 @@ class Run:
         )
 
     def log_extra(self) -> dict[str, object]:
-        return {"job_name": self.spec.name, "job_id": str(self.state.id), "occurrence": self.key}
+        job_id = uuid.UUID(int=self.state.id)
+        return {
+            "job_name": self.spec.name,
+            "job_id": str(job_id),
+            "occurrence": self.key,
+        }
 
     def _arguments(self) -> tuple[tuple[object, ...], dict[str, object]]:
         spec = self.spec

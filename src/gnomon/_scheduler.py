@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import random
 import signal
 import threading
 import time
@@ -28,8 +29,8 @@ from gnomon._errors import (
     ShutdownTimedOut,
 )
 from gnomon._events import LimitMode, Monitor, Outcome, RunEvent
-from gnomon._job import Job, JobOwner, JobState
-from gnomon._options import build_spec, check_option_names
+from gnomon._job import Job, JobOwner, JobSpec, JobState
+from gnomon._options import build_spec, check_option_names, check_rule
 from gnomon._pool import WorkerPool
 from gnomon._run import Run, current_run
 
@@ -131,30 +132,49 @@ class _SchedulerCore(JobOwner):
             clustered=self._elector is not None or self._locker is not None,
             monitor=self._monitor,
             logger=self._log,
+            owner=self,
             driver=self,  # type: ignore[arg-type]  # each face implements the Driver protocol
         )
         self._engine.executor = self._pool
+        self._spec_cache: dict[object, JobSpec] = {}
         _live.add(self)
 
     # ---------------------------------------------------------------- jobs
 
     def _add(self, func: object, rule: Rule, options: Mapping[str, Any]) -> Job:
         self._check_fork()
-        check_option_names({k: v for k, v in options.items() if k != "id"}, "add_job")
-        job_id = _check_id(options.get("id"))
-        merged = {**self._defaults, **{k: v for k, v in options.items() if k != "id"}}
-        spec = build_spec(
-            func,
-            rule,
-            merged,
-            scheduler_locker=self._locker,
-            clustered=self._engine.clustered,
-        )
-        state = self._engine.add(job_id, spec, self.clock.now())
+        if options:
+            job_id = _check_id(options.get("id"))
+            given = {k: v for k, v in options.items() if k != "id"}
+            check_option_names(given, "add_job")
+            spec = self._build({**self._defaults, **given}, func)
+        else:
+            job_id = _new_id()
+            spec = self._default_spec(func)
+        checked = check_rule(spec, rule, clustered=self._engine.clustered)
+        state = self._engine.add(job_id, spec, checked, self.clock.now())
         job = Job(self, state)
-        state.handle = job
-        self._report_registered(job)
+        if self._monitor is not None:
+            self._report_registered(job)
         return job
+
+    def _build(self, options: Mapping[str, Any], func: object) -> JobSpec:
+        return build_spec(
+            func, options, scheduler_locker=self._locker, clustered=self._engine.clustered
+        )
+
+    def _default_spec(self, func: object) -> JobSpec:
+        """Jobs added with no options share one validated spec per function."""
+        try:
+            spec = self._spec_cache.get(func)
+        except TypeError:  # an unhashable callable
+            return self._build(self._defaults, func)
+        if spec is None:
+            spec = self._build(self._defaults, func)
+            if len(self._spec_cache) >= 1024:
+                self._spec_cache.clear()
+            self._spec_cache[func] = spec
+        return spec
 
     def _report_registered(self, job: Job) -> None:
         monitor = self._monitor
@@ -168,25 +188,19 @@ class _SchedulerCore(JobOwner):
         self._check_fork()
         if "id" in changes:
             raise TypeError("update_job cannot change a job's id")
-        state = self._engine.jobs.get(job_id)
+        state = self._engine.jobs.get(_id_int(job_id))
         if state is None:
             raise JobNotFound(f"no job has id {job_id}")
         known = {k: v for k, v in changes.items() if k not in ("func", "rule")}
         check_option_names(known, "update_job")
         old = state.spec
         options = {**old.options, **known}
-        if "name" not in known and "name" not in old.options:
+        if "name" not in options:
             options["name"] = old.name
-        spec = build_spec(
-            changes.get("func", old.func),
-            changes.get("rule", old.rule),
-            options,
-            scheduler_locker=self._locker,
-            clustered=self._engine.clustered,
-        )
-        self._engine.update(job_id, spec, self.clock.now())
-        assert state.handle is not None  # noqa: S101 - set when the job was added
-        return state.handle
+        spec = self._build(options, changes.get("func", old.func))
+        rule = check_rule(spec, changes.get("rule", state.rule), clustered=self._engine.clustered)
+        self._engine.update(state.id, spec, rule, self.clock.now())
+        return Job(self, state)
 
     def _jobs(self, tags: Iterable[str] | None) -> list[Job]:
         with self._engine.lock:
@@ -194,13 +208,13 @@ class _SchedulerCore(JobOwner):
         if tags is not None:
             wanted = frozenset([tags] if isinstance(tags, str) else tags)
             states = [s for s in states if s.spec.tags & wanted]
-        return [s.handle for s in states if s.handle is not None]
+        return [Job(self, s) for s in states]
 
     def _get(self, job_id: uuid.UUID) -> Job:
-        state = self._engine.jobs.get(job_id)
-        if state is None or state.handle is None:
+        state = self._engine.jobs.get(_id_int(job_id))
+        if state is None:
             raise JobNotFound(f"no job has id {job_id}")
-        return state.handle
+        return Job(self, state)
 
     @property
     def jobs_waiting(self) -> int:
@@ -300,7 +314,7 @@ class Scheduler(_SchedulerCore):
 
     def remove_job(self, job_id: uuid.UUID) -> None:
         self._check_fork()
-        self._engine.remove(job_id)
+        self._engine.remove(_id_int(job_id))
 
     def remove_by_tags(self, *tags: str) -> int:
         self._check_fork()
@@ -642,7 +656,7 @@ class AsyncScheduler(_SchedulerCore):
 
     async def remove_job(self, job_id: uuid.UUID) -> None:
         self._check_fork()
-        self._engine.remove(job_id)
+        self._engine.remove(_id_int(job_id))
 
     async def remove_by_tags(self, *tags: str) -> int:
         self._check_fork()
@@ -907,13 +921,24 @@ def _check_limit_mode(value: object) -> LimitMode:
     return value
 
 
-def _check_id(value: object) -> uuid.UUID:
+def _check_id(value: object) -> int:
     if value is None:
-        return uuid.UUID(int=_random_bits(), version=4)
+        return _new_id()
     if not isinstance(value, uuid.UUID) or value.int == 0:
         raise InvalidJob(f"id must be a non-nil uuid.UUID, got {value!r}")
-    return value
+    return value.int
 
 
-def _random_bits() -> int:
-    return int.from_bytes(os.urandom(16))
+def _id_int(value: object) -> int:
+    if not isinstance(value, uuid.UUID):
+        raise JobNotFound(f"job ids are uuid.UUID values, got {value!r}")
+    return value.int
+
+
+_VERSION_4 = (0x4 << 76) | (0x2 << 62)
+_VERSION_MASK = ~((0xF << 76) | (0x3 << 62))
+
+
+def _new_id() -> int:
+    """A random version-4 UUID, as its int (cheaper than uuid.uuid4() per job)."""
+    return (random.getrandbits(128) & _VERSION_MASK) | _VERSION_4

@@ -135,3 +135,25 @@ class Daemon:
             self.process.kill()
             self.process.wait(timeout=WAIT)
         self._log.close()
+
+
+REDIS_URL = os.environ.get("GNOMON_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def require_redis() -> str:
+    """The Redis URL to share between daemons; skip (or fail, when services are required)
+    if no server answers there."""
+    import redis
+
+    try:
+        client = redis.Redis.from_url(REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+        try:
+            client.ping()
+        finally:
+            client.close()
+    except redis.RedisError as error:
+        problem = f"no Redis answers at {REDIS_URL} ({error})"
+        if os.environ.get("GNOMON_REQUIRE_SERVICES") == "1":
+            pytest.fail(f"{problem}, and GNOMON_REQUIRE_SERVICES=1")
+        pytest.skip(f"{problem}; set GNOMON_REDIS_URL to run this test")
+    return REDIS_URL

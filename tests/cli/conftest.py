@@ -26,3 +26,6 @@ def start_daemon(workspace: Workspace) -> Iterator[Callable[..., Daemon]]:
     yield start
     for daemon in daemons:
         daemon.stop()
+        # Shown by pytest only when the test failed: the daemon's side of the story.
+        print(f"--- log of gnomon run (pid {daemon.process.pid}) ---")
+        print(daemon.log_path.read_text(encoding="utf-8"))

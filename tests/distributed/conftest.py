@@ -15,7 +15,7 @@ from distributed_support import Backend, drop_namespace, require_service, unique
 from fault_proxy import FaultProxy
 from private_servers import PrivatePostgres, PrivateRedis
 
-from gnomon._clock import FakeClock
+from gnomon.testing import FakeClock
 
 STORES = ["memory", "redis", "postgres"]
 REAL_STORES = ["redis", "postgres"]

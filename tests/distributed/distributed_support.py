@@ -13,8 +13,8 @@ from typing import Any, TypeVar
 import pytest
 
 from gnomon import Elector, Locker
-from gnomon._clock import FakeClock
-from gnomon._memory import MemoryElector, MemoryLocker
+from gnomon.testing import FakeClock
+from gnomon.testing import MemoryElector, MemoryLocker
 
 T = TypeVar("T")
 
@@ -114,7 +114,9 @@ def drop_namespace(kind: str, namespace: str) -> None:
         from psycopg import sql
 
         with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(namespace)))
+            conn.execute(
+                sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(namespace))
+            )
 
 
 @dataclass

@@ -40,9 +40,7 @@ class FaultProxy:
 
     def _serve(self) -> None:
         asyncio.set_event_loop(self._loop)
-        server = self._loop.run_until_complete(
-            asyncio.start_server(self._handle, "127.0.0.1", 0)
-        )
+        server = self._loop.run_until_complete(asyncio.start_server(self._handle, "127.0.0.1", 0))
         self.port: int = server.sockets[0].getsockname()[1]
         self._server = server
         self._ready.set()
@@ -92,9 +90,7 @@ class FaultProxy:
             return
         self._writers.update((writer, up_writer))
         try:
-            await asyncio.gather(
-                self._pump(reader, up_writer), self._pump(up_reader, writer)
-            )
+            await asyncio.gather(self._pump(reader, up_writer), self._pump(up_reader, writer))
         finally:
             for end in (writer, up_writer):
                 self._writers.discard(end)

@@ -15,7 +15,7 @@ import pytest
 from distributed_support import Backend, eventually, run
 
 from gnomon import Elector, InvalidRule
-from gnomon._clock import FakeClock
+from gnomon.testing import FakeClock
 from gnomon._memory import CampaigningElector, MemoryElector
 
 TTL = 0.6
@@ -38,11 +38,13 @@ async def _leaders(nodes: list[Elector]) -> list[tuple[int, int]]:
 async def _crash(node: Elector) -> None:
     """Stop a node the way a crash does: no more renewals, no stepping down."""
     assert isinstance(node, CampaigningElector)
-    node._closed = True
     if node._task is not None:
         node._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await node._task
+    else:  # a node that campaigns inline must not campaign again
+        node._task = asyncio.get_running_loop().create_future()  # type: ignore[assignment]
+    node._term = None  # so that closing it later cannot step down
 
 
 async def _new_leader(backend: Backend, nodes: list[Elector], timeout: float) -> tuple[int, int]:
@@ -149,5 +151,7 @@ def test_elector_timings_default_to_15s_ttl_and_a_third_of_it_between_campaigns(
 
 
 def test_a_retry_interval_longer_than_the_ttl_is_rejected(backend: Backend) -> None:
-    with pytest.raises(InvalidRule, match=r"retry_interval must be at most lease_ttl \(2s\), got 3s"):
+    with pytest.raises(
+        InvalidRule, match=r"retry_interval must be at most lease_ttl \(2s\), got 3s"
+    ):
         backend.elector(lease_ttl=2, retry_interval=3)

@@ -220,7 +220,7 @@ def test_invalid_timings_are_rejected_naming_the_value(
 
 
 def test_a_lease_is_live_at_its_exact_expiry_and_takeable_just_after() -> None:
-    from gnomon._clock import FakeClock
+    from gnomon.testing import FakeClock
 
     clock = FakeClock()
     locker = MemoryLocker(lease_ttl=3, clock=clock)
@@ -240,7 +240,7 @@ def test_a_lease_is_live_at_its_exact_expiry_and_takeable_just_after() -> None:
 
 
 def test_retention_ends_strictly_after_its_last_instant() -> None:
-    from gnomon._clock import FakeClock
+    from gnomon.testing import FakeClock
 
     clock = FakeClock()
     locker = MemoryLocker(lease_ttl=1, retention=10, clock=clock)

@@ -16,6 +16,7 @@ from scheduler_support import T0, UTC_ZONE, ErrorWatch, Gates, SchedulerFactory
 import gnomon
 from gnomon.testing import FakeClock
 
+
 @pytest.fixture(autouse=True)
 def errors() -> Iterator[ErrorWatch]:
     watch = ErrorWatch()

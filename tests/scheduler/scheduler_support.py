@@ -274,7 +274,7 @@ def background(target: Callable[[], object], name: str = "test-helper") -> Itera
     def run() -> None:
         try:
             done.hit(("ok", target()))
-        except BaseException as exc:  # noqa: BLE001 - handed to the test to assert on
+        except BaseException as exc:
             done.hit(("raised", exc))
 
     thread = threading.Thread(target=run, name=name, daemon=True)

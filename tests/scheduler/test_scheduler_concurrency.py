@@ -150,18 +150,16 @@ def test_limit_wait_and_singleton_wait_run_every_job_once_one_at_a_time(
 
 
 @pytest.mark.parametrize(
-    ("limit", "mode", "expected_waiting"),
+    "case",
     [(1, WAIT_MODE, 4), (10, WAIT_MODE, 0), (1, RESCHEDULE, 0)],
     ids=["wait-limit-1", "wait-limit-10", "reschedule-limit-1"],
 )
 def test_jobs_waiting_counts_runs_queued_for_the_scheduler_limit(
     make_scheduler: SchedulerFactory,
-    clock: FakeClock,
     gates: Gates,
-    limit: int,
-    mode: gnomon.LimitMode,
-    expected_waiting: int,
+    case: tuple[int, gnomon.LimitMode, int],
 ) -> None:
+    limit, mode, expected_waiting = case
     s = make_scheduler(max_concurrent=limit, limit_mode=mode, max_workers=10)
     task = Gated(gates())
     for _ in range(5):
@@ -237,7 +235,9 @@ def test_interval_from_completion_with_start_immediately_runs_first_at_start(
 ) -> None:
     s = make_scheduler()
     runs = Tally()
-    job = s.add_job(runs.hit, gnomon.every(10), interval_from_completion=True, start_immediately=True)
+    job = s.add_job(
+        runs.hit, gnomon.every(10), interval_from_completion=True, start_immediately=True
+    )
     s.start()
     runs.wait_for(1)
     s.wait_idle(timeout=WAIT)

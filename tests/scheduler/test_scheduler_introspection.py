@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -58,9 +59,7 @@ def test_the_default_name_is_the_functions_qualified_name(scheduler: gnomon.Sche
     assert job.name == f"{nothing.__module__}.{nothing.__qualname__}"
 
 
-def test_a_job_handle_is_live_not_a_snapshot(
-    scheduler: gnomon.Scheduler, clock: FakeClock
-) -> None:
+def test_a_job_handle_is_live_not_a_snapshot(scheduler: gnomon.Scheduler, clock: FakeClock) -> None:
     job = scheduler.add_job(nothing, gnomon.every(1), name="first")
     listed = scheduler.jobs()[0]
     scheduler.start()
@@ -220,7 +219,7 @@ def test_next_runs_extrapolates_the_rule(scheduler: gnomon.Scheduler) -> None:
     tuesdays = biweekly.next_runs(5)
     assert len(tuesdays) == 5
     assert all(t.weekday() == 1 and (t.hour, t.minute) == (9, 0) for t in tuesdays)
-    assert [b - a for a, b in zip(tuesdays, tuesdays[1:])] == [timedelta(days=14)] * 4
+    assert [b - a for a, b in itertools.pairwise(tuesdays)] == [timedelta(days=14)] * 4
 
 
 def test_next_runs_stays_ascending_through_reschedule_cycles(
@@ -277,9 +276,7 @@ def test_is_running_is_true_only_while_a_run_is_going(
     assert job.is_running is False
 
 
-def test_one_time_jobs_now_and_soon_both_run(
-    scheduler: gnomon.Scheduler, clock: FakeClock
-) -> None:
+def test_one_time_jobs_now_and_soon_both_run(scheduler: gnomon.Scheduler, clock: FakeClock) -> None:
     runs = Tally()
     scheduler.add_job(runs.hit, gnomon.once(), args=("now",))
     scheduler.add_job(runs.hit, gnomon.once(T0 + seconds(0.1)), args=("soon",))
@@ -336,9 +333,7 @@ def test_returned_datetimes_are_aware_and_in_the_schedulers_zone(
     assert str(first.tzinfo) == "Europe/Riga"
 
 
-def test_jobs_waiting_is_zero_without_limits(
-    scheduler: gnomon.Scheduler, clock: FakeClock
-) -> None:
+def test_jobs_waiting_is_zero_without_limits(scheduler: gnomon.Scheduler, clock: FakeClock) -> None:
     scheduler.add_job(nothing, gnomon.every(1))
     scheduler.start()
     clock.advance(3 * SECOND)

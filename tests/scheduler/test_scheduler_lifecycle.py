@@ -238,10 +238,17 @@ def test_the_context_manager_starts_and_shuts_down(clock: FakeClock) -> None:
 
 
 def test_the_context_manager_never_masks_the_exception_in_flight(clock: FakeClock) -> None:
-    with pytest.raises(Boom), gnomon.Scheduler(clock=clock, timezone=UTC_ZONE) as s:
-        s.add_job(lambda: None, gnomon.every(1))
-        raise Boom("from the with-block")
-    assert s.running is False
+    used: list[gnomon.Scheduler] = []
+
+    def fail_inside_the_block() -> None:
+        with gnomon.Scheduler(clock=clock, timezone=UTC_ZONE) as s:
+            used.append(s)
+            s.add_job(lambda: None, gnomon.every(1))
+            raise Boom("from the with-block")
+
+    with pytest.raises(Boom, match="from the with-block"):
+        fail_inside_the_block()
+    assert used[0].running is False
 
 
 def test_the_async_context_manager_starts_and_shuts_down(errors: ErrorWatch) -> None:
@@ -377,7 +384,7 @@ def test_public_calls_from_many_threads_during_start_and_stop_neither_raise_nor_
                 job.next_runs(3)
                 _ = (job.next_run, job.last_run, job.is_running, scheduler.jobs_waiting)
                 job.run_now()
-            except Exception as exc:  # noqa: BLE001 - collected for the assertion below
+            except Exception as exc:
                 failures.hit(exc)
 
     threads = [threading.Thread(target=read_and_poke, daemon=True) for _ in range(4)]

@@ -102,7 +102,7 @@ class Workload:
             operation()
         except gnomon.JobNotFound:
             pass  # the job was removed by another thread, a listener, or max_runs
-        except Exception as exc:  # noqa: BLE001 - collected and asserted on at the end
+        except Exception as exc:
             self.ledger.record_unexpected(where, exc)
 
     def operate(self, seed: int, deadline: float) -> None:

@@ -24,7 +24,7 @@ from scheduler_support import (
 import gnomon
 from gnomon.testing import FakeClock
 
-NAIVE = datetime(2026, 1, 5, 12, 0)  # noqa: DTZ001 - naive on purpose
+NAIVE = datetime(2026, 1, 5, 12, 0)
 
 
 def nothing() -> None:
@@ -95,9 +95,12 @@ def test_a_bad_job_default_is_an_invalid_job_naming_the_value(
     make_scheduler: SchedulerFactory, case: str
 ) -> None:
     options, fragments = BAD_JOB_OPTIONS[case]
+
+    def build_then_add() -> None:
+        make_scheduler(job_defaults=options).add_job(nothing, gnomon.every(1))
+
     with pytest.raises(gnomon.InvalidJob) as raised:
-        s = make_scheduler(job_defaults=options)
-        s.add_job(nothing, gnomon.every(1))
+        build_then_add()
     assert_named(raised.value, *fragments)
 
 

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from gnomon._cli._config import InvalidSchedule
 from gnomon._cli._secrets import mask_secrets
 from gnomon._errors import GnomonError
 
@@ -37,8 +38,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_usage(sys.stderr)
         _complain(f"gnomon {arguments.command}: error: {error}")
         return EXIT_USAGE
-    except (GnomonError, OSError) as error:
+    except InvalidSchedule as error:
         _complain(str(error))
+        return EXIT_INVALID
+    except (GnomonError, OSError) as error:
+        _complain(f"gnomon {arguments.command}: error: {error}")
         return EXIT_INVALID
 
 

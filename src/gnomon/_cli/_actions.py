@@ -42,10 +42,13 @@ class CommandResult:
 class CommandFailed(Exception):
     """A command exited with a non-zero status, or was killed by a signal."""
 
-    def __init__(self, exit_status: int, output: str) -> None:
+    def __init__(self, exit_status: int, output: str, *, terminated_because: str = "") -> None:
         self.exit_status = exit_status
         self.output = output
-        super().__init__(describe_exit(exit_status))
+        ending = describe_exit(exit_status)
+        super().__init__(
+            f"terminated {terminated_because}: {ending}" if terminated_because else ending
+        )
 
 
 def describe_exit(exit_status: int) -> str:
@@ -85,11 +88,6 @@ class ProcessGroups:
         self.terminating.set()
         with self._lock:
             return len(self._processes)
-
-    def should_terminate(self, context: JobContext) -> bool:
-        if self.terminating.is_set():
-            return True
-        return context.cancelled.is_set() and not self.stopping.is_set()
 
 
 class _Tail:
@@ -149,13 +147,13 @@ def _run(
     reader.start()
     groups.add(process)
     try:
-        exit_status = _wait(process, groups, context)
+        exit_status, terminated_because = _wait(process, groups, context)
     finally:
         groups.discard(process)
     # A background grandchild may hold the pipe open; its output is not worth a hang.
     reader.join(timeout=1.0)
     if exit_status != 0:
-        raise CommandFailed(exit_status, tail.text())
+        raise CommandFailed(exit_status, tail.text(), terminated_because=terminated_because)
     return CommandResult(exit_status)
 
 
@@ -167,14 +165,19 @@ def _pump(stream: IO[bytes], tail: _Tail, sink: OutputSink, context: JobContext)
             sink(context, line)
 
 
-def _wait(process: subprocess.Popen[bytes], groups: ProcessGroups, context: JobContext) -> int:
+def _wait(
+    process: subprocess.Popen[bytes], groups: ProcessGroups, context: JobContext
+) -> tuple[int, str]:
+    """The exit status, and why gnomon terminated the command (empty if it did not)."""
     while True:
         try:
-            return process.wait(timeout=_POLL)
+            return process.wait(timeout=_POLL), ""
         except subprocess.TimeoutExpired:
             pass
-        if groups.should_terminate(context):
-            return _terminate(process)
+        if groups.terminating.is_set():
+            return _terminate(process), "because gnomon stopped"
+        if context.cancelled.is_set() and not groups.stopping.is_set():
+            return _terminate(process), "on cancellation (timeout or removal)"
 
 
 def _terminate(process: subprocess.Popen[bytes]) -> int:

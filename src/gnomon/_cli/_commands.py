@@ -12,6 +12,8 @@ from gnomon import _rules as rules
 from gnomon._cli._config import JobSpec, Schedule, default_state_path, load_schedule
 from gnomon._cli._history import History, JobRecord, RunRecord
 from gnomon._cli._output import render_json, render_table
+from gnomon._cli._scheduling import check_with_engine
+from gnomon._cli._secrets import mask_secrets
 from gnomon._rules import Rule
 
 __all__ = ["EXIT_INVALID", "EXIT_OK", "check", "history", "next_times", "status", "upcoming"]
@@ -46,15 +48,14 @@ def upcoming(job: JobSpec, now: datetime, count: int) -> list[datetime]:
 def check(path: Path, out: TextIO) -> int:
     """Validate a schedule file and show what it will do."""
     schedule = load_schedule(path)
+    check_with_engine(schedule)
     zone = schedule.scheduler.timezone
     now = datetime.now(zone)
     count = len(schedule.jobs)
-    out.write(
-        f"{path}: {count} job{'s' if count != 1 else ''}, timezone {zone.key}, "
-        f"state file {schedule.scheduler.state}\n"
-    )
-    for job in schedule.jobs:
-        out.write("\n" + _describe_job(job, now) + "\n")
+    summary = f"{path}: {count} job{'s' if count != 1 else ''}, timezone {zone.key}"
+    lines = [f"{summary}, state file {schedule.scheduler.state}"]
+    lines.extend("\n" + _describe_job(job, now) for job in schedule.jobs)
+    out.write(mask_secrets("\n".join(lines)) + "\n")
     return EXIT_OK
 
 
@@ -122,8 +123,8 @@ def history(
     rows = [
         [
             record.job,
-            record.scheduled_at,
-            record.started_at,
+            _short(record.scheduled_at),
+            _short(record.started_at),
             _seconds(record.duration),
             record.outcome,
             record.exit_status,
@@ -133,6 +134,13 @@ def history(
     ]
     out.write(render_table(headers, rows) + "\n")
     return EXIT_OK
+
+
+def _short(moment: str | None) -> str | None:
+    """Tables show whole seconds; JSON keeps the stored precision."""
+    if moment is None:
+        return None
+    return datetime.fromisoformat(moment).isoformat(sep=" ", timespec="seconds")
 
 
 def _seconds(duration: float | None) -> str | None:
@@ -181,7 +189,14 @@ def status(state: Path, *, as_json: bool, out: TextIO = sys.stdout) -> int:
     out.write(_daemon_line(daemon, running=running) + "\n\n")
     headers = ["JOB", "RULE", "LAST OUTCOME", "LAST RUN", "NEXT RUN", "FAILURES (24H)"]
     rows = [
-        [job.name, job.rule, job.last_outcome, job.last_run, job.next_run, job.failures_24h]
+        [
+            job.name,
+            job.rule,
+            job.last_outcome,
+            _short(job.last_run),
+            _short(job.next_run),
+            job.failures_24h,
+        ]
         for job in jobs
     ]
     out.write(render_table(headers, rows) + "\n")

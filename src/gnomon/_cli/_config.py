@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import difflib
 import importlib
-import inspect
 import sys
 import tomllib
 from collections.abc import Callable, Mapping
@@ -37,6 +36,7 @@ __all__ = [
 ]
 
 _T = TypeVar("_T")
+_D = TypeVar("_D")
 
 SCHEDULER_KEYS = ("timezone", "max_concurrent", "stop_timeout", "state", "locker", "elector")
 ACTION_KEYS = ("command", "call")
@@ -58,6 +58,7 @@ JOB_KEYS = (
     "start_immediately",
 )
 DEFAULT_STOP_TIMEOUT = timedelta(seconds=10)
+BACKEND_SCHEMES = ("redis", "rediss", "unix", "postgres", "postgresql")
 
 
 class InvalidSchedule(GnomonError, ValueError):
@@ -217,7 +218,7 @@ class _Fields:
         self.where = where
         self.problems = problems
 
-    def take(self, key: str, parse: Callable[[object], _T], default: _T) -> _T:
+    def take(self, key: str, parse: Callable[[object], _T], default: _D) -> _T | _D:
         if key not in self.table:
             return default
         try:
@@ -337,16 +338,11 @@ def _read_call(fields: _Fields) -> CallAction | None:
         if key in fields.table:
             fields.fail(f"{key} belongs to command; a call runs inside the gnomon process")
     args = fields.take("args", _args, ())
-    kwargs = fields.take("kwargs", _kwargs, {})
+    kwargs = fields.take("kwargs", _kwargs, None) or {}
     resolved = fields.take("call", _callable, None)
     if resolved is None:
         return None
     target, func = resolved
-    try:
-        _check_arguments(func, args, kwargs)
-    except InvalidJob as error:
-        fields.fail(str(error))
-        return None
     return CallAction(target=target, func=func, args=args, kwargs=kwargs)
 
 
@@ -420,9 +416,9 @@ def _url(name: str) -> Callable[[object], str]:
         from gnomon._cli._secrets import mask_secrets
 
         text = _text(name)(value)
-        if "://" not in text:
+        if text.partition("://")[0].lower() not in BACKEND_SCHEMES or "://" not in text:
             raise InvalidJob(
-                f"{name} must be a URL such as 'redis://host:6379/0' or "
+                f"{name} must be a Redis or PostgreSQL URL such as 'redis://host:6379/0' or "
                 f"'postgresql://user@host/db', got {mask_secrets(text)!r}"
             )
         return text
@@ -500,30 +496,3 @@ def _callable(value: object) -> tuple[str, Callable[..., object]]:
     if not callable(target):
         raise InvalidJob(f"call {value!r} is not callable, it is a {type(target).__name__}")
     return value, target
-
-
-def _check_arguments(
-    func: Callable[..., object], args: tuple[object, ...], kwargs: Mapping[str, object]
-) -> None:
-    """Fail early when ``args``/``kwargs`` cannot bind (a ``JobContext`` parameter is free)."""
-    try:
-        signature = inspect.signature(func)
-    except (TypeError, ValueError):
-        return
-    parameters = [
-        parameter
-        for parameter in signature.parameters.values()
-        if not _is_context(parameter.annotation)
-    ]
-    try:
-        signature.replace(parameters=parameters).bind(*args, **kwargs)
-    except TypeError as error:
-        raise InvalidJob(f"args/kwargs do not fit {signature}: {error}") from None
-
-
-def _is_context(annotation: object) -> bool:
-    from gnomon._events import JobContext
-
-    if annotation is JobContext:
-        return True
-    return isinstance(annotation, str) and annotation.rpartition(".")[2] == "JobContext"

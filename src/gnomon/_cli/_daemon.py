@@ -116,7 +116,7 @@ class Daemon:
             record_missed(self.history, job, now)
             self.jobs[job.name] = add_job(self.scheduler, job, self.groups)
         self.history.daemon_started(
-            schedule_file=str(self.schedule.path),
+            schedule_file=str(self.schedule.path.resolve()),
             timezone=self.schedule.scheduler.timezone.key,
             started_at=now,
         )
@@ -262,7 +262,7 @@ class Daemon:
         from gnomon._cli._metrics import MetricsServer
 
         self.recorder.close("still running when gnomon stopped; terminated")
-        self.history.daemon_stopped(datetime.now(UTC))
+        self.history.daemon_stopped(datetime.now(self.schedule.scheduler.timezone))
         self.history.close()
         if isinstance(self.metrics, MetricsServer):
             self.metrics.close()

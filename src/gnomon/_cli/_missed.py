@@ -40,7 +40,7 @@ def record_missed(history: History, job: JobSpec, now: datetime) -> int:
         count=count,
     )
     LOGGER.info(
-        f"run skipped_missed: {detail}",
+        f"run skipped: {detail}",
         extra=log_fields(job=job.name, outcome=Outcome.SKIPPED_MISSED.value, count=count),
     )
     return count

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from gnomon._cli._actions import CommandFailed, CommandResult
 from gnomon._cli._history import RUNNING, History
 from gnomon._cli._logging import LOGGER, log_fields
+from gnomon._cli._secrets import mask_secrets
 from gnomon._events import Monitor, Outcome, RunEvent
 
 if TYPE_CHECKING:
@@ -30,6 +31,12 @@ _SKIP_REASONS = {
     Outcome.SKIPPED_BEFORE_RUN: "a before_run listener refused it",
     Outcome.SKIPPED_STOPPING: "gnomon was stopping",
     Outcome.ABANDONED: "its runner died during the run (at-most-once)",
+}
+_ENDINGS = {
+    Outcome.SUCCESS: "run succeeded",
+    Outcome.FAILED: "run failed",
+    Outcome.TIMED_OUT: "run timed out",
+    Outcome.CANCELLED: "run cancelled",
 }
 # Routine refusals in a cluster would drown the log at INFO.
 _QUIET_SKIPS = (Outcome.SKIPPED_LOCKED, Outcome.SKIPPED_NOT_LEADER)
@@ -126,7 +133,7 @@ class RunLog(Monitor):
         outcome = event.outcome or Outcome.FAILED
         exit_status, detail, output = run_result(event)
         level = logging.INFO if outcome is Outcome.SUCCESS else logging.ERROR
-        message = f"run {outcome.value}" + (f": {detail}" if detail else "")
+        message = _ENDINGS.get(outcome, f"run {outcome.value}") + (f": {detail}" if detail else "")
         LOGGER.log(
             level,
             message,
@@ -145,7 +152,7 @@ class RunLog(Monitor):
         level = logging.DEBUG if outcome in _QUIET_SKIPS else logging.INFO
         LOGGER.log(
             level,
-            f"run {outcome.value}: {skip_reason(event)}",
+            f"run skipped: {skip_reason(event)}",
             extra=log_fields(
                 job=event.job_name, occurrence=event.occurrence_key, outcome=outcome.value
             ),
@@ -204,8 +211,8 @@ class RunRecorder(Monitor):
             duration=_duration(event),
             outcome=outcome.value,
             exit_status=exit_status,
-            detail=detail,
-            output=output if outcome is not Outcome.SUCCESS else None,
+            detail=_masked(detail),
+            output=_masked(output) if outcome is not Outcome.SUCCESS else None,
         )
 
     def run_skipped(self, event: RunEvent) -> None:
@@ -218,7 +225,7 @@ class RunRecorder(Monitor):
                 attempt=event.attempt,
                 scheduled_at=event.scheduled_at,
                 outcome=(event.outcome or Outcome.SKIPPED_MISSED).value,
-                detail=skip_reason(event),
+                detail=mask_secrets(skip_reason(event)),
             )
 
     def wait_for_open_runs(self, timeout: float) -> int:
@@ -244,6 +251,10 @@ class RunRecorder(Monitor):
                     output=None,
                 )
             self._open.clear()
+
+
+def _masked(text: str | None) -> str | None:
+    return None if text is None else mask_secrets(text)
 
 
 def _now() -> datetime:

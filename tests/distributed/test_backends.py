@@ -1,0 +1,300 @@
+"""What is particular to the Redis and PostgreSQL backends: drivers, secrets, existing
+clients, store restarts, and network faults between a node and its store."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+import pytest
+from distributed_support import (
+    POSTGRES_URL,
+    REDIS_URL,
+    Backend,
+    make_elector,
+    make_locker,
+    require_service,
+    run,
+    unique_name,
+)
+from fault_proxy import FaultProxy
+from private_servers import PrivatePostgres, PrivateRedis, free_port
+
+from gnomon import LockHeld
+from gnomon._memory import CampaigningElector
+
+T = TypeVar("T")
+
+
+def _python(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def test_importing_gnomon_imports_no_store_driver() -> None:
+    done = _python(
+        "import sys, gnomon, gnomon.testing; "
+        "print(sorted(m for m in ('redis', 'psycopg', 'psycopg_pool') if m in sys.modules))"
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("module", "driver", "extra"),
+    [("gnomon.redis", "redis", "redis"), ("gnomon.postgres", "psycopg", "postgres")],
+)
+def test_a_missing_driver_names_the_extra_to_install(module: str, driver: str, extra: str) -> None:
+    done = _python(f"import sys; sys.modules[{driver!r}] = None; import {module}")
+    assert done.returncode != 0
+    assert "ImportError" in done.stderr
+    assert f"pip install 'gnomon[{extra}]'" in done.stderr
+
+
+def _url_with_password(kind: str, port: int) -> str:
+    if kind == "redis":
+        return f"redis://:s3cr3t-pw@127.0.0.1:{port}/0"
+    return f"postgresql://postgres:s3cr3t-pw@127.0.0.1:{port}/test"
+
+
+@pytest.mark.parametrize("kind", ["redis", "postgres"])
+def test_a_urls_password_never_shows_in_reprs_errors_or_logs(
+    kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = _url_with_password(kind, free_port())  # nothing listens there
+    locker = make_locker(kind, url, unique_name(), lease_ttl=0.6)
+    elector = make_elector(kind, url, unique_name(), lease_ttl=0.6)
+    assert "s3cr3t" not in repr(locker) + repr(elector)
+    assert ":***@" in repr(locker)
+
+    async def scenario() -> BaseException:
+        with caplog.at_level(logging.DEBUG, logger="gnomon"):
+            assert await elector.is_leader() is None
+        try:
+            await locker.acquire("job@1", locker.lease_ttl)
+        except Exception as exc:  # noqa: BLE001 - whatever the driver raises is checked below
+            return exc
+        finally:
+            await elector.close()
+            await locker.close()
+        pytest.fail("a claim on an unreachable store succeeded")
+
+    failure = run(scenario())
+    assert not isinstance(failure, LockHeld)
+    assert "s3cr3t" not in f"{failure!s} {failure!r} {failure.__cause__!r}"
+    assert "s3cr3t" not in caplog.text
+    assert "leader election" in caplog.text
+
+
+def test_a_redis_locker_works_on_an_existing_client() -> None:
+    require_service("redis")
+    import redis.asyncio as aioredis
+
+    from gnomon.redis import RedisLocker
+
+    async def scenario() -> None:
+        client = aioredis.Redis.from_url(REDIS_URL)
+        locker = RedisLocker(client, prefix=unique_name(), lease_ttl=1)
+        lease = await locker.acquire("job@1", locker.lease_ttl)
+        await lease.release()
+        await locker.close()
+        assert await client.ping()  # the user's client is left open
+        await client.aclose()
+
+    run(scenario())
+
+
+def test_a_postgres_locker_works_on_an_existing_pool() -> None:
+    require_service("postgres")
+    from psycopg_pool import AsyncConnectionPool
+
+    from gnomon.postgres import PostgresLocker
+
+    schema = unique_name()
+
+    async def scenario() -> None:
+        async with AsyncConnectionPool(POSTGRES_URL, min_size=1, open=False) as pool:
+            locker = PostgresLocker(pool, schema=schema, lease_ttl=1)
+            lease = await locker.acquire("job@1", locker.lease_ttl)
+            await lease.release()
+            await locker.close()
+            async with pool.connection() as conn:
+                cursor = await conn.execute(f'SELECT state FROM "{schema}".claims')  # noqa: S608
+                assert await cursor.fetchall() == [("done",)]
+                await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+    run(scenario())
+
+
+def test_redis_tokens_keep_growing_after_a_restart_that_lost_every_key(
+    private_redis: PrivateRedis,
+) -> None:
+    prefix = unique_name()
+
+    async def claim(key: str) -> int:
+        locker = make_locker("redis", private_redis.url, prefix, lease_ttl=1)
+        try:
+            return (await locker.acquire(key, locker.lease_ttl)).token
+        finally:
+            await locker.close()
+
+    before = [run(claim(f"job@{n}")) for n in range(3)]
+    private_redis.kill()
+    private_redis.start()
+    after = run(claim("job@0"))  # the claim itself was lost with the data
+    assert after > max(before)
+
+
+def test_a_postgres_immediate_stop_is_a_lock_error_and_claims_resume_after_restart(
+    private_postgres: PrivatePostgres,
+) -> None:
+    schema = unique_name()
+    locker = make_locker("postgres", private_postgres.url, schema, lease_ttl=1.5)
+
+    async def claim(key: str) -> int:
+        return (await locker.acquire(key, locker.lease_ttl)).token
+
+    async def scenario() -> None:
+        first = await claim("job@1")
+        private_postgres.stop_immediate()
+        with pytest.raises(Exception) as down:  # noqa: PT011 - any driver error is a lock error
+            await claim("job@2")
+        assert not isinstance(down.value, LockHeld)
+        private_postgres.start()
+        second = await _once_up(lambda: claim("job@2"), timeout=10)
+        assert second > first
+        with pytest.raises(LockHeld):
+            await claim("job@1")  # the committed claim survived the crash
+        await locker.close()
+
+    run(scenario())
+
+
+async def _once_up(attempt: Callable[[], Awaitable[T]], timeout: float) -> T:
+    """``attempt()`` retried while the store is still coming back; LockHeld is an answer."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return await attempt()
+        except LockHeld:
+            raise
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.1)
+
+
+def _proxied(url: str, proxy: FaultProxy) -> str:
+    parts = urlsplit(url)
+    return parts._replace(
+        netloc=parts.netloc.replace(f"{parts.hostname}:{parts.port}", proxy.url_host)
+    ).geturl()
+
+
+def _through_proxy(backend: Backend, proxy_factory: type[FaultProxy]) -> tuple[FaultProxy, str]:
+    url = REDIS_URL if backend.kind == "redis" else POSTGRES_URL
+    parts = urlsplit(url)
+    proxy = proxy_factory(parts.hostname or "127.0.0.1", parts.port or 0)
+    return proxy, _proxied(url, proxy)
+
+
+TTL = 1.0
+RETRY = 0.25
+
+
+def test_a_partitioned_leader_stops_leading_by_its_deadline_and_another_takes_over(
+    real_backend: Backend, proxy_factory: type[FaultProxy]
+) -> None:
+    proxy, url = _through_proxy(real_backend, proxy_factory)
+    cut_off = make_elector(
+        real_backend.kind, url, real_backend.namespace, lease_ttl=TTL, retry_interval=RETRY
+    )
+    other = real_backend.elector(lease_ttl=TTL, retry_interval=RETRY)
+
+    async def scenario() -> None:
+        await cut_off.start()
+        old = await cut_off.is_leader()
+        assert old is not None
+        await other.start()
+        proxy.blackhole()
+        partitioned = time.monotonic()
+        while await cut_off.is_leader() is not None:
+            await asyncio.sleep(0.01)
+        stopped = time.monotonic() - partitioned
+        assert stopped < TTL  # it stops before the store may hand the lease on
+        while (new := await other.is_leader()) is None:
+            await asyncio.sleep(0.01)
+        took_over = time.monotonic() - partitioned
+        assert new > old
+        assert took_over <= TTL + RETRY + 0.5
+        proxy.heal()
+        await asyncio.sleep(TTL)
+        assert await cut_off.is_leader() is None
+        assert await other.is_leader() == new
+        print(
+            f"\n{real_backend.kind}: partitioned leader stopped after {stopped:.2f}s; "
+            f"failover after {took_over:.2f}s (bound {TTL + RETRY:.2f}s)"
+        )
+        await cut_off.close()
+
+    real_backend.run(scenario())
+
+
+def test_a_partition_shorter_than_the_ttl_causes_no_failover(
+    real_backend: Backend, proxy_factory: type[FaultProxy]
+) -> None:
+    proxy, url = _through_proxy(real_backend, proxy_factory)
+    leader = make_elector(
+        real_backend.kind, url, real_backend.namespace, lease_ttl=TTL, retry_interval=RETRY
+    )
+    other = real_backend.elector(lease_ttl=TTL, retry_interval=RETRY)
+
+    async def scenario() -> None:
+        await leader.start()
+        token = await leader.is_leader()
+        assert token is not None
+        await other.start()
+        assert isinstance(leader, CampaigningElector)
+        proxy.blackhole()
+        await asyncio.sleep(TTL * 0.3)
+        proxy.heal()
+        for _ in range(int(2 * TTL / 0.05)):
+            assert await other.is_leader() is None
+            await asyncio.sleep(0.05)
+        assert await leader.is_leader() == token
+        await leader.close()
+
+    real_backend.run(scenario())
+
+
+def test_a_claim_through_a_blackholed_link_fails_within_the_renew_interval(
+    real_backend: Backend, proxy_factory: type[FaultProxy]
+) -> None:
+    proxy, url = _through_proxy(real_backend, proxy_factory)
+    locker = make_locker(real_backend.kind, url, real_backend.namespace, lease_ttl=1.5)
+
+    async def scenario() -> None:
+        await (await locker.acquire("job@1", locker.lease_ttl)).release()
+        proxy.blackhole()
+        started = time.monotonic()
+        with pytest.raises(Exception) as failed:  # noqa: PT011 - any error but LockHeld
+            await locker.acquire("job@2", locker.lease_ttl)
+        assert not isinstance(failed.value, LockHeld)
+        assert time.monotonic() - started < locker.renew_interval.total_seconds() + 1.0
+        proxy.heal()
+        healed = time.monotonic()
+        lease = await _once_up(lambda: locker.acquire("job@3", locker.lease_ttl), timeout=5)
+        assert lease.attempt == 1
+        print(
+            f"\n{real_backend.kind}: claims resumed {time.monotonic() - healed:.2f}s after the heal"
+        )
+        await locker.close()
+
+    real_backend.run(scenario())
