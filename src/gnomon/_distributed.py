@@ -21,8 +21,8 @@ def occurrence_key(job_name: str, scheduled_at: datetime) -> str:
     Fire times come from the rule, never from ``now()``, so every node computes the
     same key for the same occurrence.
     """
-    utc = scheduled_at.astimezone(UTC)
-    return f"{job_name}@{utc.strftime('%Y-%m-%dT%H:%M:%S.%fZ')}"
+    utc = scheduled_at.astimezone(UTC).replace(tzinfo=None)
+    return f"{job_name}@{utc.isoformat(timespec='microseconds')}Z"
 
 
 class Lease(abc.ABC):

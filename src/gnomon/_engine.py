@@ -49,6 +49,7 @@ _TINY = timedelta(microseconds=1)
 _WALK_LIMIT = 100_000
 _MISSED_LIMIT = 10_000
 _QUEUE_LIMIT = 1000
+_WAKE_BATCH = 32
 _UTC_KEYS = frozenset(
     {"UTC", "Etc/UTC", "Etc/UCT", "UCT", "Universal", "Zulu", "Etc/Universal", "Etc/Zulu"}
 )
@@ -104,7 +105,7 @@ class _Timeout(_Timed):
         if self.run.finished:
             return
         self.run.timed_out = True
-        self.run.cancelled.set()
+        self.run.cancel()
         effects.append(self.run.interrupt)
         engine.log.info(
             "run timed out after %s: %s",
@@ -285,7 +286,7 @@ class Engine:
             state.cancelling = True
             for run in self.live_runs:
                 if run.state is state:
-                    run.cancelled.set()
+                    run.cancel()
             self._drop_queued(state, Outcome.CANCELLED, effects)
         if self.log.isEnabledFor(logging.DEBUG):
             self.log.debug("job %s unregistered (%s)", state.spec.name, reason, extra=_extra(state))
@@ -348,7 +349,7 @@ class Engine:
             heapq.heapify(self._heap)
             self._stale = 0
             for run in self.live_runs:
-                run.cancelled.set()
+                run.cancel()
             self._signal_change()
         self.apply(effects)
         return was_started
@@ -361,22 +362,35 @@ class Engine:
         return heap[0][0] if heap else None
 
     def wake(self, now: datetime) -> None:
-        """Process every heap entry that is due at ``now``."""
+        """Process every heap entry that is due at ``now``.
+
+        Entries are taken in small batches, releasing the lock between them, so that
+        runs dispatched from the first batch start while later ones are still being
+        scheduled: a burst of a thousand due jobs does not wait for the last of them.
+        """
         now = now.astimezone(self.tz)
         stamp = now.timestamp()
-        effects: Effects = []
-        with self.lock:
-            heap = self._heap
-            while heap and heap[0][0] <= stamp:
-                _, _, target, generation = heapq.heappop(heap)
-                if isinstance(target, JobState):
-                    if target.removed or generation != target.generation:
-                        self._stale -= 1
-                        continue
-                    self._fire(target, now, effects)
-                else:
-                    target.fire(self, now, effects)
-        self.apply(effects)
+        while True:
+            effects: Effects = []
+            with self.lock:
+                heap = self._heap  # stop() may replace the list between batches
+                for _ in range(_WAKE_BATCH):
+                    if not heap or heap[0][0] > stamp:
+                        break
+                    self._pop_due(now, effects)
+                more = bool(heap) and heap[0][0] <= stamp
+            self.apply(effects)
+            if not more:
+                return
+
+    def _pop_due(self, now: datetime, effects: Effects) -> None:
+        _, _, target, generation = heapq.heappop(self._heap)
+        if not isinstance(target, JobState):
+            target.fire(self, now, effects)
+        elif target.removed or generation != target.generation:
+            self._stale -= 1
+        else:
+            self._fire(target, now, effects)
 
     def _fire(self, state: JobState, now: datetime, effects: Effects) -> None:
         scheduled = state.next_fire
@@ -544,12 +558,15 @@ class Engine:
         self.live_runs.add(run)
         effects.append(lambda: self.driver.dispatch(run))
 
-    def _key(self, state: JobState, scheduled: datetime, now: datetime, *, manual: bool) -> str:
+    def _key(
+        self, state: JobState, scheduled: datetime, now: datetime, *, manual: bool
+    ) -> str | None:
+        """The run's occurrence key; None means the usual one, computed when first needed."""
         name, rule = state.spec.name, state.rule
         if manual:
             return f"{name}@manual/{now.astimezone(UTC).isoformat()}/{uuid4().hex}"
         if scheduled is not now or not self.clustered:
-            return occurrence_key(name, scheduled)
+            return None
         # An immediate first run: every node starting together must name it alike.
         if isinstance(rule, Once) and not rule.instants:
             return f"{name}@once"

@@ -70,6 +70,7 @@ class JobState:
         "running",
         "runs_started",
         "spec",
+        "uuid_value",
         "waiting",
     )
 
@@ -86,6 +87,14 @@ class JobState:
         self.removed = False
         self.cancelling = False
         self.paused = False
+        self.uuid_value: uuid.UUID | None = None
+
+    def uuid(self) -> uuid.UUID:
+        """The job's id as a UUID, made once when first asked for."""
+        value = self.uuid_value
+        if value is None:
+            value = self.uuid_value = uuid.UUID(int=self.id)
+        return value
 
 
 class JobOwner:
@@ -121,7 +130,7 @@ class Job:
 
     @property
     def id(self) -> uuid.UUID:
-        return uuid.UUID(int=self._state.id)
+        return self._state.uuid()
 
     @property
     def name(self) -> str:

@@ -9,13 +9,13 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+from gnomon import _rules
 from gnomon._clock import require_aware
 from gnomon._distributed import Locker
 from gnomon._durations import parse_duration
 from gnomon._errors import InvalidJob, InvalidJobArguments
 from gnomon._events import JobContext, LimitMode, Recovery
 from gnomon._job import JobSpec
-from gnomon import _rules
 from gnomon._rules import Every, EveryRandom, Rule
 
 __all__ = ["JOB_OPTIONS", "build_spec", "check_rule", "is_async_callable"]

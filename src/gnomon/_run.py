@@ -13,11 +13,12 @@ import inspect
 import logging
 import threading
 import time
-import uuid
 from concurrent.futures import Future
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from gnomon._cancel import CancelEvent
+from gnomon._distributed import occurrence_key
 from gnomon._errors import LeaseLost, LockHeld, OccurrenceAbandoned
 from gnomon._events import JobContext, Outcome, RunEvent
 
@@ -42,14 +43,15 @@ class Run:
     except ``finished`` (engine lock), ``timed_out`` and ``cancelled`` (timer)."""
 
     __slots__ = (
+        "_cancel_event",
+        "_cancel_requested",
+        "_key",
         "attempt",
         "calling",
-        "cancelled",
         "engine",
         "finished",
         "future",
         "keeper",
-        "key",
         "lease",
         "lease_deadline",
         "lease_lost",
@@ -70,7 +72,7 @@ class Run:
         engine: Engine,
         state: JobState,
         scheduled_at: datetime,
-        key: str,
+        key: str | None,
         *,
         manual: bool = False,
         retry: bool = False,
@@ -79,10 +81,11 @@ class Run:
         self.state = state
         self.spec: JobSpec = state.spec
         self.scheduled_at = scheduled_at
-        self.key = key
+        self._key = key
         self.manual = manual
         self.retry = retry
-        self.cancelled = threading.Event()
+        self._cancel_requested = False
+        self._cancel_event: threading.Event | None = None
         self.attempt = 1
         self.token: int | None = None
         self.lease: Lease | None = None
@@ -99,6 +102,32 @@ class Run:
 
     # ---------------------------------------------------------------- values
 
+    @property
+    def key(self) -> str:
+        """The occurrence key, computed when first needed (most runs never need it)."""
+        key = self._key
+        if key is None:
+            key = self._key = occurrence_key(self.spec.name, self.scheduled_at)
+        return key
+
+    @property
+    def cancelled(self) -> threading.Event:
+        """The event a task sees as ``ctx.cancelled``; created when first needed."""
+        event = self._cancel_event
+        if event is None:
+            event = CancelEvent()
+            self._cancel_event = event
+            if self._cancel_requested:  # a cancel() that ran before the event existed
+                event.set()
+        return event
+
+    def cancel(self) -> None:
+        """Ask the task to stop (cooperatively); safe from any thread."""
+        self._cancel_requested = True
+        event = self._cancel_event
+        if event is not None:
+            event.set()
+
     def want_event(self) -> None:
         self.future = Future()
 
@@ -112,7 +141,7 @@ class Run:
     ) -> RunEvent:
         spec = self.spec
         return RunEvent(
-            job_id=uuid.UUID(int=self.state.id),
+            job_id=self.state.uuid(),
             job_name=spec.name,
             tags=spec.tags,
             scheduled_at=self.scheduled_at,
@@ -128,7 +157,7 @@ class Run:
 
     def context(self) -> JobContext:
         return JobContext(
-            job_id=uuid.UUID(int=self.state.id),
+            job_id=self.state.uuid(),
             job_name=self.spec.name,
             scheduled_at=self.scheduled_at,
             occurrence_key=self.key,
@@ -138,7 +167,7 @@ class Run:
         )
 
     def log_extra(self) -> dict[str, object]:
-        job_id = uuid.UUID(int=self.state.id)
+        job_id = self.state.uuid()
         return {
             "job_name": self.spec.name,
             "job_id": str(job_id),
@@ -148,7 +177,7 @@ class Run:
     def _arguments(self) -> tuple[tuple[object, ...], dict[str, object]]:
         spec = self.spec
         if spec.context_parameter is None or spec.context_parameter in spec.kwargs:
-            return spec.args, dict(spec.kwargs)
+            return spec.args, spec.kwargs  # type: ignore[return-value]  # only unpacked
         return spec.args, {**spec.kwargs, spec.context_parameter: self.context()}
 
     # ---------------------------------------------------------------- synchronous path
@@ -157,9 +186,11 @@ class Run:
         """The whole run on the current (pool) thread."""
         reset = current_run.set(self)
         try:
-            if self._before(
-                _call_sync(self.engine.log, self.spec.before_run, self._before_event())
-            ):
+            listener = self.spec.before_run
+            failure = None
+            if listener is not None:
+                failure = _call_sync(self.engine.log, listener, self._before_event())
+            if self._before(failure):
                 outcome, result, exc = self._invoke_sync()
                 self._complete(outcome, result, exc, _call_sync)
         except BaseException as exc:
@@ -201,7 +232,10 @@ class Run:
             current_run.reset(reset)
 
     async def _run_claimed(self) -> None:
-        before = await _call_async(self.engine.log, self.spec.before_run, self._before_event())
+        listener = self.spec.before_run
+        before = None
+        if listener is not None:
+            before = await _call_async(self.engine.log, listener, self._before_event())
         if not self._lease_still_valid():
             expired = LeaseLost(f"the lease on {self.key!r} expired before the run could start")
             await self._refuse(Outcome.SKIPPED_LOCK_ERROR, expired)
@@ -249,7 +283,7 @@ class Run:
 
     def _uncancel_own(self) -> bool:
         """True if the cancellation came from gnomon (timeout, lost lease, shutdown)."""
-        if not (self.timed_out or self.lease_lost or self.cancelled.is_set()):
+        if not (self.timed_out or self.lease_lost or self._cancel_requested):
             return False
         task = self.task
         if task is not None:
@@ -344,7 +378,7 @@ class Run:
 
     def _lose_lease(self, why: str) -> None:
         self.lease_lost = True
-        self.cancelled.set()
+        self.cancel()
         self.engine.log.warning(
             "run of %s stops acting: %s", self.spec.name, why, extra=self.log_extra()
         )
@@ -424,9 +458,23 @@ class Run:
         call: Callable[[logging.Logger, Callable[[RunEvent], object] | None, RunEvent], object],
     ) -> None:
         listener = self.spec.after_run if outcome is Outcome.SUCCESS else self.spec.after_error
+        if self._quiet(outcome, listener):
+            self.engine.finish(self, self.engine.now())
+            return
         event = self._finished_event(outcome, result, exc)
         call(self.engine.log, listener, event)
         self._close(event)
+
+    def _quiet(self, outcome: Outcome, listener: object) -> bool:
+        """A plain success that nobody listens to needs no event: the hot path."""
+        engine = self.engine
+        return (
+            outcome is Outcome.SUCCESS
+            and listener is None
+            and engine.monitor is None
+            and self.future is None
+            and not engine.log.isEnabledFor(logging.DEBUG)
+        )
 
     def _close(self, event: RunEvent) -> None:
         monitor = self.engine.monitor

@@ -66,8 +66,10 @@ def _plain_field(draw: st.DrawFn, low: int, high: int, names: tuple[str, ...] = 
     if kind == "list":
         return ",".join(str(item) for item in draw(st.lists(value, min_size=2, max_size=4)))
     if kind == "name" and names:
-        return draw(st.sampled_from(names)).upper() if draw(st.booleans()) else draw(
-            st.sampled_from(names)
+        return (
+            draw(st.sampled_from(names)).upper()
+            if draw(st.booleans())
+            else draw(st.sampled_from(names))
         )
     return str(draw(value))
 

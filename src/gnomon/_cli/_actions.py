@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -83,11 +84,17 @@ class ProcessGroups:
         timeout belongs to the runs."""
         self.stopping.set()
 
-    def terminate_all(self) -> int:
-        """Terminate every command still running; returns how many there were."""
+    def terminate_all(self, timeout: float) -> int:
+        """Terminate every command still running and wait up to ``timeout`` for them to
+        end; returns how many are still there."""
         self.terminating.set()
-        with self._lock:
-            return len(self._processes)
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                left = len(self._processes)
+            if not left or time.monotonic() > deadline:
+                return left
+            time.sleep(_POLL)
 
 
 class _Tail:

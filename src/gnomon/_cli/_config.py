@@ -7,6 +7,7 @@ Every problem is collected, not just the first, and each one names the job (or t
 from __future__ import annotations
 
 import difflib
+import shlex
 import importlib
 import sys
 import tomllib
@@ -82,7 +83,7 @@ class CommandAction:
     def describe(self) -> str:
         if self.shell is not None:
             return f"command: {self.shell}"
-        return "command: " + " ".join(self.argv or ())
+        return "command: " + shlex.join(self.argv or ())
 
     def program(self) -> list[str]:
         if self.shell is not None:

@@ -253,8 +253,10 @@ class Daemon:
             f"{len(unfinished)} run(s) still going after {format_duration(stop_timeout)}: "
             f"terminating them: {', '.join(unfinished)}"
         )
-        self.groups.terminate_all()
-        left = self.recorder.wait_for_open_runs(KILL_GRACE + 2.0)
+        # Each terminated command ends within the kill grace; Python functions cannot be
+        # terminated, so they get only a moment to report.
+        self.groups.terminate_all(KILL_GRACE + 1.0)
+        left = self.recorder.wait_for_open_runs(0.5)
         if left:
             LOGGER.warning(f"{left} run(s) did not end; recorded as cancelled")
 
