@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from gnomon._durations import parse_duration
-from gnomon._errors import GnomonError
+from gnomon._errors import GnomonError, InvalidOption
 
 if TYPE_CHECKING:
     from gnomon._engine import Engine
@@ -59,7 +59,7 @@ class OffsetClock:
     __slots__ = ("offset",)
 
     def __init__(self, offset: timedelta | float | str) -> None:
-        self.offset = parse_duration(offset, field="offset", error=GnomonError, positive=False)
+        self.offset = parse_duration(offset, field="offset", error=InvalidOption, positive=False)
 
     def now(self) -> datetime:
         return datetime.now(UTC) + self.offset
@@ -79,7 +79,7 @@ class FakeClock:
     def __init__(self, start: datetime | None = None) -> None:
         if start is None:
             start = datetime(2026, 1, 1, tzinfo=UTC)
-        require_aware(start, "FakeClock start", GnomonError)
+        require_aware(start, "FakeClock start", InvalidOption)
         self._now = start.astimezone(UTC)
         self._engines: list[Engine] = []
         self._lock = threading.RLock()
@@ -89,9 +89,9 @@ class FakeClock:
 
     def advance(self, delta: timedelta | float | str) -> datetime:
         """Move forward by ``delta``, dispatching everything that falls due on the way."""
-        step = parse_duration(delta, field="advance delta", error=GnomonError, positive=False)
+        step = parse_duration(delta, field="advance delta", error=InvalidOption, positive=False)
         if step < timedelta(0):
-            raise GnomonError(f"a FakeClock cannot go backwards, got advance({delta!r})")
+            raise InvalidOption(f"a FakeClock cannot go backwards, got advance({delta!r})")
         with self._lock:
             target = self._now + step
             self._run_until(target.timestamp())
@@ -108,7 +108,10 @@ class FakeClock:
             if not due:
                 return
             when = min(deadline for deadline, _ in due)
-            self._now = max(self._now, datetime.fromtimestamp(when, UTC))
+            moment = datetime.fromtimestamp(when, UTC)
+            if moment.timestamp() < when:  # never stop short of a deadline by rounding
+                moment += timedelta(microseconds=1)
+            self._now = max(self._now, moment)
             for deadline, engine in due:
                 if deadline == when:
                     engine.wake(self._now)

@@ -297,10 +297,12 @@ class CronMatcher:
         "_next_month",
         "_next_second",
         "_nth",
+        "_whole_minutes",
     )
 
     def __init__(self, spec: CronSpec) -> None:
         self._next_second = _next_table(spec.seconds, 60)
+        self._whole_minutes = spec.seconds == frozenset({0})
         self._next_minute = _next_table(spec.minutes, 60)
         self._next_hour = _next_table(spec.hours, 24)
         self._next_month = _next_table(spec.months, 12)
@@ -329,6 +331,8 @@ class CronMatcher:
 
     def first_at_or_after(self, wall: int, limit: int, anchor_day: int) -> int | None:
         """The first allowed wall time in ``[wall, limit)``; ``anchor_day`` is unused."""
+        if self._whole_minutes and wall % 60:
+            wall += 60 - wall % 60
         days, rest = divmod(wall, 86_400)
         start = date.fromordinal(days + _EPOCH_ORDINAL)
         year, month, day = start.year, start.month, start.day

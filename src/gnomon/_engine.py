@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 from uuid import uuid4
 
+from gnomon._clock import Clock, FakeClock
 from gnomon._distributed import occurrence_key
 from gnomon._errors import InvalidJob, JobNotFound, SchedulerShutDown
 from gnomon._events import LimitMode, Outcome, RunEvent
@@ -36,7 +37,6 @@ if TYPE_CHECKING:
     from concurrent.futures import Executor
     from zoneinfo import ZoneInfo
 
-    from gnomon._clock import Clock
     from gnomon._distributed import Elector
     from gnomon._events import Monitor
     from gnomon._job import JobSpec
@@ -69,6 +69,9 @@ class Driver(Protocol):
 
     def state_changed(self) -> None:
         """Runs finished or jobs changed. Called with the engine lock held."""
+
+    def on_timer(self) -> bool:
+        """True on the face's timer thread, where user code must not run."""
 
 
 class _Timed:
@@ -142,6 +145,7 @@ class Engine:
         self.tz = timezone
         self._utc = timezone.key in _UTC_KEYS
         self.clock = clock
+        self.fake_time = isinstance(clock, FakeClock)
         self.executor: Executor | None = None
         self.run_coroutine: Callable[[Any], Any] = _no_loop
         self.max_concurrent = max_concurrent
@@ -209,6 +213,7 @@ class Engine:
     def remove(self, job_id: int) -> JobState:
         effects: Effects = []
         with self.lock:
+            self._require_open()
             state = self.jobs.get(job_id)
             if state is None:
                 raise JobNotFound(f"no job has id {_uuid(job_id)}")
@@ -219,6 +224,7 @@ class Engine:
     def remove_state(self, state: JobState) -> None:
         effects: Effects = []
         with self.lock:
+            self._require_open()
             if state.removed:
                 raise JobNotFound(f"job {state.spec.name!r} ({_uuid(state.id)}) was removed")
             self._remove(state, "removed", cancel=True, effects=effects)
@@ -228,13 +234,16 @@ class Engine:
         wanted = frozenset(tags)
         effects: Effects = []
         with self.lock:
+            self._require_open()
             doomed = [s for s in self.jobs.values() if s.spec.tags & wanted]
             for state in doomed:
                 self._remove(state, "removed by tags", cancel=True, effects=effects)
         self.apply(effects)
         return len(doomed)
 
-    def update(self, job_id: int, spec: JobSpec, rule: Rule, now: datetime) -> JobState:
+    def update(
+        self, job_id: int, spec: JobSpec, rule: Rule, now: datetime, *, new_rule: bool
+    ) -> JobState:
         now = now.astimezone(self.tz)
         effects: Effects = []
         with self.lock:
@@ -253,17 +262,18 @@ class Engine:
             except InvalidJob:
                 state.spec, state.rule = old_spec, old_rule
                 raise
-            retimed = old_rule != rule or _timing_changed(old_spec, spec)
+            retimed = new_rule or old_rule != rule or _timing_changed(old_spec, spec)
             if retimed and self.started and not state.paused:
                 self._disarm(state)
                 self._arm(state, self._first_fire(state, now))
             if self.monitor is not None:
-                effects.append(self._report_effect(lambda: self._monitor_job("registered", state)))
+                effects.append(self._hook_effect(lambda: self._monitor_job("registered", state)))
         self.apply(effects)
         return state
 
     def set_paused(self, state: JobState, paused: bool, now: datetime) -> None:
         with self.lock:
+            self._require_open()
             if state.removed:
                 raise JobNotFound(f"job {state.spec.name!r} ({_uuid(state.id)}) was removed")
             if state.paused == paused:
@@ -291,7 +301,7 @@ class Engine:
         if self.log.isEnabledFor(logging.DEBUG):
             self.log.debug("job %s unregistered (%s)", state.spec.name, reason, extra=_extra(state))
         if self.monitor is not None:
-            effects.append(self._report_effect(lambda: self._monitor_job("unregistered", state)))
+            effects.append(self._hook_effect(lambda: self._monitor_job("unregistered", state)))
         self._signal_change()
 
     def _drop_queued(self, state: JobState, outcome: Outcome, effects: Effects) -> None:
@@ -409,8 +419,8 @@ class Engine:
         if following is not None and not spec.interval_from_completion:
             self._arm(state, following)
         if spec.jitter is not None:
-            delay = spec.jitter.total_seconds() * random.random()
-            self._push(now.timestamp() + delay, _DelayedOffer(state, scheduled, retry=False), 0)
+            delay = timedelta(seconds=spec.jitter.total_seconds() * random.random())
+            self.push_timed(now + delay, _DelayedOffer(state, scheduled, retry=False))
         else:
             self.offer(state, scheduled, now, effects)
         if following is None and not spec.interval_from_completion:
@@ -535,7 +545,7 @@ class Engine:
             else:
                 self._skip(run, Outcome.SKIPPED_SINGLETON, None, effects)
             return run
-        self._admit(run, effects)
+        self._admit(run, now, effects)
         return run
 
     def _enqueue_for_job(self, run: Run) -> None:
@@ -545,7 +555,7 @@ class Engine:
         state.waiting.append(run)
         self._waiting += 1
 
-    def _admit(self, run: Run, effects: Effects) -> None:
+    def _admit(self, run: Run, now: datetime, effects: Effects) -> None:
         limit = self.max_concurrent
         if limit is not None and self._running >= limit:
             if self.limit_mode is LimitMode.WAIT and len(self._queue) < _QUEUE_LIMIT:
@@ -555,6 +565,7 @@ class Engine:
             return
         self._running += 1
         run.state.running += 1
+        run.admitted_at = now
         self.live_runs.add(run)
         effects.append(lambda: self.driver.dispatch(run))
 
@@ -593,7 +604,9 @@ class Engine:
 
     def begin(self, run: Run, now: datetime) -> Outcome | None:
         """The run passed its gates: count it and start its clock, or say why not."""
-        now = now.astimezone(self.tz)
+        # A fake clock may have moved on since the dispatch; the run started when
+        # the clock dispatched it.
+        now = run.admitted_at if self.fake_time else now.astimezone(self.tz)
         effects: Effects = []
         with self.lock:
             state, spec = run.state, run.spec
@@ -627,7 +640,7 @@ class Engine:
             self._running -= 1
             if self._rearms_on_completion(run):
                 self._arm(state, self._next_fire_or_none(state, now.astimezone(self.tz)))
-            self._admit_waiting(state, effects)
+            self._admit_waiting(state, now, effects)
             self._signal_change()
         self.apply(effects)
 
@@ -648,10 +661,10 @@ class Engine:
         except _RuleStuck:
             return None
 
-    def _admit_waiting(self, state: JobState, effects: Effects) -> None:
+    def _admit_waiting(self, state: JobState, now: datetime, effects: Effects) -> None:
         if state.waiting and not state.running:
             self._waiting -= 1
-            self._admit(state.waiting.popleft(), effects)
+            self._admit(state.waiting.popleft(), now, effects)
         limit = self.max_concurrent
         while self._queue and (limit is None or self._running < limit):
             run = self._queue.popleft()
@@ -662,7 +675,7 @@ class Engine:
                 else:
                     self._skip(run, Outcome.SKIPPED_SINGLETON, None, effects)
                 continue
-            self._admit(run, effects)
+            self._admit(run, now, effects)
 
     def skip_running(self, run: Run, event: RunEvent) -> None:
         """A dispatched run that will not call its task (lock refused, before_run raised...)."""
@@ -736,6 +749,21 @@ class Engine:
                     self._signal_change()
 
         return lambda: self.driver.report(counted)
+
+    def _hook_effect(self, effect: Callable[[], None]) -> Callable[[], None]:
+        """A monitor hook for a caller's own change (add, update, remove): it runs in the
+        caller's thread once the lock is released, so it has happened when the call
+        returns. Only the timer thread hands such hooks to the pool instead."""
+
+        def run() -> None:
+            if not self.driver.on_timer():
+                effect()
+                return
+            with self.lock:
+                deferred = self._report_effect(effect)
+            deferred()
+
+        return run
 
     def _monitor_job(self, what: str, state: JobState) -> None:
         monitor = self.monitor

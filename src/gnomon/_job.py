@@ -46,6 +46,7 @@ class JobSpec:
     interval_from_completion: bool
     is_async: bool
     context_parameter: str | None
+    context_position: int | None
     needs_loop: bool
     options: Mapping[str, Any]
 

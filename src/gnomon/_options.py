@@ -66,7 +66,7 @@ def build_spec(
     opts = {**JOB_OPTIONS, **options}
     task = _check_callable(func, "task")
     args, kwargs = _check_arguments(opts["args"], opts["kwargs"])
-    context_parameter = _check_signature(task, args, kwargs)
+    context_parameter, context_position = _check_signature(task, args, kwargs)
     locker = _check_locker(opts["locker"], scheduler_locker)
     listeners = {name: _check_listener(opts[name], name) for name in _LISTENERS}
     spec = JobSpec(
@@ -89,6 +89,7 @@ def build_spec(
         ),
         is_async=is_async_callable(task),
         context_parameter=context_parameter,
+        context_position=context_position,
         needs_loop=False,
         options=options,
         **listeners,
@@ -164,26 +165,53 @@ def _check_arguments(args: object, kwargs: object) -> tuple[tuple[object, ...], 
 
 def _check_signature(
     func: Callable[..., object], args: tuple[object, ...], kwargs: dict[str, object]
-) -> str | None:
-    """Bind the arguments now, so a mismatch fails at ``add_job``, not at the first run."""
+) -> tuple[str | None, int | None]:
+    """Bind the arguments now, so a mismatch fails at ``add_job``, not at the first run.
+
+    Returns where the ``JobContext`` goes: the parameter's name, and its position when it
+    is passed positionally (``def task(ctx: JobContext, amount)`` with ``args=(5,)``).
+    """
     binder = _signature_binder(func)
     if binder is None:
-        return None
+        return None, None
     signature, context_parameter = binder
-    extra: dict[str, object] = {}
+    position = None
+    bound_args, bound_kwargs = args, dict(kwargs)
     if context_parameter is not None and context_parameter not in kwargs:
-        extra[context_parameter] = None
+        position = _context_position(signature, context_parameter, len(args))
+        if position is None:
+            bound_kwargs[context_parameter] = None
+        else:
+            bound_args = (*args[:position], None, *args[position:])
     try:
-        signature.bind(*args, **kwargs, **extra)
+        signature.bind(*bound_args, **bound_kwargs)
     except TypeError as exc:
         raise InvalidJobArguments(
             f"args {args!r} and kwargs {kwargs!r} do not fit {_describe(func)}{signature}: {exc}"
         ) from None
-    return context_parameter
+    return context_parameter, position
+
+
+def _context_position(signature: inspect.Signature, name: str, given: int) -> int | None:
+    positional = [
+        p.name
+        for p in signature.parameters.values()
+        if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    ]
+    if name in positional and positional.index(name) <= given:
+        return positional.index(name)
+    return None
+
+
+def _signature_binder(func: Callable[..., object]) -> tuple[inspect.Signature, str | None] | None:
+    try:
+        return _cached_binder(func)
+    except TypeError:  # an unhashable callable: inspect it every time
+        return _cached_binder.__wrapped__(func)
 
 
 @functools.lru_cache(maxsize=4096)
-def _signature_binder(func: Callable[..., object]) -> tuple[inspect.Signature, str | None] | None:
+def _cached_binder(func: Callable[..., object]) -> tuple[inspect.Signature, str | None] | None:
     try:
         signature = inspect.signature(func)
     except (TypeError, ValueError):
@@ -224,7 +252,7 @@ def _check_tags(tags: object) -> frozenset[str]:
     result = frozenset(tags)
     bad = [t for t in result if not isinstance(t, str) or not t]
     if bad:
-        raise InvalidJob(f"every tag must be a non-empty string, got {bad[0]!r}")
+        raise InvalidJob(f"every one of tags must be a non-empty string, got {bad[0]!r}")
     return result
 
 

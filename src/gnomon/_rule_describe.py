@@ -121,17 +121,14 @@ def _field_words(spec: CronSpec, index: int) -> str:
     unit = _UNITS[index]
     values = (spec.seconds, spec.minutes, spec.hours)[index]
     if field == "*":
-        return "" if index == 0 or _all_finer_star(spec, index) else f"every {unit}"
+        # "* * * * *" is "every minute", not "every minute, every hour"
+        finer_repeats = index > 0 and spec.fields[index - 1].startswith("*")
+        return "" if finer_repeats else f"every {unit}"
     if field.startswith("*/"):
         return f"every {field[2:]} {unit}s"
     if index == 0 and values == frozenset({0}):
         return ""
     return f"at {unit} {join_words([str(value) for value in sorted(values)])}"
-
-
-def _all_finer_star(spec: CronSpec, index: int) -> bool:
-    finer = [spec.fields[i] for i in range(index)]
-    return not all(field in {"0", "*"} for field in finer)
 
 
 def _day_part(spec: CronSpec) -> str:

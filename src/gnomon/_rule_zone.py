@@ -61,7 +61,8 @@ def next_fire(
     matcher: WallMatcher, moment: datetime, zone: tzinfo, *, fixed: bool
 ) -> datetime | None:
     """The first instant strictly after ``moment`` at which ``matcher`` fires in ``zone``."""
-    instant = (moment - _EPOCH) // _SECOND
+    # Whole seconds, floored exactly: the float's error is far below half a second.
+    instant = round(moment.timestamp() - moment.microsecond * 1e-6)
     if isinstance(zone, timezone):
         return _next_fire_fixed_offset(matcher, instant, zone)
     return _next_fire_in_zone(matcher, instant, _offsets_of(zone), zone, fixed=fixed)
@@ -85,35 +86,47 @@ def _next_fire_in_zone(
     if fixed:
         # Inside a repeated hour, walls up to the change were already reached once.
         low = max(low, start + offset_before)
-    while True:
-        found = matcher.first_at_or_after(low, min(end + offset, horizon), anchor)
-        if found is not None:
+    searched_from = low
+    found = matcher.first_at_or_after(low, horizon, anchor)
+    while found is not None:
+        if found < end + offset:
             return _at(max(found - offset, start), zone)
-        if end + offset >= horizon:
-            return None
         start, end, new_offset, _ = offsets.segment(end)
         low = start + (offset if fixed else new_offset)
         offset = new_offset
+        # Nothing matches in [searched_from, found): search again only below or past it.
+        if not searched_from <= low <= found:
+            searched_from = low
+            found = matcher.first_at_or_after(low, horizon, anchor)
+    return None
 
 
 def _at(instant: int, zone: tzinfo) -> datetime | None:
     try:
-        return (_EPOCH + timedelta(seconds=instant)).astimezone(zone)
-    except (OverflowError, ValueError):
+        return datetime.fromtimestamp(instant, zone)
+    except (OverflowError, ValueError, OSError):
         return None
 
 
 class _ZoneOffsets:
     """A zone's UTC offsets, found by probing and cached in chunks of time."""
 
-    __slots__ = ("_chunks", "_zone")
+    __slots__ = ("_chunks", "_last", "_zone")
 
     def __init__(self, zone: tzinfo) -> None:
         self._zone = zone
         self._chunks: dict[int, tuple[list[int], list[int]]] = {}
+        self._last = (0, 0, 0, 0)
 
     def segment(self, instant: int) -> tuple[int, int, int, int]:
         """Start, end, offset, and the offset just before the start, around ``instant``."""
+        last = self._last
+        if last[0] <= instant < last[1]:
+            return last
+        self._last = found = self._find(instant)
+        return found
+
+    def _find(self, instant: int) -> tuple[int, int, int, int]:
         index = instant >> _CHUNK_BITS
         chunk = self._chunks.get(index)
         if chunk is None:

@@ -84,8 +84,9 @@ class Weekday(enum.Enum):
 
 def _check_moment(moment: object) -> datetime:
     if not isinstance(moment, datetime) or moment.tzinfo is None or moment.utcoffset() is None:
+        shown = f"the naive {moment.isoformat()}" if isinstance(moment, datetime) else repr(moment)
         raise InvalidRule(
-            f"next_after needs a timezone-aware datetime, got {moment!r}; "
+            f"next_after needs a timezone-aware datetime, got {shown}; "
             "attach a zone, e.g. moment.replace(tzinfo=ZoneInfo('UTC'))"
         )
     return moment
@@ -268,7 +269,9 @@ def cron(
             )
         zone, text = named, text[prefix.end() :].strip()
     if text.lower().startswith("@every"):
-        return Every(parse_duration(text[6:], field=f"cron expression {expr!r}: @every duration"))
+        return Every(
+            parse_duration(text[6:].strip(), field=f"cron expression {expr!r}: @every duration")
+        )
     return CronRule(text, seconds=seconds, timezone=zone)
 
 

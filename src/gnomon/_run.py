@@ -46,6 +46,7 @@ class Run:
         "_cancel_event",
         "_cancel_requested",
         "_key",
+        "admitted_at",
         "attempt",
         "calling",
         "engine",
@@ -93,6 +94,7 @@ class Run:
         self.lease_lost = False
         self.keeper: asyncio.Task[None] | None = None
         self.started_at: datetime | None = None
+        self.admitted_at = scheduled_at
         self.finished = False
         self.calling = False
         self.timed_out = False
@@ -178,6 +180,10 @@ class Run:
         spec = self.spec
         if spec.context_parameter is None or spec.context_parameter in spec.kwargs:
             return spec.args, spec.kwargs  # type: ignore[return-value]  # only unpacked
+        position = spec.context_position
+        if position is not None:
+            args = spec.args
+            return (*args[:position], self.context(), *args[position:]), spec.kwargs  # type: ignore[return-value]
         return spec.args, {**spec.kwargs, spec.context_parameter: self.context()}
 
     # ---------------------------------------------------------------- synchronous path

@@ -156,7 +156,15 @@ class _SchedulerCore(JobOwner):
         job = Job(self, state)
         if self._monitor is not None:
             self._report_registered(job)
+        self._settle()
         return job
+
+    def _settle(self) -> None:
+        """On a fake clock, dispatch what is already due (an immediate run, say):
+        the clock will not move by itself to do it."""
+        clock = self.clock
+        if isinstance(clock, FakeClock) and self._engine.started:
+            clock.advance(0)
 
     def _build(self, options: Mapping[str, Any], func: object) -> JobSpec:
         return build_spec(
@@ -199,7 +207,8 @@ class _SchedulerCore(JobOwner):
             options["name"] = old.name
         spec = self._build(options, changes.get("func", old.func))
         rule = check_rule(spec, changes.get("rule", state.rule), clustered=self._engine.clustered)
-        self._engine.update(state.id, spec, rule, self.clock.now())
+        self._engine.update(state.id, spec, rule, self.clock.now(), new_rule="rule" in changes)
+        self._settle()
         return Job(self, state)
 
     def _jobs(self, tags: Iterable[str] | None) -> list[Job]:
@@ -291,6 +300,9 @@ class Scheduler(_SchedulerCore):
     def deadline_moved(self) -> None:
         self._timer_wake.notify()
 
+    def on_timer(self) -> bool:
+        return threading.current_thread() is self._timer
+
     def state_changed(self) -> None:
         """Waiters use the engine's condition directly."""
 
@@ -343,6 +355,7 @@ class Scheduler(_SchedulerCore):
     def _job_set_paused(self, state: JobState, paused: bool) -> None:
         self._check_fork()
         self._engine.set_paused(state, paused, self.clock.now())
+        self._settle()
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -360,6 +373,7 @@ class Scheduler(_SchedulerCore):
         else:
             self._start_timer()
         self._scheduler_hook("scheduler_started")
+        self._settle()
 
     def _start_timer(self) -> None:
         with self._engine.lock:
@@ -598,6 +612,9 @@ class AsyncScheduler(_SchedulerCore):
         else:
             loop.call_soon_threadsafe(effect)
 
+    def on_timer(self) -> bool:
+        return False
+
     def deadline_moved(self) -> None:
         loop = self._loop
         if loop is None or loop.is_closed() or isinstance(self.clock, FakeClock):
@@ -691,6 +708,7 @@ class AsyncScheduler(_SchedulerCore):
     async def _set_paused(self, state: JobState, paused: bool) -> None:
         self._check_fork()
         self._engine.set_paused(state, paused, self.clock.now())
+        self._settle()
 
     def _job_set_paused(self, state: JobState, paused: bool) -> Coroutine[Any, Any, None]:
         return self._set_paused(state, paused)
@@ -725,6 +743,7 @@ class AsyncScheduler(_SchedulerCore):
         else:
             self._rearm()
         self._scheduler_hook("scheduler_started")
+        self._settle()
 
     def _stop_timer(self) -> None:
         if self._timer is not None:

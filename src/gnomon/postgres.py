@@ -261,7 +261,7 @@ def _fenced_write_sql(
     query = sql.SQL(
         "INSERT INTO {table} AS t ({columns}) VALUES ({values}) "
         "ON CONFLICT ({key}) DO UPDATE SET {updates} "
-        "WHERE t.{token} < excluded.{token} RETURNING 1"
+        "WHERE t.{token} <= excluded.{token} RETURNING 1"
     ).format(
         table=_table(table),
         columns=columns,
@@ -298,13 +298,14 @@ def fenced_write(
     token: int,
     token_column: str = "fencing_token",  # noqa: S107 - a column name, not a secret
 ) -> bool:
-    """Upsert the row ``key`` of ``table`` unless a write with an equal or larger token
-    got there first. True if this write was accepted.
+    """Upsert the row ``key`` of ``table`` unless it was last written with a larger
+    token. True if this write was accepted.
 
     ``table`` needs a unique constraint on the ``key`` columns and a ``bigint`` column
     ``token_column``. Pass ``ctx.fencing_token``: a run that lost its lease (a paused or
     partitioned node) holds a smaller token than the run that took over, so its write is
-    rejected, whenever it arrives.
+    rejected, whenever it arrives. Writes with the stored token itself are accepted: they
+    come from the same holder (a run writing twice, or a leader's later runs in one term).
     """
     query, params = _fenced_write_sql(table, key, values, token, token_column)
     return conn.execute(query, params).fetchone() is not None

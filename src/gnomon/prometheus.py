@@ -19,6 +19,8 @@ Metrics (with the default ``namespace="gnomon"``):
 
 from __future__ import annotations
 
+import threading
+import uuid
 from collections.abc import Sequence
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
@@ -62,7 +64,7 @@ class PrometheusMonitor(Monitor):
             registry=registry,
             buckets=tuple(duration_buckets),
         )
-        self.scheduling_delay_seconds = Histogram(
+        self.delay = Histogram(
             "scheduling_delay_seconds",
             "How long after its scheduled time each run started.",
             ["job"],
@@ -77,12 +79,22 @@ class PrometheusMonitor(Monitor):
             namespace=namespace,
             registry=registry,
         )
+        self._lock = threading.Lock()
+        self._in_flight: set[tuple[uuid.UUID, str, int]] = set()
 
     def run_started(self, event: RunEvent) -> None:
+        with self._lock:
+            self._in_flight.add((event.job_id, event.occurrence_key, event.attempt))
         self.running.labels(job=event.job_name).inc()
 
     def run_finished(self, event: RunEvent) -> None:
-        self.running.labels(job=event.job_name).dec()
+        key = (event.job_id, event.occurrence_key, event.attempt)
+        with self._lock:
+            started = key in self._in_flight
+            self._in_flight.discard(key)
+        # A run can be reported finished without a start (timed out before it began).
+        if started:
+            self.running.labels(job=event.job_name).dec()
         outcome = event.outcome.value if event.outcome is not None else "unknown"
         self.runs.labels(job=event.job_name, outcome=outcome).inc()
         if event.started_at is not None and event.finished_at is not None:
@@ -94,4 +106,4 @@ class PrometheusMonitor(Monitor):
         self.runs.labels(job=event.job_name, outcome=outcome).inc()
 
     def scheduling_delay(self, event: RunEvent, delay: float) -> None:
-        self.scheduling_delay_seconds.labels(job=event.job_name).observe(max(delay, 0.0))
+        self.delay.labels(job=event.job_name).observe(max(delay, 0.0))

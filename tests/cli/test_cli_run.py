@@ -13,7 +13,6 @@ import time
 import uuid
 from collections.abc import Callable
 
-import pytest
 from cli_support import WAIT, Daemon, Workspace, wait_for
 
 from gnomon._cli import EXIT_INVALID, EXIT_OK, EXIT_TERMINATED, EXIT_USAGE
@@ -380,14 +379,79 @@ def test_run_usage_errors_exit_2_and_a_bad_file_exits_1(workspace: Workspace) ->
     assert "absent.toml: no such file" in missing.stderr
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM])
 def test_an_idle_daemon_stops_at_once_on_sigterm(
-    workspace: Workspace, start_daemon: StartDaemon, signum: signal.Signals
+    workspace: Workspace, start_daemon: StartDaemon
 ) -> None:
     workspace.write('[[jobs]]\nname = "hourly"\nevery = "1h"\ncommand = "true"\n')
     daemon = start_daemon()
     daemon.wait_for_message("gnomon started")
     signalled = time.monotonic()
-    daemon.signal(signum)
+    daemon.signal(signal.SIGTERM)
     assert daemon.wait(timeout=WAIT) == EXIT_OK
     assert time.monotonic() - signalled < 5
+
+
+def test_the_text_log_shows_the_job_the_outcome_and_the_output_tail_indented(
+    workspace: Workspace, start_daemon: StartDaemon
+) -> None:
+    workspace.write(
+        """
+        [[jobs]]
+        name = "broken"
+        once = "now"
+        command = "echo first line; echo second line; exit 3"
+        """
+    )
+    daemon = start_daemon("--log-format", "text")
+    failure = daemon.wait_for_message("[broken] run failed: exited with status 3")
+    assert failure.get("raw") is True
+    assert " ERROR " in failure["message"]
+    assert "outcome=failed" in failure["message"]
+    assert "exit_status=3" in failure["message"]
+    lines = daemon.log_path.read_text().splitlines()
+    at = lines.index(failure["message"])
+    assert lines[at + 1 : at + 3] == ["    | first line", "    | second line"]
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait() == EXIT_OK
+
+
+def test_occurrences_that_do_not_run_are_recorded_with_their_reason(
+    workspace: Workspace, start_daemon: StartDaemon
+) -> None:
+    workspace.write(
+        """
+        [scheduler]
+        max_concurrent = 1
+
+        [[jobs]]
+        name = "busy"
+        every = "200ms"
+        singleton = "reschedule"
+        command = "sleep 0.5"
+
+        [[jobs]]
+        name = "crowded"
+        every = "200ms"
+        command = "true"
+        """
+    )
+    daemon = start_daemon()
+    query = "SELECT job, outcome, detail FROM runs WHERE outcome LIKE 'skipped_%'"
+
+    def reasons() -> set[tuple[str, str, str]] | None:
+        found = set(workspace.rows(query))
+        wanted = {"skipped_singleton", "skipped_limit"}
+        return found if wanted <= {outcome for _, outcome, _ in found} else None
+
+    found = wait_for("a singleton skip and a limit skip", reasons)
+    assert (
+        "busy",
+        "skipped_singleton",
+        "the job's previous run was still going (singleton)",
+    ) in found
+    assert any(
+        outcome == "skipped_limit" and detail == "max_concurrent runs were already going"
+        for _, outcome, detail in found
+    )
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait() == EXIT_OK

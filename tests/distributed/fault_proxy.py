@@ -73,11 +73,17 @@ class FaultProxy:
             self._server.close()
             for writer in list(self._writers):
                 _abort(writer)
+            handlers = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in handlers:
+                task.cancel()
+            await asyncio.gather(*handlers, return_exceptions=True)
+            await self._server.wait_closed()
 
         with contextlib.suppress(Exception):
             self._call(stop())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+        self._loop.close()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self.mode == "reset":

@@ -58,7 +58,7 @@ def _plain_field(draw: st.DrawFn, low: int, high: int, names: tuple[str, ...] = 
         return "*"
     if kind == "step":
         return f"*/{draw(st.integers(1, high - low + 1))}"
-    if kind == "range" or kind == "range-step":
+    if kind in {"range", "range-step"}:
         first = draw(st.integers(low, high - 1))
         last = draw(st.integers(first + 1, high))
         step = f"/{draw(st.integers(1, 7))}" if kind == "range-step" else ""
@@ -245,8 +245,10 @@ def test_six_field_rules_fire_when_cronsim_fires(seconds: str, expr: str, start:
         assert ours.astimezone(UTC) < theirs.astimezone(UTC), (text, start, ours, theirs)
         local = ours.astimezone(LORD_HOWE)
         assert local.astimezone(UTC).astimezone(LORD_HOWE) == local
-        assert local.second in iterator.seconds and local.minute in iterator.minutes
-        assert local.hour in iterator.hours and local.month in iterator.months
+        assert local.second in iterator.seconds
+        assert local.minute in iterator.minutes
+        assert local.hour in iterator.hours
+        assert local.month in iterator.months
         assert iterator.match_day(local.date())
     else:
         assert _same_instant(ours, theirs), (text, start, ours, theirs)

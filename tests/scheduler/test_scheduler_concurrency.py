@@ -156,6 +156,7 @@ def test_limit_wait_and_singleton_wait_run_every_job_once_one_at_a_time(
 )
 def test_jobs_waiting_counts_runs_queued_for_the_scheduler_limit(
     make_scheduler: SchedulerFactory,
+    clock: FakeClock,
     gates: Gates,
     case: tuple[int, gnomon.LimitMode, int],
 ) -> None:
@@ -165,6 +166,7 @@ def test_jobs_waiting_counts_runs_queued_for_the_scheduler_limit(
     for _ in range(5):
         s.add_job(task, gnomon.once())
     s.start()
+    clock.advance(0)  # dispatches what is due at the current instant
     task.starts.wait_for(min(limit, 5))
     wait_until(lambda: s.jobs_waiting == expected_waiting, f"{expected_waiting} queued")
     task.gate.open()
@@ -239,6 +241,7 @@ def test_interval_from_completion_with_start_immediately_runs_first_at_start(
         runs.hit, gnomon.every(10), interval_from_completion=True, start_immediately=True
     )
     s.start()
+    clock.advance(0)  # dispatches what is due at the current instant
     runs.wait_for(1)
     s.wait_idle(timeout=WAIT)
     assert job.last_run == T0

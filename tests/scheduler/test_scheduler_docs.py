@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from scheduler_support import ErrorWatch
 
 ROOT = Path(__file__).resolve().parents[2]
 GUIDE = ROOT / "docs" / "testing.md"
@@ -25,7 +26,8 @@ def test_the_testing_guide_has_examples() -> None:
 
 
 @pytest.mark.parametrize("index", range(len(guide_blocks())))
-def test_each_example_in_the_testing_guide_runs(index: int) -> None:
+def test_each_example_in_the_testing_guide_runs(index: int, errors: ErrorWatch) -> None:
+    errors.allow_log("flaky_export")  # the guide shows a failing task on purpose
     source = guide_blocks()[index]
     code = compile(source, f"{GUIDE.name} example {index + 1}", "exec")
     exec(code, {"__name__": f"testing_guide_example_{index + 1}"})  # noqa: S102 - our own docs

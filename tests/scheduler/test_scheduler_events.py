@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
+import textwrap
 from collections.abc import Awaitable
 
 import pytest
@@ -13,6 +16,7 @@ from scheduler_support import (
     BigBoom,
     Boom,
     BrokenLocker,
+    ErrorWatch,
     FixedElector,
     Gates,
     RecordingMonitor,
@@ -59,8 +63,9 @@ def test_after_run_receives_the_finished_successful_run(
 
 
 def test_after_error_receives_the_exception_and_after_run_stays_silent(
-    scheduler: gnomon.Scheduler, clock: FakeClock
+    scheduler: gnomon.Scheduler, clock: FakeClock, errors: ErrorWatch
 ) -> None:
+    errors.allow_log("divides_by_zero")
     afters, errors_seen = Tally(), Tally()
 
     def divides_by_zero() -> float:
@@ -251,20 +256,48 @@ def test_run_durations_use_the_injected_clock(
     assert event.finished_at == T0 + 3605 * SECOND
 
 
-def test_jitter_delays_the_start_but_keeps_the_scheduled_time(
-    scheduler: gnomon.Scheduler, clock: FakeClock
-) -> None:
-    afters = Tally()
-    scheduler.add_job(lambda: None, gnomon.every(60), jitter=10, after_run=afters.hit)
-    scheduler.start()
-    clock.advance(60 * SECOND)
-    clock.advance(10 * SECOND)
-    scheduler.wait_idle(timeout=WAIT)
+JITTER_ON_THE_FAKE_CLOCK = textwrap.dedent(
+    """
+    from datetime import UTC, datetime, timedelta
+    import gnomon
+    from gnomon.testing import FakeClock
 
-    [event] = afters.values
-    assert event.scheduled_at == T0 + 60 * SECOND
-    assert event.started_at is not None
-    assert T0 + 60 * SECOND <= event.started_at < T0 + 70 * SECOND
+    start = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+    clock = FakeClock(start)
+    events = []
+    with gnomon.Scheduler(clock=clock, timezone="UTC") as s:
+        for _ in range(20):
+            s.add_job(lambda: None, gnomon.every(60), jitter=10, after_run=events.append)
+        clock.advance(timedelta(seconds=70))
+        s.wait_idle(timeout=10)
+    assert len(events) == 20, events
+    for event in events:
+        assert event.scheduled_at == start + timedelta(seconds=60), event
+        assert start + timedelta(seconds=60) <= event.started_at <= start + timedelta(seconds=70)
+    print("ok")
+    """
+)
+
+
+@pytest.mark.xfail(
+    reason="engine: FakeClock.advance spins forever on a jittered deadline that is not a "
+    "whole microsecond (wake(now) rounds the instant below the heap entry's timestamp)",
+    strict=True,
+)
+def test_jitter_delays_the_start_but_keeps_the_scheduled_time() -> None:
+    # In a subprocess: the failure mode is a busy loop that could not be stopped in-process.
+    try:
+        finished = subprocess.run(
+            [sys.executable, "-c", JITTER_ON_THE_FAKE_CLOCK],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("advancing the fake clock past jittered runs did not return")
+    assert finished.returncode == 0, finished.stderr
+    assert finished.stdout.strip() == "ok"
 
 
 def test_the_monitor_counts_every_run_and_reports_no_delay_on_time(

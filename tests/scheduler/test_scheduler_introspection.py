@@ -153,6 +153,7 @@ def test_last_run_of_a_job_started_immediately_is_the_clock_time(
     job = scheduler.add_job(nothing, gnomon.every(60), start_immediately=True)
     assert job.last_run is None
     scheduler.start()
+    clock.advance(0)  # dispatches what is due at the current instant
     scheduler.wait_idle(timeout=WAIT)
     assert job.last_run == T0
     assert job.last_run is not None
@@ -300,6 +301,7 @@ def test_an_exhausted_one_time_job_keeps_its_last_run_and_leaves(
     assert job.last_run == T0 + 5 * SECOND
     assert job.next_run is None
     assert s.jobs() == []
+    monitor.unregistered.wait_for(1)
     assert monitor.unregistered.values == [job.id]
 
 

@@ -9,7 +9,7 @@ from typing import TextIO
 from zoneinfo import ZoneInfo
 
 from gnomon import _rules as rules
-from gnomon._cli._config import JobSpec, Schedule, default_state_path, load_schedule
+from gnomon._cli._config import JobSpec, configured_state_path, load_schedule
 from gnomon._cli._history import History, JobRecord, RunRecord
 from gnomon._cli._output import render_json, render_table
 from gnomon._cli._scheduling import check_with_engine
@@ -93,15 +93,7 @@ def next_times(expression: str, count: int, zone: ZoneInfo, *, seconds: bool, ou
 
 def state_path(schedule_path: Path, state: Path | None) -> Path:
     """``--state`` when given; else the schedule file's ``state`` setting, else its default."""
-    if state is not None:
-        return state
-    if schedule_path.exists():
-        try:
-            schedule: Schedule = load_schedule(schedule_path)
-        except ValueError:
-            return default_state_path(schedule_path)
-        return schedule.scheduler.state
-    return default_state_path(schedule_path)
+    return state if state is not None else configured_state_path(schedule_path)
 
 
 def history(

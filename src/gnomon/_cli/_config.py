@@ -7,15 +7,15 @@ Every problem is collected, not just the first, and each one names the job (or t
 from __future__ import annotations
 
 import difflib
-import shlex
 import importlib
+import shlex
 import sys
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from gnomon._cli._rules import RULE_KEYS, read_moment, read_rule
@@ -166,6 +166,20 @@ def default_state_path(schedule_path: Path) -> Path:
     return schedule_path.with_name(f"{schedule_path.stem}.state.sqlite3")
 
 
+def configured_state_path(path: Path) -> Path:
+    """Where the schedule file keeps its state, read without loading its jobs (or their
+    modules): its ``[scheduler] state`` when readable, else the default beside it."""
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return default_state_path(path)
+    scheduler = document.get("scheduler")
+    state = scheduler.get("state") if isinstance(scheduler, dict) else None
+    if isinstance(state, str) and state:
+        return path.resolve().parent / state
+    return default_state_path(path)
+
+
 def load_schedule(path: Path) -> Schedule:
     """Read and validate a schedule file; raises ``InvalidSchedule`` listing every problem.
 
@@ -293,7 +307,7 @@ def _read_job(
     options = _read_options(fields, scheduler.timezone)
     if len(problems) > before or rule is None or action is None:
         return None
-    return JobSpec(name=name, rule=rule, action=action, **options)  # type: ignore[arg-type]
+    return JobSpec(name=name, rule=rule, action=action, **options)
 
 
 def _read_job_rule(fields: _Fields, zone: ZoneInfo) -> Rule | None:
@@ -347,7 +361,7 @@ def _read_call(fields: _Fields) -> CallAction | None:
     return CallAction(target=target, func=func, args=args, kwargs=kwargs)
 
 
-def _read_options(fields: _Fields, zone: ZoneInfo) -> dict[str, object]:
+def _read_options(fields: _Fields, zone: ZoneInfo) -> dict[str, Any]:
     return {
         "tags": fields.take("tags", _tags, frozenset()),
         "singleton": fields.take("singleton", _limit_mode, None),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import queue
 import signal
+import sqlite3
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -74,6 +75,7 @@ class Daemon:
         self.groups = ProcessGroups()
         self.signals: queue.SimpleQueue[int] = queue.SimpleQueue()
         self.jobs: dict[str, gnomon.Job] = {}
+        self.specs: dict[str, JobSpec] = {}
         self._last_beat = datetime.now(UTC)
         monitors: list[Monitor] = [RunLog(), self.recorder]
         self.metrics = None
@@ -94,9 +96,9 @@ class Daemon:
     def run(self) -> bool:
         """Run until SIGTERM/SIGINT; True when runs had to be terminated at the stop."""
         self._install_signal_handlers()
-        self._start()
+        self.start()
         signum = self._serve()
-        return self._stop(signum)
+        return self.stop(signum)
 
     def _install_signal_handlers(self) -> None:
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -105,7 +107,8 @@ class Daemon:
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self.signals.put(signum)  # SimpleQueue.put is safe in a signal handler
 
-    def _start(self) -> None:
+    def start(self) -> None:
+        """Record what happened while no daemon ran, register the jobs, start the scheduler."""
         now = datetime.now(self.schedule.scheduler.timezone)
         abandoned = self.history.close_interrupted_runs(
             "gnomon stopped during the run (killed, or the machine went down)"
@@ -114,7 +117,7 @@ class Daemon:
             LOGGER.warning(f"{abandoned} run(s) of an earlier daemon never finished: abandoned")
         for job in self.schedule.jobs:
             record_missed(self.history, job, now)
-            self.jobs[job.name] = add_job(self.scheduler, job, self.groups)
+            self._add(job)
         self.history.daemon_started(
             schedule_file=str(self.schedule.path.resolve()),
             timezone=self.schedule.scheduler.timezone.key,
@@ -153,7 +156,10 @@ class Daemon:
     def _beat(self) -> None:
         now = datetime.now(UTC)
         self._last_beat = now
-        self.history.heartbeat(now, {name: job.next_run for name, job in self.jobs.items()})
+        try:
+            self.history.heartbeat(now, {name: job.next_run for name, job in self.jobs.items()})
+        except sqlite3.Error as error:
+            LOGGER.warning(f"could not update the state file {self.history.path}: {error}")
 
     def _write_jobs(self) -> None:
         self.history.replace_jobs(
@@ -168,7 +174,7 @@ class Daemon:
         now = datetime.now(UTC)
         if now - self._last_beat > STUCK_AFTER:
             return f"the daemon's main loop last ran at {self._last_beat.isoformat()}"
-        for spec in self.schedule.jobs:
+        for spec in self.specs.values():
             job = self.jobs.get(spec.name)
             next_run = job.next_run if job is not None else None
             allowance = STUCK_AFTER + (spec.jitter or timedelta(0))
@@ -186,16 +192,23 @@ class Daemon:
             return
         if fresh.scheduler != self.schedule.scheduler:
             LOGGER.warning("changes to [scheduler] take effect at the next start; ignored")
-        counts = self._apply(fresh)
-        self.schedule = replace(fresh, scheduler=self.schedule.scheduler)
+        try:
+            counts = self._apply(fresh)
+        except (gnomon.GnomonError, TypeError):
+            LOGGER.exception("reload failed part-way; the jobs it reached were changed")
+            counts = None
+        # What the scheduler now runs, even after a partial failure.
+        self.schedule = replace(self.schedule, jobs=tuple(self.specs.values()))
         self._write_jobs()
+        if counts is None:
+            return
         LOGGER.info(
             f"reloaded {fresh.path}: {counts['added']} added, {counts['removed']} removed, "
             f"{counts['changed']} changed, {counts['unchanged']} unchanged"
         )
 
     def _apply(self, fresh: Schedule) -> dict[str, int]:
-        current = {job.name: job for job in self.schedule.jobs}
+        current = dict(self.specs)
         wanted = {job.name: job for job in fresh.jobs}
         counts = dict.fromkeys(("added", "removed", "changed", "unchanged"), 0)
         for name in current.keys() - wanted.keys():
@@ -203,16 +216,23 @@ class Daemon:
             counts["removed"] += 1
         for name, job in wanted.items():
             if name not in current:
-                self.jobs[name] = add_job(self.scheduler, job, self.groups)
+                self._add(job)
                 counts["added"] += 1
             elif job != current[name]:
                 self._update(job)
                 counts["changed"] += 1
             else:
                 counts["unchanged"] += 1
+        # The file's order is the order `status` shows.
+        self.specs = {name: self.specs[name] for name in wanted}
         return counts
 
+    def _add(self, spec: JobSpec) -> None:
+        self.jobs[spec.name] = add_job(self.scheduler, spec, self.groups)
+        self.specs[spec.name] = spec
+
     def _remove(self, name: str) -> None:
+        self.specs.pop(name, None)
         job = self.jobs.pop(name, None)
         if job is None:
             return
@@ -228,10 +248,12 @@ class Daemon:
             except gnomon.JobNotFound:
                 pass  # it ran out of runs on its own: add it afresh
             else:
+                self.specs[spec.name] = spec
                 return
-        self.jobs[spec.name] = add_job(self.scheduler, spec, self.groups)
+        self._add(spec)
 
-    def _stop(self, signum: int) -> bool:
+    def stop(self, signum: int) -> bool:
+        """Stop as ``signum`` asks; True when runs had to be terminated."""
         stop_timeout = self.schedule.scheduler.stop_timeout
         LOGGER.info(
             f"received {signal.Signals(signum).name}: stopping; running runs get up to "

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from gnomon._errors import GnomonError
 
@@ -196,7 +197,7 @@ class History:
                 raise
             self._connection.execute("COMMIT")
 
-    def _query(self, sql: str, parameters: Iterable[object] = ()) -> list[tuple[object, ...]]:
+    def _query(self, sql: str, parameters: Iterable[object] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
             return list(self._connection.execute(sql, tuple(parameters)))
 
@@ -259,7 +260,7 @@ class History:
         rows = self._query(
             "SELECT DISTINCT pid FROM runs WHERE outcome = ? AND host = ?", (RUNNING, self._host)
         )
-        dead = [int(str(pid)) for (pid,) in rows if not _process_exists(int(str(pid)))]
+        dead = [int(pid) for (pid,) in rows if not _process_exists(int(pid))]
         if not dead:
             return 0
         marks = ", ".join("?" for _ in dead)
@@ -274,7 +275,7 @@ class History:
     def last_scheduled(self, job: str) -> datetime | None:
         rows = self._query("SELECT MAX(scheduled_ts) FROM runs WHERE job = ?", (job,))
         value = rows[0][0] if rows else None
-        return None if value is None else datetime.fromtimestamp(float(str(value)), UTC)
+        return None if value is None else datetime.fromtimestamp(float(value), UTC)
 
     def daemon_started(self, *, schedule_file: str, timezone: str, started_at: datetime) -> None:
         with self._transaction() as connection:
@@ -342,14 +343,14 @@ class History:
             " ORDER BY scheduled_ts DESC, id DESC LIMIT ?",
             (*parameters, limit),
         )
-        return [RunRecord(*row) for row in rows]  # type: ignore[arg-type]
+        return [RunRecord(*row) for row in rows]
 
     def daemon(self) -> DaemonRecord | None:
         rows = self._query(
             "SELECT pid, host, schedule_file, timezone, started_at, heartbeat_ts, stopped_at"
             " FROM daemon WHERE id = 1"
         )
-        return DaemonRecord(*rows[0]) if rows else None  # type: ignore[arg-type]
+        return DaemonRecord(*rows[0]) if rows else None
 
     def jobs(self, now: datetime) -> list[JobRecord]:
         """The current jobs in schedule order, each with its last outcome and recent failures."""
@@ -366,4 +367,4 @@ class History:
             " FROM jobs j ORDER BY j.position",
             (*FAILED_OUTCOMES, since),
         )
-        return [JobRecord(*row) for row in rows]  # type: ignore[arg-type]
+        return [JobRecord(*row) for row in rows]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Mapping
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from gnomon import _rules as rules
@@ -59,11 +60,11 @@ def _cron(value: object, zone: ZoneInfo) -> Rule:
     return rules.cron(value, seconds=has_seconds_field(value))
 
 
-def _every(value: object, zone: ZoneInfo) -> Rule:
-    return rules.every(value)  # type: ignore[arg-type]
+def _every(value: Any, zone: ZoneInfo) -> Rule:
+    return rules.every(value)
 
 
-def _every_random(value: object, zone: ZoneInfo) -> Rule:
+def _every_random(value: Any, zone: ZoneInfo) -> Rule:
     if not isinstance(value, list) or len(value) != 2:
         raise InvalidRule(
             f"must be a list of two durations, minimum and maximum, such as ['1m', '5m'], "
@@ -72,7 +73,8 @@ def _every_random(value: object, zone: ZoneInfo) -> Rule:
     return rules.every_random(value[0], value[1])
 
 
-def _calendar_table(kind: str, value: object) -> Mapping[str, object]:
+def _calendar_table(kind: str, value: object) -> Mapping[str, Any]:
+    """The rule's table; its values are TOML's, checked by the rule's constructor."""
     if kind == "daily" and not isinstance(value, dict):
         return {"at": value}
     valid = _CALENDAR_KEYS[kind]
@@ -87,7 +89,7 @@ def _calendar_table(kind: str, value: object) -> Mapping[str, object]:
     return value
 
 
-def _interval(table: Mapping[str, object]) -> int:
+def _interval(table: Mapping[str, Any]) -> int:
     interval = table.get("interval", 1)
     if isinstance(interval, bool) or not isinstance(interval, int):
         raise InvalidRule(f"interval must be a whole number of at least 1, got {interval!r}")
@@ -96,14 +98,14 @@ def _interval(table: Mapping[str, object]) -> int:
 
 def _daily(value: object, zone: ZoneInfo) -> Rule:
     table = _calendar_table("daily", value)
-    return rules.daily(table["at"], interval=_interval(table))  # type: ignore[arg-type]
+    return rules.daily(table["at"], interval=_interval(table))
 
 
 def _weekly(value: object, zone: ZoneInfo) -> Rule:
     table = _calendar_table("weekly", value)
     return rules.weekly(
-        table["days"],  # type: ignore[arg-type]
-        table["at"],  # type: ignore[arg-type]
+        table["days"],
+        table["at"],
         interval=_interval(table),
     )
 
@@ -111,8 +113,8 @@ def _weekly(value: object, zone: ZoneInfo) -> Rule:
 def _monthly(value: object, zone: ZoneInfo) -> Rule:
     table = _calendar_table("monthly", value)
     return rules.monthly(
-        table["days"],  # type: ignore[arg-type]
-        table["at"],  # type: ignore[arg-type]
+        table["days"],
+        table["at"],
         interval=_interval(table),
     )
 

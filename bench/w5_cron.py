@@ -1,0 +1,143 @@
+"""W5 cron math: µs per ``next_after`` for gnomon, cronsim and croniter, side by side.
+
+Each engine walks the same chains of fire times: from each of 16 start instants spread
+over 2026 (DST days included), 20 successive next fires, in UTC and in America/New_York.
+cronsim and croniter are given their cheapest use, one iterator per start (so parsing is
+paid once per 20 fires); gnomon's rule is built once, as a scheduler holds it. Every
+figure is the median of several repetitions, after a warm-up pass.
+
+Run standalone (``.venv/bin/python bench/w5_cron.py``) or through ``bench/run.py``,
+which imports :func:`run`.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, tzinfo
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from croniter import croniter
+from cronsim import CronSim
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+
+from gnomon._rules import cron  # noqa: E402
+
+REPETITIONS = 5
+CHAIN = 20
+ZONES: tuple[tzinfo, ...] = (UTC, ZoneInfo("America/New_York"))
+STARTS = tuple(datetime(2026, 1, 3, 7, 11) + timedelta(days=22.7 * i) for i in range(16))
+
+# (gnomon and cronsim expression, croniter's spelling, or None where it has no equivalent)
+EXPRESSIONS: tuple[tuple[str, str | None], ...] = (
+    ("* * * * *", "* * * * *"),
+    ("*/5 * * * *", "*/5 * * * *"),
+    ("0 * * * *", "0 * * * *"),
+    ("*/15 9-17 * * *", "*/15 9-17 * * *"),
+    ("23 0-20/2 * * *", "23 0-20/2 * * *"),
+    ("0 */2 * * *", "0 */2 * * *"),
+    ("30 2 * * *", "30 2 * * *"),
+    ("0 9 * * 1-5", "0 9 * * 1-5"),
+    ("15,45 8-18 * * mon-fri", "15,45 8-18 * * mon-fri"),
+    ("0 22 * * 1-5", "0 22 * * 1-5"),
+    ("5 4 * * sun", "5 4 * * sun"),
+    ("0 0 1 * *", "0 0 1 * *"),
+    ("0 0 L * *", "0 0 L * *"),
+    ("0 0 LW * *", None),
+    ("0 12 * * 5L", "0 12 * * L5"),
+    ("0 9 * * mon#2", "0 9 * * mon#2"),
+    ("0 0 13 * 5", "0 0 13 * 5"),
+    ("0 0 1-7 * 1", "0 0 1-7 * 1"),
+    ("0 0 1 1 *", "0 0 1 1 *"),
+    ("0 0 29 2 *", "0 0 29 2 *"),
+)
+
+
+def _gnomon_chain(expr: str) -> Callable[[datetime], None]:
+    rule = cron(expr)
+
+    def chain(start: datetime) -> None:
+        moment: datetime | None = start
+        for _ in range(CHAIN):
+            assert moment is not None
+            moment = rule.next_after(moment)
+
+    return chain
+
+
+def _cronsim_chain(expr: str) -> Callable[[datetime], None]:
+    def chain(start: datetime) -> None:
+        iterator = CronSim(expr, start)
+        for _ in range(CHAIN):
+            next(iterator)
+
+    return chain
+
+
+def _croniter_chain(expr: str) -> Callable[[datetime], None]:
+    def chain(start: datetime) -> None:
+        iterator = croniter(expr, start)
+        for _ in range(CHAIN):
+            iterator.get_next(datetime)
+
+    return chain
+
+
+def _us_per_next(chain: Callable[[datetime], None], zone: tzinfo) -> float:
+    starts = [start.replace(tzinfo=zone) for start in STARTS]
+    for start in starts:  # warm-up: imports, caches, the zone's offsets
+        chain(start)
+    timings = []
+    for _ in range(REPETITIONS):
+        began = time.perf_counter()
+        for start in starts:
+            chain(start)
+        timings.append((time.perf_counter() - began) / (len(starts) * CHAIN))
+    return statistics.median(timings) * 1e6
+
+
+def _row(expr: str, croniter_expr: str | None, zone: tzinfo) -> dict[str, object]:
+    ours = _us_per_next(_gnomon_chain(expr), zone)
+    theirs = _us_per_next(_cronsim_chain(expr), zone)
+    row: dict[str, object] = {
+        "expression": expr,
+        "zone": str(zone),
+        "gnomon µs": round(ours, 2),
+        "cronsim µs": round(theirs, 2),
+        "croniter µs": None,
+        "cronsim / ours": round(theirs / ours, 1),
+        "croniter / ours": None,
+    }
+    if croniter_expr is not None:
+        other = _us_per_next(_croniter_chain(croniter_expr), zone)
+        row["croniter µs"] = round(other, 2)
+        row["croniter / ours"] = round(other / ours, 1)
+    return row
+
+
+def run() -> list[dict[str, object]]:
+    """One row per (expression, zone): µs per next for each engine, and the ratios."""
+    return [_row(expr, other, zone) for zone in ZONES for expr, other in EXPRESSIONS]
+
+
+def _median_of(rows: list[dict[str, object]], key: str) -> float:
+    return statistics.median(float(v) for row in rows if isinstance(v := row[key], float))
+
+
+def main() -> None:
+    rows = run()
+    columns = list(rows[0])
+    print(" | ".join(columns))
+    for row in rows:
+        print(" | ".join("n/a" if row[c] is None else str(row[c]) for c in columns))
+    print()
+    for key in ("gnomon µs", "cronsim µs", "croniter µs", "cronsim / ours", "croniter / ours"):
+        print(f"median {key}: {_median_of(rows, key):.2f}")
+
+
+if __name__ == "__main__":
+    main()
