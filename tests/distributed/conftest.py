@@ -7,13 +7,15 @@ and skip when the server is not answering, unless ``GNOMON_REQUIRE_SERVICES=1``.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
 import pytest
 from distributed_support import Backend, drop_namespace, require_service, unique_name
+from distributed_support import store_url as store_url_of
 from fault_proxy import FaultProxy
 from private_servers import PrivatePostgres, PrivateRedis
+from scenario_support import Cluster, create_history, drop_history
 
 from gnomon.testing import FakeClock
 
@@ -80,3 +82,50 @@ def proxy_factory() -> Iterator[type[FaultProxy]]:
     yield Tracked
     for proxy in made:
         proxy.close()
+
+
+_SUMMARY: list[str] = []
+
+
+@pytest.fixture
+def summary() -> Callable[[str], None]:
+    """Add a line to the checker's report printed at the end of the session."""
+    return _SUMMARY.append
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _SUMMARY:
+        terminalreporter.section("gnomon cluster scenarios: checker counts")
+        for line in _SUMMARY:
+            terminalreporter.write_line(line)
+
+
+ClusterFactory = Callable[..., Cluster]
+
+
+@pytest.fixture
+def cluster_factory() -> Iterator[ClusterFactory]:
+    """Clusters of scheduler processes; every history and store namespace is dropped after."""
+    made: list[tuple[Cluster, str]] = []
+
+    def make(store: str, *common: str, store_url: str | None = None) -> Cluster:
+        require_service("postgres")  # the history lives there
+        if store_url is None:
+            require_service(store)
+        namespace = unique_name("c")
+        cluster = Cluster(
+            store=store,
+            store_url=store_url or store_url_of(store),
+            namespace=namespace,
+            history=f"{namespace}_history",
+            common=list(common),
+        )
+        create_history(cluster.history)
+        made.append((cluster, store))
+        return cluster
+
+    yield make
+    for cluster, store in made:
+        cluster.stop_all()
+        drop_history(cluster.history)
+        drop_namespace(store, cluster.namespace)

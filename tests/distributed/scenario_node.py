@@ -132,7 +132,9 @@ def build_backends(args: argparse.Namespace) -> dict[str, Any]:
         where = {"schema": args.namespace}
     if args.elector:
         retry = timedelta(seconds=args.retry)
-        return {"elector": elector_cls(args.store_url, lease_ttl=ttl, retry_interval=retry, **where)}
+        return {
+            "elector": elector_cls(args.store_url, lease_ttl=ttl, retry_interval=retry, **where)
+        }
     return {"locker": locker_cls(args.store_url, lease_ttl=ttl, **where)}
 
 

@@ -71,7 +71,15 @@ def test_processes_never_lose_an_update_under_the_lock(
     write_counter(path, 0)
     worker = Path(__file__).with_name("counter_worker.py")
     url = store_url(kind)
-    command = [sys.executable, str(worker), kind, url, real_backend.namespace, str(path), str(TARGET)]
+    command = [
+        sys.executable,
+        str(worker),
+        kind,
+        url,
+        real_backend.namespace,
+        str(path),
+        str(TARGET),
+    ]
     processes = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True) for _ in range(3)]
     made = []
     for process in processes:

@@ -195,10 +195,6 @@ def test_lifecycle_calls_are_idempotent_and_shutdown_is_final(
         scheduler.update_job(job.id, name="renamed")
 
 
-@pytest.mark.xfail(
-    reason="engine: remove_job/remove_by_tags after shutdown do not raise SchedulerShutDown",
-    strict=True,
-)
 def test_removing_jobs_after_shutdown_raises_scheduler_shut_down(
     scheduler: gnomon.Scheduler,
 ) -> None:

@@ -277,11 +277,6 @@ def test_start_immediately_runs_at_start_then_follows_the_rule(
     assert job.next_run == T0 + 60 * SECOND
 
 
-@pytest.mark.xfail(
-    reason="engine: on a FakeClock, a run due at the current instant (start_immediately, "
-    "once()) is not dispatched until the clock is advanced; wait_idle() reports idle",
-    strict=True,
-)
 def test_immediate_runs_on_the_fake_clock_happen_at_start_without_advancing(
     scheduler: gnomon.Scheduler, clock: FakeClock
 ) -> None:

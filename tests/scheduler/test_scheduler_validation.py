@@ -122,9 +122,6 @@ def test_a_naive_datetime_is_a_value_error(scheduler: gnomon.Scheduler, field: s
         scheduler.add_job(nothing, gnomon.every(1), **{field: NAIVE})
 
 
-@pytest.mark.xfail(
-    reason="engine: FakeClock(naive) raises a plain GnomonError, not a ValueError", strict=True
-)
 def test_a_fake_clock_refuses_a_naive_start() -> None:
     with pytest.raises(ValueError, match="2026"):
         FakeClock(NAIVE)
@@ -275,11 +272,6 @@ def test_a_job_context_parameter_after_the_arguments_is_injected(
     assert seen.values == [(job.id, T0 + SECOND, 5)]
 
 
-@pytest.mark.xfail(
-    reason="engine: a leading JobContext parameter is bound to args[0], so add_job "
-    "rejects args=(5,) with 'multiple values for argument ctx'",
-    strict=True,
-)
 def test_a_leading_job_context_parameter_is_injected_beside_the_given_arguments(
     scheduler: gnomon.Scheduler, clock: FakeClock
 ) -> None:
