@@ -10,7 +10,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 from _plan import GNOMON_FACES, LABELS, PEERS
 
@@ -314,9 +314,8 @@ def cron_rows(records: list[dict[str, Any]]) -> list[dict[str, object]]:
         row: dict[str, object] = {}
         for key, value in first.items():
             same = [run[i].get(key) for run in runs if i < len(run)]
-            numbers = [float(v) for v in same if isinstance(v, int | float)]
-            is_number = isinstance(value, int | float) and not isinstance(value, bool)
-            row[key] = statistics.median(numbers) if is_number and numbers else value
+            numbers = [float(v) for v in same if is_number(v)]
+            row[key] = statistics.median(numbers) if is_number(value) and numbers else value
         merged.append(row)
     return merged
 
@@ -327,28 +326,40 @@ def cron_median_us(rows: list[dict[str, object]]) -> float | None:
         float(v)
         for row in rows
         for key, v in row.items()
-        if "gnomon" in key.lower() and isinstance(v, int | float) and not isinstance(v, bool)
+        if "gnomon" in key.lower() and is_number(v)
     ]
     return statistics.median(figures) if figures else None
+
+
+def is_number(value: object) -> TypeGuard[int | float]:
+    """True for an int or float that is not a bool."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def cron_cell(value: object) -> str:
+    if value is None:
+        return "—"
+    return fmt(float(value)) if is_number(value) else str(value)
 
 
 def cron_section(rows: list[dict[str, object]]) -> list[str]:
     if not rows:
         return []
     columns = list(rows[0])
-    body = [
-        [
-            fmt(v) if isinstance(v, int | float) and not isinstance(v, bool) else str(v)
-            for v in (row.get(c) for c in columns)
-        ]
-        for row in rows
-    ]
+    body = [[cron_cell(row.get(c)) for c in columns] for row in rows]
+    summary = []
+    for column in columns:
+        numbers = [float(v) for row in rows if is_number(v := row.get(column))]
+        summary.append(f"**{fmt(statistics.median(numbers))}**" if numbers else "**median**")
     return [
         "## W5 cron math",
         "",
-        "From `bench/w5_cron.py`: µs per `next_after` against cronsim and croniter.",
+        (
+            "From `bench/w5_cron.py`: µs per `next_after` against cronsim and croniter; the last "
+            "row is the median over expressions."
+        ),
         "",
-        *table(columns, body),
+        *table(columns, [*body, summary]),
     ]
 
 

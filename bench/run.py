@@ -113,6 +113,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="comma-separated subset of: " + ", ".join(WORKLOADS),
     )
     parser.add_argument(
+        "--render",
+        type=Path,
+        metavar="RESULTS_JSON",
+        help="measure nothing: rebuild the table from a results.json",
+    )
+    parser.add_argument(
         "--output",
         type=Path,
         help="directory for RESULTS.md and results.json "
@@ -144,6 +150,9 @@ def write(raw: dict[str, Any], output: Path | None) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Plan, measure, and write or print the table."""
     args = parse_args(argv)
+    if args.render is not None:
+        write(json.loads(args.render.read_text()), args.output)
+        return
     profile = PROFILES[args.profile or ("quick" if args.quick else "full")]
     contestants, notes = available(chosen(args.contestants, CONTESTANTS, "contestants"))
     plan = cases(profile, contestants, chosen(args.workloads, WORKLOADS, "workloads"))

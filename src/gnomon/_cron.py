@@ -286,6 +286,7 @@ class CronMatcher:
         "_day_and",
         "_dom_bits",
         "_dow_by_first",
+        "_first_time",
         "_last_day",
         "_last_weekday",
         "_last_weekdays",
@@ -297,12 +298,11 @@ class CronMatcher:
         "_next_month",
         "_next_second",
         "_nth",
-        "_whole_minutes",
     )
 
     def __init__(self, spec: CronSpec) -> None:
         self._next_second = _next_table(spec.seconds, 60)
-        self._whole_minutes = spec.seconds == frozenset({0})
+        self._first_time = min(spec.hours) * 3600 + min(spec.minutes) * 60 + min(spec.seconds)
         self._next_minute = _next_table(spec.minutes, 60)
         self._next_hour = _next_table(spec.hours, 24)
         self._next_month = _next_table(spec.months, 12)
@@ -331,57 +331,57 @@ class CronMatcher:
 
     def first_at_or_after(self, wall: int, limit: int, anchor_day: int) -> int | None:
         """The first allowed wall time in ``[wall, limit)``; ``anchor_day`` is unused."""
-        if self._whole_minutes and wall % 60:
-            wall += 60 - wall % 60
-        days, rest = divmod(wall, 86_400)
-        start = date.fromordinal(days + _EPOCH_ORDINAL)
-        year, month, day = start.year, start.month, start.day
-        hour, rest = divmod(rest, 3600)
-        minute, second = divmod(rest, 60)
+        day, second = divmod(wall, 86_400)
+        time_of_day = self._time_at_or_after(second // 3600, second // 60 % 60, second % 60)
+        first_day = self._first_day(day if time_of_day is not None else day + 1, limit // 86_400)
+        if first_day is None:
+            return None
+        if first_day != day or time_of_day is None:
+            time_of_day = self._first_time
+        found = first_day * 86_400 + time_of_day
+        return found if found < limit else None
+
+    def _time_at_or_after(self, hour: int, minute: int, second: int) -> int | None:
+        """Seconds after midnight of the first allowed time of day at or after the given."""
         next_hour, next_minute, next_second = self._next_hour, self._next_minute, self._next_second
+        if next_hour[hour] == hour:
+            if next_minute[minute] == minute:
+                found = next_second[second]
+                if found != _SENTINEL:
+                    return hour * 3600 + minute * 60 + found
+                minute += 1
+            found = next_minute[minute]
+            if found != _SENTINEL:
+                return hour * 3600 + found * 60 + next_second[0]
+            hour += 1
+        found = next_hour[hour]
+        if found == _SENTINEL:
+            return None
+        return found * 3600 + next_minute[0] * 60 + next_second[0]
+
+    def _first_day(self, day_number: int, last_day: int) -> int | None:
+        """The first allowed day number at or after ``day_number``, up to ``last_day``."""
+        start = date.fromordinal(day_number + _EPOCH_ORDINAL)
+        year, month, day = start.year, start.month, start.day
         while True:
             found = self._next_month[month]
             if found != month:
+                day = 1
                 if found == _SENTINEL:
                     year, found = year + 1, self._next_month[1]
                     if year > 9999:
                         return None
-                month, day, hour, minute, second = found, 1, 0, 0, 0
-            mask, first_day = self._month_cache.get(year * 16 + month) or self._day_mask(
-                year, month
-            )
-            if first_day * 86_400 >= limit:
+                month = found
+            mask, first = self._month_cache.get(year * 16 + month) or self._day_mask(year, month)
+            if first > last_day:
                 return None
             bits = mask >> day
-            if not bits:
-                month, day, hour, minute, second = month + 1, 1, 0, 0, 0
-                continue
-            found = day + (bits & -bits).bit_length() - 1
-            if found != day:
-                day, hour, minute, second = found, 0, 0, 0
-            found = next_hour[hour]
-            if found == _SENTINEL:
-                day, hour, minute, second = day + 1, 0, 0, 0
-                continue
-            if found != hour:
-                hour, minute, second = found, 0, 0
-            found = next_minute[minute]
-            if found == _SENTINEL:
-                hour, minute, second = hour + 1, 0, 0
-                continue
-            if found != minute:
-                minute, second = found, 0
-            found = next_second[second]
-            if found == _SENTINEL:
-                minute, second = minute + 1, 0
-                continue
-            result = (first_day + day - 1) * 86_400 + hour * 3600 + minute * 60 + found
-            return result if result < limit else None
+            if bits:
+                return first + day - 2 + (bits & -bits).bit_length()
+            month, day = month + 1, 1
 
     def _day_mask(self, year: int, month: int) -> tuple[int, int]:
         """The month's matching days as bits 1-31, and its first day's number."""
-        if month > 12:
-            year, month = year + 1, 1
         first_day = date(year, month, 1).toordinal() - _EPOCH_ORDINAL
         length = _month_length(year, month)
         first_weekday = (first_day + 4) % 7  # 1970-01-01 was a Thursday; 0 = Sunday

@@ -371,16 +371,18 @@ class Engine:
         heap = self._heap
         return heap[0][0] if heap else None
 
-    def wake(self, now: datetime) -> None:
-        """Process every heap entry that is due at ``now``.
+    def wake(self, now: datetime, *, batches: int | None = None) -> bool:
+        """Process the heap entries that are due at ``now``; True if some are left.
 
         Entries are taken in small batches, releasing the lock between them, so that
         runs dispatched from the first batch start while later ones are still being
         scheduled: a burst of a thousand due jobs does not wait for the last of them.
+        ``batches`` caps the work (the async face yields to its loop between batches).
         """
         now = now.astimezone(self.tz)
         stamp = now.timestamp()
-        while True:
+        more = True
+        while more and batches != 0:
             effects: Effects = []
             with self.lock:
                 heap = self._heap  # stop() may replace the list between batches
@@ -390,8 +392,9 @@ class Engine:
                     self._pop_due(now, effects)
                 more = bool(heap) and heap[0][0] <= stamp
             self.apply(effects)
-            if not more:
-                return
+            if batches is not None:
+                batches -= 1
+        return more
 
     def _pop_due(self, now: datetime, effects: Effects) -> None:
         _, _, target, generation = heapq.heappop(self._heap)
@@ -606,7 +609,8 @@ class Engine:
         """The run passed its gates: count it and start its clock, or say why not."""
         # A fake clock may have moved on since the dispatch; the run started when
         # the clock dispatched it.
-        now = run.admitted_at if self.fake_time else now.astimezone(self.tz)
+        if self.fake_time:
+            now = run.admitted_at
         effects: Effects = []
         with self.lock:
             state, spec = run.state, run.spec
@@ -627,7 +631,7 @@ class Engine:
         self.apply(effects)
         return None
 
-    def finish(self, run: Run, now: datetime) -> None:
+    def finish(self, run: Run) -> None:
         """Release the run's slot and admit whatever was waiting for it."""
         effects: Effects = []
         with self.lock:
@@ -639,8 +643,9 @@ class Engine:
             state.running -= 1
             self._running -= 1
             if self._rearms_on_completion(run):
-                self._arm(state, self._next_fire_or_none(state, now.astimezone(self.tz)))
-            self._admit_waiting(state, now, effects)
+                self._arm(state, self._next_fire_or_none(state, self.now()))
+            if state.waiting or self._queue:
+                self._admit_waiting(state, self.now(), effects)
             self._signal_change()
         self.apply(effects)
 
@@ -681,7 +686,7 @@ class Engine:
         """A dispatched run that will not call its task (lock refused, before_run raised...)."""
         self._log_skip(run, event)
         run.report_skip(event)
-        self.finish(run, self.now())
+        self.finish(run)
 
     def _skip(
         self, run: Run, outcome: Outcome, exception: BaseException | None, effects: Effects

@@ -31,7 +31,7 @@ _HORIZON: Final = 401 * 146_097 * 86_400 // 400
 # Wall times at or past this are beyond datetime's year 9999.
 _WALL_END: Final = (datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC) - _EPOCH) // _SECOND
 _CHUNK_BITS: Final = 25  # offsets are looked up in cached chunks of 2**25 s (~388 days)
-_PROBE_STEP: Final = 6 * 3600  # zones never change offset twice within six hours
+_PROBE_STEP: Final = 86_400  # no zone changes its offset twice within a day
 _MAX_ZONES_CACHED: Final = 64
 _MAX_CHUNKS_CACHED: Final = 1024
 

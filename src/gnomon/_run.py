@@ -301,6 +301,9 @@ class Run:
         self, outcome: Outcome, result: object, exc: BaseException | None
     ) -> None:
         listener = self.spec.after_run if outcome is Outcome.SUCCESS else self.spec.after_error
+        if self._quiet(outcome, listener):
+            self.engine.finish(self)
+            return
         event = self._finished_event(outcome, result, exc)
         await _call_async(self.engine.log, listener, event)
         self._close(event)
@@ -345,7 +348,7 @@ class Run:
         if outcome in _LOCK_OUTCOMES and not quiet_retry:
             await _call_async(self.engine.log, self.spec.after_lock_error, event)
         if quiet_retry:
-            self.engine.finish(self, self.engine.now())
+            self.engine.finish(self)
         else:
             self.engine.skip_running(self, event)
         self._resolve(event)
@@ -465,7 +468,7 @@ class Run:
     ) -> None:
         listener = self.spec.after_run if outcome is Outcome.SUCCESS else self.spec.after_error
         if self._quiet(outcome, listener):
-            self.engine.finish(self, self.engine.now())
+            self.engine.finish(self)
             return
         event = self._finished_event(outcome, result, exc)
         call(self.engine.log, listener, event)
@@ -486,7 +489,7 @@ class Run:
         monitor = self.engine.monitor
         if monitor is not None:
             _hook(self.engine.log, monitor.run_finished, event)
-        self.engine.finish(self, self.engine.now())
+        self.engine.finish(self)
         self._resolve(event)
 
     def report_skip(self, event: RunEvent) -> None:
@@ -505,7 +508,7 @@ class Run:
         self.engine.log.critical(
             "internal error while running %s", self.spec.name, exc_info=exc, extra=self.log_extra()
         )
-        self.engine.finish(self, self.engine.now())
+        self.engine.finish(self)
         self._resolve(self.event(Outcome.FAILED, exception=exc))
         if isinstance(exc, KeyboardInterrupt | SystemExit):
             raise exc

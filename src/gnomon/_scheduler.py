@@ -638,10 +638,15 @@ class AsyncScheduler(_SchedulerCore):
     def _on_timer(self) -> None:
         self._timer = None
         try:
-            self._engine.wake(self.clock.now())
+            more = self._engine.wake(self.clock.now(), batches=1)
         except Exception:
             self._log.critical("the scheduler's timer failed", exc_info=True)
-        self._rearm()
+            more = False
+        if more and self._loop is not None:
+            # Let the runs just dispatched start before scheduling the next batch.
+            self._timer = self._loop.call_later(0, self._on_timer)
+        else:
+            self._rearm()
 
     def _require_loop(self) -> asyncio.AbstractEventLoop:
         if self._loop is None:

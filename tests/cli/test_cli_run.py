@@ -16,6 +16,7 @@ from collections.abc import Callable
 from cli_support import WAIT, Daemon, Workspace, wait_for
 
 from gnomon._cli import EXIT_INVALID, EXIT_OK, EXIT_TERMINATED, EXIT_USAGE
+from gnomon._cli._actions import KILL_GRACE
 
 StartDaemon = Callable[..., Daemon]
 
@@ -149,7 +150,7 @@ def test_sigterm_terminates_a_run_that_outlives_the_stop_timeout_and_exits_3(
     daemon.signal(signal.SIGTERM)
     assert daemon.wait() == EXIT_TERMINATED
     # stop_timeout, then SIGTERM to the whole process group (sleep obeys at once).
-    assert time.monotonic() - signalled < 1.0 + 5.0
+    assert time.monotonic() - signalled < 1.0 + KILL_GRACE + 2.0
     assert not _process_exists(child_pid), "the command's background child survived"
     ((outcome, detail),) = workspace.rows("SELECT outcome, detail FROM runs")
     assert outcome in {"cancelled", "failed"}
@@ -358,16 +359,36 @@ def test_passwords_in_urls_are_masked_in_logs_history_and_status(
     wait_for("the failure", lambda: workspace.outcomes("leaky") == ["failed"])
     daemon.signal(signal.SIGTERM)
     assert daemon.wait() == EXIT_OK
-    log = daemon.log_path.read_text()
-    assert "postgresql://app:***@db/prod" in log
-    for text in (
-        log,
+    # A locker nobody answers at: every tick is a lock error naming the store.
+    workspace.write(
+        """
+        [scheduler]
+        locker = "redis://:hunter2@127.0.0.1:1/0"
+
+        [[jobs]]
+        name = "tick"
+        every = "200ms"
+        command = "true"
+        """
+    )
+    clustered = start_daemon()
+    wait_for("a lock error", lambda: "skipped_lock_error" in workspace.outcomes("tick"))
+    status = workspace.gnomon("status").stdout
+    assert "locker redis://:***@127.0.0.1:1/0" in status.splitlines()[0]
+    texts = [
+        status,
+        workspace.gnomon("status", "--json").stdout,
         workspace.gnomon("history", "--json").stdout,
         workspace.gnomon("history").stdout,
-        workspace.gnomon("status", "--json").stdout,
         workspace.gnomon("check").stdout,
-    ):
+    ]
+    clustered.signal(signal.SIGTERM)
+    assert clustered.wait() == EXIT_OK
+    log = daemon.log_path.read_text()
+    assert "postgresql://app:***@db/prod" in log
+    for text in [log, clustered.log_path.read_text(), *texts]:
         assert "hunter2" not in text
+    assert "hunter2" not in str(workspace.rows("SELECT * FROM runs"))
 
 
 def test_run_usage_errors_exit_2_and_a_bad_file_exits_1(workspace: Workspace) -> None:

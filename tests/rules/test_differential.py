@@ -50,58 +50,37 @@ def _transitions(zone: tzinfo, years: range) -> list[datetime]:
 TRANSITIONS = {zone: _transitions(zone, range(2024, 2028)) for zone in ZONES}
 
 
-@st.composite
-def _plain_field(draw: st.DrawFn, low: int, high: int, names: tuple[str, ...] = ()) -> str:
+def _plain_field(low: int, high: int, names: tuple[str, ...] = ()) -> st.SearchStrategy[str]:
     value = st.integers(low, high)
-    kind = draw(st.sampled_from(["star", "step", "value", "range", "range-step", "list", "name"]))
-    if kind == "star":
-        return "*"
-    if kind == "step":
-        return f"*/{draw(st.integers(1, high - low + 1))}"
-    if kind in {"range", "range-step"}:
-        first = draw(st.integers(low, high - 1))
-        last = draw(st.integers(first + 1, high))
-        step = f"/{draw(st.integers(1, 7))}" if kind == "range-step" else ""
-        return f"{first}-{last}{step}"
-    if kind == "list":
-        return ",".join(str(item) for item in draw(st.lists(value, min_size=2, max_size=4)))
-    if kind == "name" and names:
-        return (
-            draw(st.sampled_from(names)).upper()
-            if draw(st.booleans())
-            else draw(st.sampled_from(names))
-        )
-    return str(draw(value))
-
-
-@st.composite
-def _day_of_month(draw: st.DrawFn) -> str:
-    if draw(st.integers(0, 9)) == 0:
-        return draw(st.sampled_from(["L", "LW", "1,L", "15,LW"]))
-    return draw(_plain_field(1, 31))
-
-
-@st.composite
-def _day_of_week(draw: st.DrawFn) -> str:
-    special = draw(st.integers(0, 9))
-    if special == 0:
-        return f"{draw(st.integers(0, 7))}L"
-    if special == 1:
-        weekday = draw(st.one_of(st.integers(0, 7).map(str), st.sampled_from(DAY_NAMES)))
-        return f"{weekday}#{draw(st.integers(1, 5))}"
-    return draw(_plain_field(0, 7, DAY_NAMES))
-
-
-@st.composite
-def _expressions(draw: st.DrawFn) -> str:
-    fields = [
-        draw(_plain_field(0, 59)),
-        draw(_plain_field(0, 23)),
-        draw(_day_of_month()),
-        draw(_plain_field(1, 12, MONTH_NAMES)),
-        draw(_day_of_week()),
+    span = st.tuples(st.integers(low, high - 1), st.integers(1, high - low))
+    ranges = span.map(lambda pair: f"{pair[0]}-{min(high, pair[0] + pair[1])}")
+    options = [
+        st.just("*"),
+        st.integers(1, high - low + 1).map(lambda step: f"*/{step}"),
+        value.map(str),
+        ranges,
+        st.tuples(ranges, st.integers(1, 7)).map(lambda pair: f"{pair[0]}/{pair[1]}"),
+        st.lists(value, min_size=2, max_size=4).map(lambda items: ",".join(map(str, items))),
     ]
-    return " ".join(fields)
+    if names:
+        options.append(st.sampled_from(names + tuple(name.upper() for name in names)))
+        options.append(st.tuples(*[st.sampled_from(names)] * 2).map("-".join))
+    return st.one_of(options)
+
+
+SECONDS = _plain_field(0, 59)
+MINUTES = _plain_field(0, 59)
+HOURS = _plain_field(0, 23)
+DAYS = st.one_of(st.sampled_from(["L", "LW", "1,L", "15,LW"]), *[_plain_field(1, 31)] * 9)
+MONTHS = _plain_field(1, 12, MONTH_NAMES)
+WEEKDAY_TERMS = st.one_of(st.integers(0, 7).map(str), st.sampled_from(DAY_NAMES))
+WEEKDAYS = st.one_of(
+    st.integers(0, 7).map(lambda day: f"{day}L"),
+    st.tuples(WEEKDAY_TERMS, st.integers(1, 5)).map(lambda pair: f"{pair[0]}#{pair[1]}"),
+    *[_plain_field(0, 7, DAY_NAMES)] * 8,
+)
+EXPRESSIONS = st.tuples(MINUTES, HOURS, DAYS, MONTHS, WEEKDAYS).map(" ".join)
+UNIFORM_INSTANTS = st.datetimes(datetime(1971, 1, 1), datetime(2099, 1, 1), timezones=st.just(UTC))
 
 
 @st.composite
@@ -111,9 +90,7 @@ def _starts(draw: st.DrawFn) -> datetime:
         near = draw(st.sampled_from(TRANSITIONS[zone]))
         instant = near + timedelta(seconds=draw(st.integers(-2 * 86_400, 2 * 86_400)))
     else:
-        instant = draw(
-            st.datetimes(datetime(1971, 1, 1), datetime(2099, 1, 1), timezones=st.just(UTC))
-        )
+        instant = draw(UNIFORM_INSTANTS)
     if draw(st.booleans()):
         instant = instant.replace(second=0, microsecond=0)
     return instant.astimezone(zone)
@@ -208,17 +185,13 @@ def _compare_with_cronsim(expr: str, start: datetime) -> None:
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
-@given(expr=_expressions(), start=_starts())
+@given(expr=EXPRESSIONS, start=_starts())
 def test_five_field_rules_fire_when_cronsim_fires(expr: str, start: datetime) -> None:
     _compare_with_cronsim(expr, start)
 
 
 @settings(max_examples=300, derandomize=False, deadline=None)
-@given(
-    seconds=_plain_field(0, 59),
-    expr=_expressions(),
-    start=_starts(),
-)
+@given(seconds=SECONDS, expr=EXPRESSIONS, start=_starts())
 def test_six_field_rules_fire_when_cronsim_fires(seconds: str, expr: str, start: datetime) -> None:
     text = f"{seconds} {expr}"
     try:
@@ -256,11 +229,11 @@ def test_six_field_rules_fire_when_cronsim_fires(seconds: str, expr: str, start:
 
 @settings(max_examples=300, derandomize=False, deadline=None)
 @given(
-    minute=_plain_field(0, 59),
-    hour=_plain_field(0, 23),
+    minute=MINUTES,
+    hour=HOURS,
     day=st.integers(1, 31),
     month=_plain_field(1, 12),
-    start=st.datetimes(datetime(1971, 1, 1), datetime(2099, 1, 1), timezones=st.just(UTC)),
+    start=UNIFORM_INSTANTS,
 )
 def test_nearest_weekday_fires_when_croniter_fires(
     minute: str, hour: str, day: int, month: str, start: datetime

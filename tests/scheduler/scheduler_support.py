@@ -43,6 +43,15 @@ class BigBoom(BaseException):
     """A deliberate ``BaseException`` that is neither KeyboardInterrupt nor SystemExit."""
 
 
+def read(value: object) -> object:
+    """Return ``value`` unchanged, typed as ``object``.
+
+    Live properties such as ``running`` change between two reads; passing each read
+    through here keeps the type checker from narrowing it as if it were a constant.
+    """
+    return value
+
+
 def seconds(n: float) -> timedelta:
     return timedelta(seconds=n)
 

@@ -20,6 +20,7 @@ from scheduler_support import (
     SchedulerFactory,
     Tally,
     background,
+    read,
     run_async,
     seconds,
     wait_until,
@@ -182,11 +183,11 @@ def test_lifecycle_calls_are_idempotent_and_shutdown_is_final(
     scheduler.stop_jobs()
     scheduler.start()
     scheduler.start()
-    assert scheduler.running is True
+    assert read(scheduler.running) is True
     scheduler.shutdown()
     scheduler.shutdown()
 
-    assert scheduler.running is False
+    assert read(scheduler.running) is False
     with pytest.raises(gnomon.SchedulerShutDown):
         scheduler.add_job(lambda: None, gnomon.every(1))
     with pytest.raises(gnomon.SchedulerShutDown):
@@ -235,11 +236,11 @@ def test_many_jobs_started_immediately_all_run_on_every_tick(
 def test_the_context_manager_starts_and_shuts_down(clock: FakeClock) -> None:
     runs = Tally()
     with gnomon.Scheduler(clock=clock, timezone=UTC_ZONE) as s:
-        assert s.running is True
+        assert read(s.running) is True
         s.add_job(runs.hit, gnomon.every(1))
         clock.advance(SECOND)
         s.wait_idle(timeout=WAIT)
-    assert s.running is False
+    assert read(s.running) is False
     assert runs.count == 1
     with pytest.raises(gnomon.SchedulerShutDown):
         s.add_job(runs.hit, gnomon.every(1))
@@ -267,11 +268,11 @@ def test_the_async_context_manager_starts_and_shuts_down(errors: ErrorWatch) -> 
             runs.hit()
 
         async with gnomon.AsyncScheduler(clock=clock, timezone=UTC_ZONE) as s:
-            assert s.running is True
+            assert read(s.running) is True
             await s.add_job(task, gnomon.every(1))
             clock.advance(2 * SECOND)
             await s.wait_idle(timeout=WAIT)
-        assert s.running is False
+        assert read(s.running) is False
         with pytest.raises(gnomon.SchedulerShutDown):
             await s.add_job(task, gnomon.every(1))
 

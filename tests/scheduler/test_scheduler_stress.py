@@ -25,6 +25,12 @@ THREADS = 8
 OPERATIONS_PER_THREAD = 5_000
 JOBS_PER_THREAD = 6
 TAGS = ("red", "green", "blue", "amber")
+TAG_WEIGHTS = (30, 30, 30, 10)
+"""Few jobs are amber: ``remove_by_tags("amber")`` should thin the jobs, not wipe them."""
+OPERATIONS = ("remove_job", "update_job", "remove_by_tags", "run_now", "jobs", "next_runs")
+WEIGHTS = (5, 15, 2, 20, 28, 30)
+PACE = 0.0004
+"""Upper bound of the random pause between one thread's operations, in seconds."""
 TIME_LIMIT = 60.0
 """Seconds the whole stress run may take on a 2-core CI machine."""
 
@@ -85,7 +91,7 @@ class Workload:
         job = self.s.add_job(
             self.task,
             gnomon.every(timedelta(milliseconds=rng.randint(5, 25))),
-            tags=(rng.choice(TAGS),),
+            tags=tuple(rng.choices(TAGS, weights=TAG_WEIGHTS)),
             max_runs=max_runs if max_runs is not None else rng.choice([None, None, 5]),
             singleton=rng.choice([None, gnomon.LimitMode.RESCHEDULE, gnomon.LimitMode.WAIT]),
             before_run=self.before_run,
@@ -97,13 +103,15 @@ class Workload:
         self.s.remove_job(job_id)
         self.ledger.record_removed(job_id)
 
-    def guarded(self, where: str, operation: Callable[[], object]) -> None:
+    def guarded(self, where: str, operation: Callable[[], object]) -> bool:
+        """Run one operation; False if its job was gone (removed elsewhere, or max_runs)."""
         try:
             operation()
         except gnomon.JobNotFound:
-            pass  # the job was removed by another thread, a listener, or max_runs
+            return False
         except Exception as exc:
             self.ledger.record_unexpected(where, exc)
+        return True
 
     def operate(self, seed: int, deadline: float) -> None:
         rng = random.Random(seed)
@@ -115,34 +123,37 @@ class Workload:
             self.one_operation(rng, mine)
             with self.ledger.lock:
                 self.ledger.operations += 1
+            # Spread the operations over time so that they interleave with many firings.
+            time.sleep(rng.random() * PACE)
 
     def one_operation(self, rng: random.Random, mine: list[uuid.UUID]) -> None:
-        if len(mine) < JOBS_PER_THREAD and rng.random() < 0.5:
+        if not mine or (len(mine) < JOBS_PER_THREAD and rng.random() < 0.2):
             self.guarded("add_job", lambda: mine.append(self.add(rng)))
             return
-        if not mine:
-            return
         job_id = rng.choice(mine)
-        choice = rng.randrange(7)
-        if choice == 0:
+        operation = rng.choices(OPERATIONS, weights=WEIGHTS)[0]
+        if operation == "remove_job":
             mine.remove(job_id)
-            self.guarded("remove_job", lambda: self.remove(job_id))
-        elif choice == 1:
-            self.guarded("update_job", lambda: self.update(rng, job_id))
-        elif choice == 2:
-            self.guarded("remove_by_tags", lambda: self.s.remove_by_tags(rng.choice(TAGS)))
-        elif choice == 3:
-            self.guarded("run_now", lambda: self.s.get_job(job_id).run_now())
-        elif choice == 4:
-            self.guarded("jobs", lambda: self.s.jobs(tags=[rng.choice(TAGS)]))
-        else:
-            self.guarded("next_runs", lambda: self.s.get_job(job_id).next_runs(3))
+            self.guarded(operation, lambda: self.remove(job_id))
+        elif not self.guarded(operation, lambda: self.on_job(operation, rng, job_id)):
+            mine.remove(job_id)
 
-    def update(self, rng: random.Random, job_id: uuid.UUID) -> None:
-        self.s.update_job(
+    def on_job(self, operation: str, rng: random.Random, job_id: uuid.UUID) -> object:
+        if operation == "update_job":
+            return self.update(rng, job_id)
+        if operation == "remove_by_tags":
+            return self.s.remove_by_tags("amber")
+        if operation == "run_now":
+            return self.s.get_job(job_id).run_now()
+        if operation == "jobs":
+            return self.s.jobs(tags=[rng.choice(TAGS)])
+        return self.s.get_job(job_id).next_runs(3)
+
+    def update(self, rng: random.Random, job_id: uuid.UUID) -> gnomon.Job:
+        return self.s.update_job(
             job_id,
             rule=gnomon.every(timedelta(milliseconds=rng.randint(5, 25))),
-            tags=(rng.choice(TAGS),),
+            tags=tuple(rng.choices(TAGS, weights=TAG_WEIGHTS)),
         )
 
 

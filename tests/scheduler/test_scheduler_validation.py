@@ -25,6 +25,7 @@ import gnomon
 from gnomon.testing import FakeClock
 
 NAIVE = datetime(2026, 1, 5, 12, 0)
+BARE_INT_DAY: Any = 1  # ambiguous (is 1 Monday or Sunday?), so weekly() must refuse it
 
 
 def nothing() -> None:
@@ -332,7 +333,7 @@ BAD_RULES: dict[str, tuple[Callable[[], object], tuple[str, ...]]] = {
     "daily-no-times": (lambda: gnomon.daily([]), ("at",)),
     "weekly-no-days": (lambda: gnomon.weekly([], "09:00"), ("days",)),
     "weekly-unknown-day": (lambda: gnomon.weekly(["funday"], "09:00"), ("funday",)),
-    "weekly-bare-int": (lambda: gnomon.weekly([1], "09:00"), ("1",)),
+    "weekly-bare-int": (lambda: gnomon.weekly([BARE_INT_DAY], "09:00"), ("1",)),
     "weekly-interval-zero": (
         lambda: gnomon.weekly(["mon"], "09:00", interval=0),
         ("interval", "0"),

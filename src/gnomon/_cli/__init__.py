@@ -111,13 +111,13 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         metavar="[HOST:]PORT",
         help="serve Prometheus metrics and /healthz (host defaults to 127.0.0.1)",
     )
-    parser.set_defaults(handler=_run)
+    parser.set_defaults(handler=_handle_run)
 
 
 def _add_check(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser("check", help="validate a schedule file and preview it")
     _schedule_file(parser)
-    parser.set_defaults(handler=_check)
+    parser.set_defaults(handler=_handle_check)
 
 
 def _add_next(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -130,7 +130,7 @@ def _add_next(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     parser.add_argument(
         "--seconds", action="store_true", help="the expression has a leading seconds field"
     )
-    parser.set_defaults(handler=_next)
+    parser.set_defaults(handler=_handle_next)
 
 
 def _add_history(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -143,7 +143,7 @@ def _add_history(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--failed", action="store_true", help="only failed, timed-out, cancelled, abandoned"
     )
     parser.add_argument("--json", action="store_true", help="print JSON")
-    parser.set_defaults(handler=_history)
+    parser.set_defaults(handler=_handle_history)
 
 
 def _add_status(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -151,7 +151,7 @@ def _add_status(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     _schedule_file(parser)
     _state_option(parser)
     parser.add_argument("--json", action="store_true", help="print JSON")
-    parser.set_defaults(handler=_status)
+    parser.set_defaults(handler=_handle_status)
 
 
 def _positive_int(text: str) -> int:
@@ -173,7 +173,7 @@ def _zone(text: str) -> ZoneInfo:
         ) from None
 
 
-def _run(arguments: argparse.Namespace) -> int:
+def _handle_run(arguments: argparse.Namespace) -> int:
     from gnomon._cli._daemon import run_daemon
 
     return run_daemon(
@@ -185,13 +185,13 @@ def _run(arguments: argparse.Namespace) -> int:
     )
 
 
-def _check(arguments: argparse.Namespace) -> int:
+def _handle_check(arguments: argparse.Namespace) -> int:
     from gnomon._cli._commands import check
 
     return check(arguments.file, sys.stdout)
 
 
-def _next(arguments: argparse.Namespace) -> int:
+def _handle_next(arguments: argparse.Namespace) -> int:
     from gnomon._cli._commands import next_times
     from gnomon._cli._config import local_timezone
 
@@ -201,7 +201,7 @@ def _next(arguments: argparse.Namespace) -> int:
     )
 
 
-def _history(arguments: argparse.Namespace) -> int:
+def _handle_history(arguments: argparse.Namespace) -> int:
     from gnomon._cli._commands import history, state_path
 
     return history(
@@ -214,7 +214,7 @@ def _history(arguments: argparse.Namespace) -> int:
     )
 
 
-def _status(arguments: argparse.Namespace) -> int:
+def _handle_status(arguments: argparse.Namespace) -> int:
     from gnomon._cli._commands import state_path, status
 
     return status(

@@ -127,24 +127,8 @@ def command_task(
 def _run(
     action: CommandAction, groups: ProcessGroups, sink: OutputSink, context: JobContext
 ) -> CommandResult:
-    environment = {
-        **os.environ,
-        **dict(action.env),
-        "GNOMON_JOB": context.job_name,
-        "GNOMON_OCCURRENCE": context.occurrence_key,
-        "GNOMON_SCHEDULED_AT": context.scheduled_at.isoformat(),
-    }
-    process = subprocess.Popen(  # noqa: S603 - running the user's command is the point
-        action.program(),
-        cwd=action.cwd,
-        env=environment,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    process = _spawn(action, context)
     tail = _Tail()
-    assert process.stdout is not None  # noqa: S101 - stdout=PIPE guarantees it
     reader = threading.Thread(
         target=_pump,
         args=(process.stdout, tail, sink, context),
@@ -164,7 +148,29 @@ def _run(
     return CommandResult(exit_status)
 
 
-def _pump(stream: IO[bytes], tail: _Tail, sink: OutputSink, context: JobContext) -> None:
+def _spawn(action: CommandAction, context: JobContext) -> subprocess.Popen[bytes]:
+    """Start the command in a new session, so that its process group is its own."""
+    environment = {
+        **os.environ,
+        **dict(action.env),
+        "GNOMON_JOB": context.job_name,
+        "GNOMON_OCCURRENCE": context.occurrence_key,
+        "GNOMON_SCHEDULED_AT": context.scheduled_at.isoformat(),
+    }
+    return subprocess.Popen(  # noqa: S603 - running the user's command is the point
+        action.program(),
+        cwd=action.cwd,
+        env=environment,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def _pump(stream: IO[bytes] | None, tail: _Tail, sink: OutputSink, context: JobContext) -> None:
+    if stream is None:
+        return
     with stream:
         for raw in stream:
             line = raw.decode("utf-8", errors="replace").rstrip("\r\n")[:LINE_CHARS]

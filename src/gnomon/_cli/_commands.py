@@ -3,67 +3,45 @@
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 from zoneinfo import ZoneInfo
 
 from gnomon import _rules as rules
+from gnomon._cli import EXIT_OK
 from gnomon._cli._config import JobSpec, configured_state_path, load_schedule
-from gnomon._cli._history import History, JobRecord, RunRecord
+from gnomon._cli._history import DaemonRecord, History, JobRecord, RunRecord
 from gnomon._cli._output import render_json, render_table
 from gnomon._cli._scheduling import check_with_engine
 from gnomon._cli._secrets import mask_secrets
+from gnomon._job import Job
 from gnomon._rules import Rule
 
-__all__ = ["EXIT_INVALID", "EXIT_OK", "check", "history", "next_times", "status", "upcoming"]
+__all__ = ["check", "history", "next_times", "state_path", "status"]
 
-EXIT_OK = 0
-EXIT_INVALID = 1
 PREVIEW_COUNT = 3
-
-
-def upcoming(job: JobSpec, now: datetime, count: int) -> list[datetime]:
-    """The job's next ``count`` fire times as the scheduler will compute them from ``now``."""
-    times: list[datetime] = []
-    moment = now
-    if job.start_at is not None and job.start_at > now:
-        # start_at is itself the first fire of an interval rule; other rules fire at
-        # their first time at or after it.
-        moment = job.start_at - timedelta(microseconds=1)
-        if isinstance(job.rule, rules.Every):
-            times.append(job.start_at)
-            moment = job.start_at
-    while len(times) < count:
-        following = job.rule.next_after(moment)
-        if following is None or (job.stop_at is not None and following > job.stop_at):
-            break
-        times.append(following)
-        moment = following
-    if job.max_runs is not None:
-        del times[job.max_runs :]
-    return times
 
 
 def check(path: Path, out: TextIO) -> int:
     """Validate a schedule file and show what it will do."""
     schedule = load_schedule(path)
-    check_with_engine(schedule)
+    handles = check_with_engine(schedule)
     zone = schedule.scheduler.timezone
-    now = datetime.now(zone)
     count = len(schedule.jobs)
     summary = f"{path}: {count} job{'s' if count != 1 else ''}, timezone {zone.key}"
     lines = [f"{summary}, state file {schedule.scheduler.state}"]
-    lines.extend("\n" + _describe_job(job, now) for job in schedule.jobs)
+    lines.extend("\n" + _describe_job(job, handles[job.name]) for job in schedule.jobs)
     out.write(mask_secrets("\n".join(lines)) + "\n")
     return EXIT_OK
 
 
-def _describe_job(job: JobSpec, now: datetime) -> str:
-    times = [moment.isoformat(timespec="seconds") for moment in upcoming(job, now, PREVIEW_COUNT)]
-    if job.start_immediately or (isinstance(job.rule, rules.Once) and not job.rule.instants):
-        times.insert(0, "at start")
-        del times[PREVIEW_COUNT:]
+def _describe_job(job: JobSpec, handle: Job) -> str:
+    times = [moment.isoformat(timespec="seconds") for moment in handle.next_runs(PREVIEW_COUNT)]
+    if times and (
+        job.start_immediately or (isinstance(job.rule, rules.Once) and not job.rule.instants)
+    ):
+        times[0] = "at start"
     lines = [
         job.name,
         f"  rule:    {job.rule.describe()}",
@@ -201,30 +179,28 @@ def _without_next_run(job: JobRecord) -> JobRecord:
     )
 
 
-def _daemon_line(daemon: object, *, running: bool) -> str:
-    from gnomon._cli._history import DaemonRecord
-
-    if not isinstance(daemon, DaemonRecord):
+def _daemon_line(daemon: DaemonRecord | None, *, running: bool) -> str:
+    if daemon is None:
         return "daemon: never started with this state file"
     if running:
+        cluster = f", {daemon.cluster}" if daemon.cluster else ""
         return (
             f"daemon: running (pid {daemon.pid} on {daemon.host}, since {daemon.started_at}, "
-            f"schedule {daemon.schedule_file})"
+            f"schedule {daemon.schedule_file}{cluster})"
         )
     ended = f", stopped {daemon.stopped_at}" if daemon.stopped_at else ""
     return f"daemon: not running (last pid {daemon.pid} on {daemon.host}{ended})"
 
 
-def _daemon_json(daemon: object, *, running: bool) -> dict[str, object] | None:
-    from gnomon._cli._history import DaemonRecord
-
-    if not isinstance(daemon, DaemonRecord):
+def _daemon_json(daemon: DaemonRecord | None, *, running: bool) -> dict[str, object] | None:
+    if daemon is None:
         return None
     return {
         "running": running,
         "pid": daemon.pid,
         "host": daemon.host,
         "schedule_file": daemon.schedule_file,
+        "cluster": daemon.cluster,
         "timezone": daemon.timezone,
         "started_at": daemon.started_at,
         "stopped_at": daemon.stopped_at,

@@ -17,7 +17,7 @@ from types import FrameType
 
 import gnomon
 from gnomon._cli._actions import KILL_GRACE, ProcessGroups
-from gnomon._cli._config import InvalidSchedule, JobSpec, Schedule, load_schedule
+from gnomon._cli._config import InvalidSchedule, JobSpec, Schedule, SchedulerSpec, load_schedule
 from gnomon._cli._history import History
 from gnomon._cli._logging import LOGGER, configure_logging, log_fields
 from gnomon._cli._missed import record_missed
@@ -61,6 +61,15 @@ def run_daemon(
     daemon = Daemon(schedule, state or schedule.scheduler.state, metrics_address=address)
     terminated = daemon.run()
     return EXIT_TERMINATED if terminated else EXIT_OK
+
+
+def _cluster(spec: SchedulerSpec) -> str | None:
+    parts = [
+        f"{role} {mask_secrets(url)}"
+        for role, url in (("locker", spec.locker), ("elector", spec.elector))
+        if url is not None
+    ]
+    return ", ".join(parts) or None
 
 
 class Daemon:
@@ -121,6 +130,7 @@ class Daemon:
         self.history.daemon_started(
             schedule_file=str(self.schedule.path.resolve()),
             timezone=self.schedule.scheduler.timezone.key,
+            cluster=_cluster(self.schedule.scheduler),
             started_at=now,
         )
         self._write_jobs()

@@ -28,6 +28,7 @@ __all__ = [
     "JobRecord",
     "RunRecord",
     "StateFileMissing",
+    "StateFileUnusable",
 ]
 
 SCHEMA_VERSION = 1
@@ -68,6 +69,7 @@ CREATE TABLE IF NOT EXISTS daemon (
     host TEXT NOT NULL,
     schedule_file TEXT NOT NULL,
     timezone TEXT NOT NULL,
+    cluster TEXT,
     started_at TEXT NOT NULL,
     heartbeat_ts REAL NOT NULL,
     stopped_at TEXT
@@ -77,6 +79,10 @@ CREATE TABLE IF NOT EXISTS daemon (
 
 class StateFileMissing(GnomonError, FileNotFoundError):
     """There is no state file where one was expected."""
+
+
+class StateFileUnusable(GnomonError):
+    """The state file cannot be opened, created or read (permissions, not a database)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +124,7 @@ class DaemonRecord:
     host: str
     schedule_file: str
     timezone: str
+    cluster: str | None
     started_at: str
     heartbeat_ts: float
     stopped_at: str | None
@@ -159,17 +166,31 @@ class History:
             path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._lock = threading.Lock()
-        self._connection = sqlite3.connect(
-            path, timeout=10.0, isolation_level=None, check_same_thread=False
-        )
-        self._connection.execute("PRAGMA busy_timeout = 10000")
-        if create:
-            self._connection.execute("PRAGMA journal_mode = WAL")
-            self._connection.execute("PRAGMA synchronous = NORMAL")
-            self._connection.executescript(_SCHEMA)
-            self._connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        try:
+            self._connection = self._open(path, create=create)
+        except sqlite3.Error as error:
+            raise StateFileUnusable(f"cannot use the state file {path}: {error}") from None
         self._host = socket.gethostname()
         self._pid = os.getpid()
+
+    @staticmethod
+    def _open(path: Path, *, create: bool) -> sqlite3.Connection:
+        connection = sqlite3.connect(
+            path, timeout=10.0, isolation_level=None, check_same_thread=False
+        )
+        try:
+            connection.execute("PRAGMA busy_timeout = 10000")
+            if create:
+                connection.execute("PRAGMA journal_mode = WAL")
+                connection.execute("PRAGMA synchronous = NORMAL")
+                connection.executescript(_SCHEMA)
+                connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            else:
+                connection.execute("SELECT COUNT(*) FROM runs")
+        except sqlite3.Error:
+            connection.close()
+            raise
+        return connection
 
     def close(self) -> None:
         with self._lock:
@@ -277,16 +298,20 @@ class History:
         value = rows[0][0] if rows else None
         return None if value is None else datetime.fromtimestamp(float(value), UTC)
 
-    def daemon_started(self, *, schedule_file: str, timezone: str, started_at: datetime) -> None:
+    def daemon_started(
+        self, *, schedule_file: str, timezone: str, cluster: str | None, started_at: datetime
+    ) -> None:
+        """``cluster`` describes the locker/elector, passwords already masked."""
         with self._transaction() as connection:
             connection.execute(
-                "INSERT OR REPLACE INTO daemon (id, pid, host, schedule_file, timezone,"
-                " started_at, heartbeat_ts, stopped_at) VALUES (1, ?, ?, ?, ?, ?, ?, NULL)",
+                "INSERT OR REPLACE INTO daemon (id, pid, host, schedule_file, timezone, cluster,"
+                " started_at, heartbeat_ts, stopped_at) VALUES (1, ?, ?, ?, ?, ?, ?, ?, NULL)",
                 (
                     self._pid,
                     self._host,
                     schedule_file,
                     timezone,
+                    cluster,
                     iso(started_at),
                     started_at.timestamp(),
                 ),
@@ -347,7 +372,8 @@ class History:
 
     def daemon(self) -> DaemonRecord | None:
         rows = self._query(
-            "SELECT pid, host, schedule_file, timezone, started_at, heartbeat_ts, stopped_at"
+            "SELECT pid, host, schedule_file, timezone, cluster, started_at, heartbeat_ts,"
+            " stopped_at"
             " FROM daemon WHERE id = 1"
         )
         return DaemonRecord(*rows[0]) if rows else None

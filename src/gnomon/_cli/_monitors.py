@@ -38,8 +38,13 @@ _ENDINGS = {
     Outcome.TIMED_OUT: "run timed out",
     Outcome.CANCELLED: "run cancelled",
 }
-# Routine refusals in a cluster would drown the log at INFO.
-_QUIET_SKIPS = (Outcome.SKIPPED_LOCKED, Outcome.SKIPPED_NOT_LEADER)
+# Routine refusals in a cluster would drown the log at INFO; a failing store is news.
+_SKIP_LEVELS = {
+    Outcome.SKIPPED_LOCKED: logging.DEBUG,
+    Outcome.SKIPPED_NOT_LEADER: logging.DEBUG,
+    Outcome.SKIPPED_LOCK_ERROR: logging.WARNING,
+    Outcome.ABANDONED: logging.WARNING,
+}
 
 _log = logging.getLogger("gnomon.cli.monitor")
 
@@ -149,7 +154,7 @@ class RunLog(Monitor):
 
     def run_skipped(self, event: RunEvent) -> None:
         outcome = event.outcome or Outcome.SKIPPED_MISSED
-        level = logging.DEBUG if outcome in _QUIET_SKIPS else logging.INFO
+        level = _SKIP_LEVELS.get(outcome, logging.INFO)
         LOGGER.log(
             level,
             f"run skipped: {skip_reason(event)}",

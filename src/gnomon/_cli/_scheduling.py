@@ -46,24 +46,29 @@ def _backend(url: str, role: str) -> Locker | Elector:
     )
 
 
-def check_with_engine(schedule: Schedule) -> None:
+def check_with_engine(schedule: Schedule) -> dict[str, gnomon.Job]:
     """Let the engine judge the scheduler settings and every job's options, on a scheduler
-    that is never started; raises ``InvalidSchedule`` listing what it refused."""
+    that is never started; raises ``InvalidSchedule`` listing what it refused.
+
+    Returns the jobs' handles, whose ``next_runs`` preview the schedule as it would run.
+    """
     try:
         scheduler = build_scheduler(schedule.scheduler, None)
     except (gnomon.GnomonError, ImportError) as error:
         raise InvalidSchedule(schedule.path, [_backend_problem(error)]) from None
     problems: list[str] = []
+    handles: dict[str, gnomon.Job] = {}
     try:
         for job in schedule.jobs:
             try:
-                add_job(scheduler, job, ProcessGroups())
+                handles[job.name] = add_job(scheduler, job, ProcessGroups())
             except (gnomon.GnomonError, TypeError) as error:
                 problems.append(f"job {job.name!r}: {error}")
     finally:
         scheduler.shutdown()
     if problems:
         raise InvalidSchedule(schedule.path, problems)
+    return handles
 
 
 def _backend_problem(error: BaseException) -> str:
