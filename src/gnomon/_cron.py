@@ -45,6 +45,7 @@ _VALID_DAY_EXTRAS: Final = "L, LW, or nW (the weekday nearest day n)"
 _VALID_DOW_EXTRAS: Final = "nL (the last weekday n of the month) or n#k (the k-th, k = 1-5)"
 _EPOCH_ORDINAL: Final = 719_163
 _SENTINEL: Final = 99
+_LAST_DAY: Final = date.max.toordinal() - _EPOCH_ORDINAL
 
 
 @dataclass(frozen=True, slots=True)
@@ -361,6 +362,8 @@ class CronMatcher:
 
     def _first_day(self, day_number: int, last_day: int) -> int | None:
         """The first allowed day number at or after ``day_number``, up to ``last_day``."""
+        if day_number > _LAST_DAY:
+            return None
         start = date.fromordinal(day_number + _EPOCH_ORDINAL)
         year, month, day = start.year, start.month, start.day
         while True:

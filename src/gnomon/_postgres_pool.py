@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import weakref
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from typing import Any, TypeVar
 
 import psycopg
+from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
 from gnomon._memory import mask_url
@@ -23,7 +24,9 @@ __all__ = ["PostgresStore", "bounded"]
 
 T = TypeVar("T")
 
-Pool = AsyncConnectionPool[psycopg.AsyncConnection[tuple[object, ...]]]
+Row = tuple[object, ...]
+Connection = psycopg.AsyncConnection[Row]
+Pool = AsyncConnectionPool[Connection]
 
 
 async def bounded(work: Awaitable[T], seconds: float) -> T:
@@ -96,17 +99,36 @@ class PostgresStore:
         return pool
 
     @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[psycopg.AsyncConnection[tuple[object, ...]]]:
-        """A connection inside a transaction, the schema made sure of first."""
+    async def connection(self) -> AsyncIterator[Connection]:
+        """A connection from the pool, the schema made sure of first."""
         pool = await self._pool()
         async with pool.connection() as conn:
             if not self._ready:
                 await self._migrate(conn)
                 self._ready = True
-            async with conn.transaction():
-                yield conn
+            yield conn
 
-    async def _migrate(self, conn: psycopg.AsyncConnection[tuple[object, ...]]) -> None:
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Connection]:
+        """A connection inside a transaction that the server ends if the client goes
+        quiet mid-way: a paused node must not keep other nodes waiting on its row locks."""
+        async with self.connection() as conn, conn.transaction():
+            limit = f"{max(1, round(self.timeout * 500))}ms"
+            await conn.execute(
+                "SELECT set_config('idle_in_transaction_session_timeout', %s, true)", [limit]
+            )
+            yield conn
+
+    async def fetch_one(self, statement: sql.Composed, params: Mapping[str, object]) -> Row | None:
+        """One statement, in autocommit when the connection allows it, so that no row
+        lock outlives the round trip."""
+        async with self.connection() as conn:
+            if conn.autocommit:
+                return await (await conn.execute(statement, params)).fetchone()
+            async with conn.transaction():
+                return await (await conn.execute(statement, params)).fetchone()
+
+    async def _migrate(self, conn: Connection) -> None:
         async with conn.transaction():
             await conn.execute(self.sql.lock)
             await conn.execute(self.sql.create_schema)

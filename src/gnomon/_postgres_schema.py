@@ -88,7 +88,10 @@ WHERE l.holder = excluded.holder OR l.lease_until < clock_timestamp()
 RETURNING l.token
 """
 
-_RESIGN = "DELETE FROM {leases} WHERE name = %(name)s AND holder = %(holder)s AND token = %(token)s"
+_RESIGN = """
+DELETE FROM {leases} WHERE name = %(name)s AND holder = %(holder)s AND token = %(token)s
+RETURNING 1
+"""
 
 
 class Statements:

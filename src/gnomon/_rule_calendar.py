@@ -15,6 +15,7 @@ __all__ = ["DailyMatcher", "MonthlyMatcher", "WeeklyMatcher"]
 
 _EPOCH_ORDINAL: Final = 719_163
 _DAY: Final = 86_400
+_LAST_DAY: Final = date.max.toordinal() - _EPOCH_ORDINAL
 
 
 def _week(day: int) -> int:
@@ -108,6 +109,8 @@ class MonthlyMatcher(_TimesOfDay):
         return current.day in self._days_of(current.year, current.month)
 
     def _next_day(self, day: int, anchor_day: int, last_day: int) -> int | None:
+        if day > _LAST_DAY:
+            return None
         current = date.fromordinal(day + _EPOCH_ORDINAL)
         index, anchor, from_day = _month_index(current), _month_index_of(anchor_day), current.day
         while True:

@@ -71,6 +71,8 @@ def next_fire(
 def _next_fire_fixed_offset(matcher: WallMatcher, instant: int, zone: timezone) -> datetime | None:
     offset = zone.utcoffset(None) // _SECOND
     wall = instant + offset
+    if wall + 1 >= _WALL_END:
+        return None
     found = matcher.first_at_or_after(wall + 1, min(wall + _HORIZON, _WALL_END), wall // _DAY)
     return None if found is None else _at(found - offset, zone)
 
@@ -87,7 +89,7 @@ def _next_fire_in_zone(
         # Inside a repeated hour, walls up to the change were already reached once.
         low = max(low, start + offset_before)
     searched_from = low
-    found = matcher.first_at_or_after(low, horizon, anchor)
+    found = matcher.first_at_or_after(low, horizon, anchor) if low < horizon else None
     while found is not None:
         if found < end + offset:
             return _at(max(found - offset, start), zone)
@@ -97,7 +99,7 @@ def _next_fire_in_zone(
         # Nothing matches in [searched_from, found): search again only below or past it.
         if not searched_from <= low <= found:
             searched_from = low
-            found = matcher.first_at_or_after(low, horizon, anchor)
+            found = matcher.first_at_or_after(low, horizon, anchor) if low < horizon else None
     return None
 
 

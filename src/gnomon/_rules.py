@@ -224,6 +224,8 @@ class CronRule(Rule):
     def __post_init__(self) -> None:
         if not isinstance(self.expression, str):
             raise InvalidRule(f"cron expression must be a string, got {self.expression!r}")
+        if not isinstance(self.seconds, bool):
+            raise InvalidRule(f"cron seconds must be True or False, got {self.seconds!r}")
         object.__setattr__(self, "timezone", _zone(self.timezone))
         spec = parse_cron(self.expression, seconds=self.seconds)
         matcher = CronMatcher(spec)

@@ -442,7 +442,9 @@ class Run:
     def _failure_outcome(self, exc: BaseException) -> Outcome:
         if self.timed_out:
             return Outcome.TIMED_OUT
-        if self.lease_lost or isinstance(exc, asyncio.CancelledError):
+        # A task that raises once asked to stop (removal, stop, shutdown, a lost lease)
+        # was cancelled, whatever it raised on its way out.
+        if self.lease_lost or self._cancel_requested or isinstance(exc, asyncio.CancelledError):
             return Outcome.CANCELLED
         return Outcome.FAILED
 

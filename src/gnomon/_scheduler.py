@@ -137,7 +137,11 @@ class _SchedulerCore(JobOwner):
         )
         self._engine.executor = self._pool
         self._spec_cache: dict[object, JobSpec] = {}
+        self._init_face()
         _live.add(self)
+
+    def _init_face(self) -> None:
+        """Set up what only one face has (its timer, its loop)."""
 
     # ---------------------------------------------------------------- jobs
 
@@ -276,8 +280,7 @@ class Scheduler(_SchedulerCore):
     and ``shutdown()``. ``max_workers=None`` means ``min(32, cpu_count + 4)`` threads.
     """
 
-    def __init__(self, **options: Any) -> None:
-        super().__init__(**options)
+    def _init_face(self) -> None:
         self._timer_wake = threading.Condition(self._engine.lock)
         self._timer: threading.Thread | None = None
         self._timer_stop = False
@@ -587,8 +590,7 @@ class AsyncScheduler(_SchedulerCore):
     ``async with gnomon.AsyncScheduler() as s:`` starts on enter and shuts down on exit.
     """
 
-    def __init__(self, **options: Any) -> None:
-        super().__init__(**options)
+    def _init_face(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._changed: asyncio.Event | None = None
@@ -809,7 +811,8 @@ class AsyncScheduler(_SchedulerCore):
 
     async def _wait_until(self, condition: Callable[[], bool], deadline: float | None) -> bool:
         changed = self._changed
-        assert changed is not None  # noqa: S101 - created by start()
+        if changed is None:  # never started: nothing can change
+            return condition()
         while True:
             with self._engine.lock:
                 if condition():

@@ -37,7 +37,7 @@ from gnomon._memory import (
     judge_claim,
     refuse,
 )
-from gnomon._postgres_pool import Pool, PostgresStore, bounded
+from gnomon._postgres_pool import Connection, Pool, PostgresStore, bounded
 
 __all__ = [
     "PostgresElector",
@@ -140,18 +140,14 @@ class PostgresLocker(Locker):
         # Refusals are returned, not raised, so that the abandon mark above commits.
         return refuse(key, verdict, _int(attempt), _moment(lease_until) - _moment(now))
 
-    async def _maybe_purge(self, conn: psycopg.AsyncConnection[tuple[object, ...]]) -> None:
+    async def _maybe_purge(self, conn: Connection) -> None:
         if time.monotonic() >= self._next_purge:
             self._next_purge = time.monotonic() + _PURGE_EVERY
             await conn.execute(self._store.sql.purge)
 
     async def _update(self, statement: sql.Composed, params: dict[str, object]) -> bool:
-        async def run() -> bool:
-            async with self._store.transaction() as conn:
-                cursor = await conn.execute(statement, {**params, "keep": self.retention})
-                return await cursor.fetchone() is not None
-
-        return await bounded(run(), self._store.timeout)
+        work = self._store.fetch_one(statement, {**params, "keep": self.retention})
+        return await bounded(work, self._store.timeout) is not None
 
     async def close(self) -> None:
         await self._store.close()
@@ -195,22 +191,14 @@ class PostgresElector(CampaigningElector):
 
     async def _claim_term(self) -> int | None:
         params = {"name": "leader", "holder": self._holder, "ttl": self.lease_ttl}
-
-        async def run() -> int | None:
-            async with self._store.transaction() as conn:
-                row = await (await conn.execute(self._store.sql.elect, params)).fetchone()
-                return None if row is None else _int(row[0])
-
-        return await bounded(run(), self._store.timeout)
+        row = await bounded(
+            self._store.fetch_one(self._store.sql.elect, params), self._store.timeout
+        )
+        return None if row is None else _int(row[0])
 
     async def _resign(self, token: int) -> None:
         params = {"name": "leader", "holder": self._holder, "token": token}
-
-        async def run() -> None:
-            async with self._store.transaction() as conn:
-                await conn.execute(self._store.sql.resign, params)
-
-        await bounded(run(), self._store.timeout)
+        await bounded(self._store.fetch_one(self._store.sql.resign, params), self._store.timeout)
 
     async def _close_store(self) -> None:
         await self._store.close()

@@ -6,6 +6,7 @@ and skip when the server is not answering, unless ``GNOMON_REQUIRE_SERVICES=1``.
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -127,5 +128,6 @@ def cluster_factory() -> Iterator[ClusterFactory]:
     yield make
     for cluster, store in made:
         cluster.stop_all()
-        drop_history(cluster.history)
+        if not os.environ.get("GNOMON_KEEP_HISTORY"):
+            drop_history(cluster.history)
         drop_namespace(store, cluster.namespace)

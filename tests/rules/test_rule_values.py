@@ -224,3 +224,18 @@ def test_cron_rule_constructed_directly_is_validated() -> None:
 )
 def test_describe_renders_the_rule_in_plain_english(rule: Rule, text: str) -> None:
     assert rule.describe() == text
+
+
+@pytest.mark.parametrize("rule", [*ALL_RULES, monthly(-1, "09:00", interval=5)], ids=repr)
+@pytest.mark.parametrize(
+    "moment",
+    [datetime.max.replace(tzinfo=UTC), datetime.max.replace(tzinfo=ZoneInfo("America/New_York"))],
+    ids=["UTC", "New York"],
+)
+def test_no_fire_past_the_last_representable_moment(rule: Rule, moment: datetime) -> None:
+    assert rule.next_after(moment) is None
+
+
+def test_cron_seconds_flag_must_be_a_boolean() -> None:
+    with pytest.raises(InvalidRule, match="seconds must be True or False, got 'yes'"):
+        cron("0 9 * * *", seconds="yes")  # type: ignore[arg-type]

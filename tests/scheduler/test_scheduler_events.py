@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
 
@@ -499,6 +500,10 @@ def test_an_async_task_still_running_after_the_stop_timeout_is_cancelled(
     async def ignores_stop() -> None:
         started.hit()
         try:
+            await asyncio.sleep(0.1)
+            # Hold the loop while shutdown gives up waiting, so that everything shutdown
+            # asks of the loop is queued before the loop runs again.
+            time.sleep(0.5)  # noqa: ASYNC251 - blocking the loop is the point here
             await asyncio.sleep(WAIT)
         except asyncio.CancelledError:
             cancelled.hit()

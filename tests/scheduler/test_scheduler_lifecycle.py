@@ -6,6 +6,8 @@ import subprocess
 import sys
 import textwrap
 import threading
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 from scheduler_support import (
@@ -409,3 +411,68 @@ def test_public_calls_from_many_threads_during_start_and_stop_neither_raise_nor_
         thread.join(WAIT)
     assert not any(thread.is_alive() for thread in threads)
     assert failures.values == []
+
+
+def test_the_job_decorator_registers_at_once_and_returns_the_function_unchanged(
+    scheduler: gnomon.Scheduler, clock: FakeClock
+) -> None:
+    runs = Tally()
+
+    @scheduler.job(gnomon.every(1), name="decorated", tags=("d",))
+    def decorated() -> str:
+        runs.hit()
+        return "called"
+
+    assert decorated() == "called"
+    [job] = scheduler.jobs()
+    assert (job.name, job.tags) == ("decorated", frozenset({"d"}))
+    scheduler.start()
+    clock.advance(SECOND)
+    scheduler.wait_idle(timeout=WAIT)
+    assert runs.count == 2
+
+
+def test_the_job_decorator_validates_at_once(scheduler: gnomon.Scheduler) -> None:
+    with pytest.raises(gnomon.InvalidJobArguments):
+
+        @scheduler.job(gnomon.every(1), args=(1, 2))
+        def takes_nothing() -> None:
+            """Cannot take two arguments."""
+
+
+def test_the_default_timezone_is_the_local_zone_as_a_zoneinfo(
+    monkeypatch: pytest.MonkeyPatch, clock: FakeClock
+) -> None:
+    monkeypatch.setenv("TZ", "Europe/Riga")
+    s = gnomon.Scheduler(clock=clock)
+    try:
+        job = s.add_job(lambda: None, gnomon.daily("10:00"))
+        s.start()
+        first = job.next_run
+        assert first is not None
+        assert isinstance(first.tzinfo, ZoneInfo)
+        assert first.tzinfo.key == "Europe/Riga"
+        assert first == datetime(2026, 1, 6, 10, 0, tzinfo=ZoneInfo("Europe/Riga"))
+    finally:
+        s.shutdown()
+
+
+def test_every_thread_a_scheduler_started_is_gone_after_shutdown() -> None:
+    baseline = {t.ident for t in threading.enumerate()}
+    s = gnomon.Scheduler(timezone=UTC_ZONE, max_workers=4)
+    sync_runs, async_runs = Tally(), Tally()
+
+    async def async_task() -> None:
+        async_runs.hit()
+
+    s.add_job(sync_runs.hit, gnomon.every("10ms"))
+    s.add_job(async_task, gnomon.every("10ms"))
+    s.start()
+    sync_runs.wait_for(5)
+    async_runs.wait_for(5)
+    s.shutdown()
+
+    wait_until(
+        lambda: {t.ident for t in threading.enumerate()} <= baseline,
+        "the scheduler's threads end after shutdown",
+    )

@@ -336,3 +336,95 @@ def test_a_rule_whose_next_time_does_not_advance_removes_its_job_instead_of_spin
     monitor.unregistered.wait_for(1)
     assert monitor.unregistered.values == [stuck.id]
     assert bystander_runs.count == 4
+
+
+def test_queued_runs_beyond_max_runs_never_start(
+    scheduler: gnomon.Scheduler, clock: FakeClock, gates: Gates
+) -> None:
+    task, gate = blocking_job(), gates()
+    scheduler.add_job(
+        task, gnomon.every(1), kwargs={"gate": gate}, max_runs=2, singleton=gnomon.LimitMode.WAIT
+    )
+    scheduler.start()
+    clock.advance(5 * SECOND)
+    task.started.wait_for(1)
+    gate.open()
+    scheduler.wait_idle(timeout=WAIT)
+
+    assert task.started.count == 2
+    assert scheduler.jobs() == []
+    assert scheduler.jobs_waiting == 0
+
+
+def test_a_run_queued_behind_the_limit_never_starts_once_its_job_is_removed(
+    make_scheduler: SchedulerFactory, clock: FakeClock, gates: Gates
+) -> None:
+    s = make_scheduler(max_concurrent=1, limit_mode=gnomon.LimitMode.WAIT)
+    first, second, gate = blocking_job(), blocking_job(), gates()
+    s.add_job(first, gnomon.every(60), kwargs={"gate": gate})
+    queued = s.add_job(second, gnomon.every(60), kwargs={"gate": gate})
+    s.start()
+    clock.advance(60 * SECOND)
+    first.started.wait_for(1)
+    assert s.jobs_waiting == 1
+
+    s.remove_job(queued.id)
+    assert s.jobs_waiting == 0
+    gate.open()
+    s.wait_idle(timeout=WAIT)
+    assert second.started.count == 0
+
+
+def test_stop_jobs_drops_queued_runs_and_reports_them(
+    make_scheduler: SchedulerFactory, clock: FakeClock, gates: Gates
+) -> None:
+    monitor = RecordingMonitor()
+    s = make_scheduler(monitor=monitor)
+    task, gate = blocking_job(), gates()
+    s.add_job(task, gnomon.every(1), kwargs={"gate": gate}, singleton=gnomon.LimitMode.WAIT)
+    s.start()
+    clock.advance(3 * SECOND)
+    task.started.wait_for(1)
+    s.stop_jobs()
+    gate.open()
+    s.wait_idle(timeout=WAIT)
+
+    assert task.started.count == 1
+    assert s.jobs_waiting == 0
+    dropped = monitor.skips(gnomon.Outcome.SKIPPED_STOPPING)
+    assert [e.scheduled_at for e in dropped] == [T0 + 2 * SECOND, T0 + 3 * SECOND]
+
+
+def test_a_before_run_listener_that_removes_another_job_stops_that_job(
+    scheduler: gnomon.Scheduler, clock: FakeClock
+) -> None:
+    victim_runs = Tally()
+    victim = scheduler.add_job(victim_runs.hit, gnomon.every(1), start_at=T0 + 2 * SECOND)
+
+    def remove_victim(event: gnomon.RunEvent) -> None:
+        scheduler.remove_job(victim.id)
+
+    scheduler.add_job(lambda: None, gnomon.once(T0 + SECOND), before_run=remove_victim)
+    scheduler.start()
+    for _ in range(5):
+        clock.advance(SECOND)
+        scheduler.wait_idle(timeout=WAIT)
+    assert victim_runs.count == 0
+    assert scheduler.jobs() == []
+
+
+def test_listeners_may_add_jobs_while_the_scheduler_dispatches(
+    scheduler: gnomon.Scheduler, clock: FakeClock
+) -> None:
+    children = Tally()
+
+    def spawn(event: gnomon.RunEvent) -> None:
+        scheduler.add_job(children.hit, gnomon.once(), name=f"child of {event.scheduled_at}")
+
+    scheduler.add_job(lambda: None, gnomon.every(1), after_run=spawn, max_runs=3)
+    scheduler.start()
+    for _ in range(5):
+        clock.advance(SECOND)
+        scheduler.wait_idle(timeout=WAIT)
+    assert children.count == 3
+    assert scheduler.jobs() == []

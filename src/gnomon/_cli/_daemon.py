@@ -16,10 +16,12 @@ from pathlib import Path
 from types import FrameType
 
 import gnomon
+from gnomon._cli import EXIT_OK, EXIT_TERMINATED, UsageError
 from gnomon._cli._actions import KILL_GRACE, ProcessGroups
 from gnomon._cli._config import InvalidSchedule, JobSpec, Schedule, SchedulerSpec, load_schedule
 from gnomon._cli._history import History
 from gnomon._cli._logging import LOGGER, configure_logging, log_fields
+from gnomon._cli._metrics import MetricsServer, parse_address, prometheus_missing
 from gnomon._cli._missed import record_missed
 from gnomon._cli._monitors import MonitorGroup, RunLog, RunRecorder
 from gnomon._cli._scheduling import add_job, build_scheduler, check_with_engine, update_job
@@ -43,9 +45,6 @@ def run_daemon(
     log_level: str,
     metrics: str | None,
 ) -> int:
-    from gnomon._cli import EXIT_OK, EXIT_TERMINATED, UsageError
-    from gnomon._cli._metrics import parse_address, prometheus_missing
-
     address = None
     if metrics is not None:
         problem = prometheus_missing()
@@ -87,15 +86,15 @@ class Daemon:
         self.specs: dict[str, JobSpec] = {}
         self._last_beat = datetime.now(UTC)
         monitors: list[Monitor] = [RunLog(), self.recorder]
-        self.metrics = None
+        self.metrics: MetricsServer | None = None
         if metrics_address is not None:
             self.metrics = self._metrics_server(metrics_address, monitors)
         self.scheduler = build_scheduler(schedule.scheduler, MonitorGroup(monitors))
 
-    def _metrics_server(self, address: tuple[str, int], monitors: list[Monitor]) -> object:
+    def _metrics_server(self, address: tuple[str, int], monitors: list[Monitor]) -> MetricsServer:
+        # Imported here: without prometheus-client, `--metrics` was refused before this.
         from prometheus_client import CollectorRegistry
 
-        from gnomon._cli._metrics import MetricsServer
         from gnomon.prometheus import PrometheusMonitor
 
         registry = CollectorRegistry()
@@ -143,9 +142,7 @@ class Daemon:
         )
 
     def _start_metrics(self) -> None:
-        from gnomon._cli._metrics import MetricsServer
-
-        if isinstance(self.metrics, MetricsServer):
+        if self.metrics is not None:
             self.metrics.start()
             host, port = self.metrics.address
             shown = f"[{host}]" if ":" in host else host
@@ -293,10 +290,8 @@ class Daemon:
             LOGGER.warning(f"{left} run(s) did not end; recorded as cancelled")
 
     def _close(self) -> None:
-        from gnomon._cli._metrics import MetricsServer
-
         self.recorder.close("still running when gnomon stopped; terminated")
         self.history.daemon_stopped(datetime.now(self.schedule.scheduler.timezone))
         self.history.close()
-        if isinstance(self.metrics, MetricsServer):
+        if self.metrics is not None:
             self.metrics.close()

@@ -24,9 +24,21 @@ def build_scheduler(spec: SchedulerSpec, monitor: Monitor | None) -> gnomon.Sche
         max_concurrent=spec.max_concurrent,
         stop_timeout=spec.stop_timeout,
         monitor=monitor,
-        locker=None if spec.locker is None else _backend(spec.locker, "locker"),
-        elector=None if spec.elector is None else _backend(spec.elector, "elector"),
+        locker=None if spec.locker is None else _locker(spec.locker),
+        elector=None if spec.elector is None else _elector(spec.elector),
     )
+
+
+def _locker(url: str) -> Locker:
+    backend = _backend(url, "locker")
+    assert isinstance(backend, Locker)  # noqa: S101 - _backend builds what the role names
+    return backend
+
+
+def _elector(url: str) -> Elector:
+    backend = _backend(url, "elector")
+    assert isinstance(backend, Elector)  # noqa: S101 - _backend builds what the role names
+    return backend
 
 
 def _backend(url: str, role: str) -> Locker | Elector:

@@ -1,0 +1,168 @@
+"""The asyncio face: the same contract as ``Scheduler``, with coroutine methods."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from scheduler_support import (
+    SECOND,
+    T0,
+    UTC_ZONE,
+    WAIT,
+    Boom,
+    ErrorWatch,
+    RecordingMonitor,
+    Tally,
+    run_async,
+)
+
+import gnomon
+from gnomon.testing import FakeClock
+
+Outcome = gnomon.Outcome
+
+
+def test_the_async_scheduler_runs_async_and_sync_tasks_and_reports_their_results(
+    errors: ErrorWatch,
+) -> None:
+    clock, afters = FakeClock(T0), Tally()
+
+    async def scenario() -> None:
+        async def coroutine_task() -> str:
+            await asyncio.sleep(0)
+            return "async"
+
+        async with gnomon.AsyncScheduler(clock=clock, timezone=UTC_ZONE) as s:
+            await s.add_job(coroutine_task, gnomon.every(1), after_run=afters.hit)
+            await s.add_job(lambda: "sync", gnomon.every(1), after_run=afters.hit)
+            clock.advance(SECOND)
+            await s.wait_idle(timeout=WAIT)
+
+    run_async(errors, scenario)
+    assert sorted(e.result for e in afters.values) == ["async", "sync"]
+
+
+def test_async_job_actions_are_coroutines_with_the_same_meaning(errors: ErrorWatch) -> None:
+    clock = FakeClock(T0)
+
+    async def scenario() -> None:
+        async with gnomon.AsyncScheduler(clock=clock, timezone=UTC_ZONE) as s:
+            job = await s.add_job(lambda: 7, gnomon.every(60), tags=("a",))
+            event = await job.run_now(wait=True)
+            assert isinstance(event, gnomon.RunEvent)
+            assert (event.outcome, event.result) == (Outcome.SUCCESS, 7)
+            assert job.next_runs(2) == [T0 + 60 * SECOND, T0 + 120 * SECOND]
+            await job.pause()
+            assert job.paused is True
+            assert job.next_run is None
+            await job.resume()
+            assert job.next_run == T0 + 60 * SECOND
+            assert (await s.get_job(job.id)).id == job.id
+            assert [j.id for j in await s.jobs(tags=["a"])] == [job.id]
+            updated = await s.update_job(job.id, name="renamed")
+            assert updated.name == "renamed"
+            assert await s.remove_by_tags("a") == 1
+            with pytest.raises(gnomon.JobNotFound):
+                await job.remove()
+
+    run_async(errors, scenario)
+
+
+def test_async_wait_idle_from_inside_a_run_raises_instead_of_hanging(errors: ErrorWatch) -> None:
+    clock, raised = FakeClock(T0), Tally()
+
+    async def scenario() -> None:
+        async with gnomon.AsyncScheduler(clock=clock, timezone=UTC_ZONE) as s:
+
+            async def waits_for_itself() -> None:
+                try:
+                    await s.wait_idle(timeout=WAIT)
+                except RuntimeError as exc:
+                    raised.hit(exc)
+
+            await s.add_job(waits_for_itself, gnomon.every(1))
+            clock.advance(SECOND)
+            await s.wait_idle(timeout=WAIT)
+
+    run_async(errors, scenario)
+    assert raised.count == 1
+
+
+def test_async_shutdown_waits_for_runs_in_flight(errors: ErrorWatch) -> None:
+    clock, finished = FakeClock(T0), Tally()
+    monitor = RecordingMonitor()
+
+    async def scenario() -> None:
+        release = asyncio.Event()
+        started = asyncio.Event()
+
+        async def slow(ctx: gnomon.JobContext) -> None:
+            started.set()
+            await release.wait()
+            finished.hit(ctx.cancelled.is_set())
+
+        s = gnomon.AsyncScheduler(clock=clock, timezone=UTC_ZONE, monitor=monitor)
+        await s.start()
+        await s.add_job(slow, gnomon.every(1))
+        clock.advance(SECOND)
+        await asyncio.wait_for(started.wait(), WAIT)
+        shutting_down = asyncio.ensure_future(s.shutdown())
+        await asyncio.sleep(0)
+        assert not shutting_down.done(), "shutdown waits for the run in flight"
+        release.set()
+        await asyncio.wait_for(shutting_down, WAIT)
+        with pytest.raises(gnomon.SchedulerShutDown):
+            await s.add_job(slow, gnomon.every(1))
+
+    run_async(errors, scenario)
+    assert finished.values == [True], "shutdown signals the run to cancel"
+    assert len(monitor.finished()) == 1
+
+
+def test_async_shutdown_cancels_a_task_still_running_after_the_stop_timeout(
+    errors: ErrorWatch,
+) -> None:
+    clock, cancelled = FakeClock(T0), Tally()
+
+    async def scenario() -> None:
+        started = asyncio.Event()
+
+        async def ignores_stop() -> None:
+            started.set()
+            try:
+                await asyncio.sleep(WAIT)
+            except asyncio.CancelledError:
+                cancelled.hit()
+                raise
+
+        s = gnomon.AsyncScheduler(clock=clock, timezone=UTC_ZONE, stop_timeout=0.1)
+        await s.start()
+        await s.add_job(ignores_stop, gnomon.every(1), name="stubborn")
+        clock.advance(SECOND)
+        await asyncio.wait_for(started.wait(), WAIT)
+        with pytest.raises(gnomon.ShutdownTimedOut) as raised:
+            await s.shutdown()
+        assert [u.split(" @ ")[0] for u in raised.value.unfinished] == ["stubborn"]
+
+    run_async(errors, scenario)
+    assert cancelled.count == 1
+
+
+def test_an_async_listener_that_raises_is_contained(errors: ErrorWatch) -> None:
+    clock, runs = FakeClock(T0), Tally()
+
+    async def scenario() -> None:
+        async def fails(event: gnomon.RunEvent) -> None:
+            raise Boom("async listener failed")
+
+        async def task() -> None:
+            runs.hit()
+
+        async with gnomon.AsyncScheduler(clock=clock, timezone=UTC_ZONE) as s:
+            await s.add_job(task, gnomon.every(1), after_run=fails)
+            clock.advance(3 * SECOND)
+            await s.wait_idle(timeout=WAIT)
+
+    run_async(errors, scenario)
+    assert runs.count == 3
