@@ -220,22 +220,28 @@ class Run:
 
     async def run_async(self) -> None:
         """The whole run as a task on the engine's loop."""
-        reset = current_run.set(self)
+        current_run.set(self)  # in the task's own copy of the context: nothing to reset
         self.task = asyncio.current_task()
         self.loop = asyncio.get_running_loop()
         try:
-            if not await self._claim():
-                return
-            try:
-                await self._run_claimed()
-            finally:
-                await self._release_lease()
+            if await self._claim():
+                await self._run_holding_claim()
+        except GeneratorExit:
+            raise  # the loop was closed under a task that ignored its cancellation
         except asyncio.CancelledError:
             self._cancelled_midway()
         except BaseException as exc:
             self._crash(exc)
-        finally:
-            current_run.reset(reset)
+
+    async def _run_holding_claim(self) -> None:
+        try:
+            await self._run_claimed()
+        except GeneratorExit:
+            raise  # no awaiting while the coroutine is being closed
+        except BaseException:
+            await self._release_lease()
+            raise
+        await self._release_lease()
 
     async def _run_claimed(self) -> None:
         listener = self.spec.before_run

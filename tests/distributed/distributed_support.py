@@ -13,8 +13,7 @@ from typing import Any, TypeVar
 import pytest
 
 from gnomon import Elector, Locker
-from gnomon.testing import FakeClock
-from gnomon.testing import MemoryElector, MemoryLocker
+from gnomon.testing import FakeClock, MemoryElector, MemoryLocker
 
 T = TypeVar("T")
 
@@ -39,7 +38,7 @@ def _redis_answers() -> str | None:
         client = redis.Redis.from_url(REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
         client.ping()
         client.close()
-    except Exception as exc:  # noqa: BLE001 - any failure means "not answering"
+    except Exception as exc:
         return f"Redis at {REDIS_URL} is not answering ({type(exc).__name__}: {exc})"
     return None
 
@@ -50,7 +49,7 @@ def _postgres_answers() -> str | None:
     try:
         with psycopg.connect(POSTGRES_URL, connect_timeout=2) as conn:
             conn.execute("SELECT 1")
-    except Exception as exc:  # noqa: BLE001 - any failure means "not answering"
+    except Exception as exc:
         return f"PostgreSQL at {POSTGRES_URL} is not answering ({type(exc).__name__})"
     return None
 
@@ -190,14 +189,14 @@ class Backend:
 
 
 async def eventually(
-    check: Callable[[], Awaitable[T | None]], timeout: float, step: float = 0.02
+    check: Callable[[], Awaitable[T | None]], within: float, step: float = 0.02
 ) -> T:
-    """The first non-None answer of ``check`` within ``timeout`` seconds."""
-    deadline = asyncio.get_running_loop().time() + timeout
+    """The first non-None answer of ``check`` within ``within`` seconds."""
+    deadline = asyncio.get_running_loop().time() + within
     while True:
         answer = await check()
         if answer is not None:
             return answer
         if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError(f"no answer within {timeout}s")
+            raise TimeoutError(f"no answer within {within}s")
         await asyncio.sleep(step)

@@ -40,6 +40,8 @@ class FaultProxy:
 
     def _serve(self) -> None:
         asyncio.set_event_loop(self._loop)
+        self._flowing = asyncio.Event()
+        self._flowing.set()
         server = self._loop.run_until_complete(asyncio.start_server(self._handle, "127.0.0.1", 0))
         self.port: int = server.sockets[0].getsockname()[1]
         self._server = server
@@ -64,6 +66,10 @@ class FaultProxy:
 
     async def _set(self, mode: str) -> None:
         self.mode = mode
+        if mode == "blackhole":
+            self._flowing.clear()
+        else:
+            self._flowing.set()
         if mode == "reset":
             for writer in list(self._writers):
                 _abort(writer)
@@ -120,8 +126,7 @@ class FaultProxy:
         heals, as TCP would retransmit it."""
         if self.mode == "delay":
             await asyncio.sleep(self.delay_seconds)
-        while self.mode == "blackhole":
-            await asyncio.sleep(0.05)
+        await self._flowing.wait()
 
 
 def _abort(writer: asyncio.StreamWriter) -> None:

@@ -7,6 +7,7 @@ invariants the scenarios assert.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -164,7 +165,7 @@ def _token_regressions(starts: dict[str, list[Row]], *, strict: bool) -> list[st
     bad = []
     for runs in by_job.values():
         runs.sort(key=lambda r: r.ts)
-        for before, after in zip(runs, runs[1:], strict=False):
+        for before, after in itertools.pairwise(runs):
             low, high = before.token or 0, after.token or 0
             if high < low or (strict and high == low):
                 bad.append(f"{after.occurrence_key}: {high} after {low}")

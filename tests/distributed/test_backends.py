@@ -17,6 +17,7 @@ from distributed_support import (
     POSTGRES_URL,
     REDIS_URL,
     Backend,
+    eventually,
     make_elector,
     make_locker,
     require_service,
@@ -26,7 +27,7 @@ from distributed_support import (
 from fault_proxy import FaultProxy
 from private_servers import PrivatePostgres, PrivateRedis, free_port
 
-from gnomon import LockHeld
+from gnomon import Elector, LockHeld
 from gnomon._memory import CampaigningElector
 
 T = TypeVar("T")
@@ -79,7 +80,7 @@ def test_a_urls_password_never_shows_in_reprs_errors_or_logs(
             assert await elector.is_leader() is None
         try:
             await locker.acquire("job@1", locker.lease_ttl)
-        except Exception as exc:  # noqa: BLE001 - whatever the driver raises is checked below
+        except Exception as exc:
             return exc
         finally:
             await elector.close()
@@ -168,7 +169,7 @@ def test_a_postgres_immediate_stop_is_a_lock_error_and_claims_resume_after_resta
             await claim("job@2")
         assert not isinstance(down.value, LockHeld)
         private_postgres.start()
-        second = await _once_up(lambda: claim("job@2"), timeout=10)
+        second = await _once_up(lambda: claim("job@2"), within=10)
         assert second > first
         with pytest.raises(LockHeld):
             await claim("job@1")  # the committed claim survived the crash
@@ -177,9 +178,9 @@ def test_a_postgres_immediate_stop_is_a_lock_error_and_claims_resume_after_resta
     run(scenario())
 
 
-async def _once_up(attempt: Callable[[], Awaitable[T]], timeout: float) -> T:
+async def _once_up(attempt: Callable[[], Awaitable[T]], within: float) -> T:
     """``attempt()`` retried while the store is still coming back; LockHeld is an answer."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while True:
         try:
             return await attempt()
@@ -209,6 +210,13 @@ TTL = 1.0
 RETRY = 0.25
 
 
+def _answers_none(node: Elector) -> Callable[[], Awaitable[bool | None]]:
+    async def check() -> bool | None:
+        return True if await node.is_leader() is None else None
+
+    return check
+
+
 def test_a_partitioned_leader_stops_leading_by_its_deadline_and_another_takes_over(
     real_backend: Backend, proxy_factory: type[FaultProxy]
 ) -> None:
@@ -225,12 +233,10 @@ def test_a_partitioned_leader_stops_leading_by_its_deadline_and_another_takes_ov
         await other.start()
         proxy.blackhole()
         partitioned = time.monotonic()
-        while await cut_off.is_leader() is not None:
-            await asyncio.sleep(0.01)
+        await eventually(_answers_none(cut_off), within=TTL + 1, step=0.01)
         stopped = time.monotonic() - partitioned
         assert stopped < TTL  # it stops before the store may hand the lease on
-        while (new := await other.is_leader()) is None:
-            await asyncio.sleep(0.01)
+        new = await eventually(other.is_leader, within=TTL + RETRY + 1, step=0.01)
         took_over = time.monotonic() - partitioned
         assert new > old
         assert took_over <= TTL + RETRY + 0.5
@@ -290,7 +296,7 @@ def test_a_claim_through_a_blackholed_link_fails_within_the_renew_interval(
         assert time.monotonic() - started < locker.renew_interval.total_seconds() + 1.0
         proxy.heal()
         healed = time.monotonic()
-        lease = await _once_up(lambda: locker.acquire("job@3", locker.lease_ttl), timeout=5)
+        lease = await _once_up(lambda: locker.acquire("job@3", locker.lease_ttl), within=5)
         assert lease.attempt == 1
         print(
             f"\n{real_backend.kind}: claims resumed {time.monotonic() - healed:.2f}s after the heal"

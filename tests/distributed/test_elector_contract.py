@@ -15,8 +15,8 @@ import pytest
 from distributed_support import Backend, eventually, run
 
 from gnomon import Elector, InvalidRule
-from gnomon.testing import FakeClock
 from gnomon._memory import CampaigningElector, MemoryElector
+from gnomon.testing import FakeClock
 
 TTL = 0.6
 RETRY = 0.2
@@ -47,7 +47,7 @@ async def _crash(node: Elector) -> None:
     node._term = None  # so that closing it later cannot step down
 
 
-async def _new_leader(backend: Backend, nodes: list[Elector], timeout: float) -> tuple[int, int]:
+async def _new_leader(backend: Backend, nodes: list[Elector], within: float) -> tuple[int, int]:
     async def check() -> tuple[int, int] | None:
         leaders = await _leaders(nodes)
         assert len(leaders) <= 1, leaders
@@ -57,7 +57,7 @@ async def _new_leader(backend: Backend, nodes: list[Elector], timeout: float) ->
         answer = await check()
         assert answer is not None
         return answer
-    return await eventually(check, timeout)
+    return await eventually(check, within)
 
 
 def test_exactly_one_of_several_nodes_leads(backend: Backend) -> None:
@@ -89,7 +89,7 @@ def test_closing_the_leader_steps_down_and_a_follower_takes_a_larger_token(
         await nodes[leader].close()
         assert await nodes[leader].is_leader() is None
         survivors = [node for n, node in enumerate(nodes) if n != leader]
-        _, heir_token = await _new_leader(backend, survivors, timeout=RETRY + 1.0)
+        _, heir_token = await _new_leader(backend, survivors, within=RETRY + 1.0)
         assert heir_token > token
 
     backend.run(scenario())
@@ -106,7 +106,7 @@ def test_a_dead_leader_is_replaced_within_ttl_plus_retry_interval(backend: Backe
             assert await _leaders(survivors) == []  # the lease is live to its last instant
             await backend.pass_time(1e-6)
         started = asyncio.get_running_loop().time()
-        _, heir_token = await _new_leader(backend, survivors, timeout=TTL + RETRY + 1.0)
+        _, heir_token = await _new_leader(backend, survivors, within=TTL + RETRY + 1.0)
         waited = asyncio.get_running_loop().time() - started
         assert heir_token > token
         assert waited <= TTL + RETRY + 0.5

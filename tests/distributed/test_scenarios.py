@@ -128,7 +128,7 @@ def test_sigkill_of_a_runner_reruns_at_least_once_jobs_and_abandons_at_most_once
         report = check(cluster.history)
         rerun = [r for r in report.events("end") if r.occurrence_key == least.occurrence_key]
         gave_up = [r for r in report.rows if r.event == "abandoned"]
-        next_runs = [r for r in report.events("end", job="victim_at_most_once")]
+        next_runs = report.events("end", job="victim_at_most_once")
         return report if rerun and gave_up and next_runs else None
 
     report = wait_for(settled, 15, "the re-run, the abandoned record and the next occurrence")
@@ -177,8 +177,9 @@ def test_a_runner_paused_beyond_its_ttl_is_fenced_when_it_wakes(
     )
     cluster.signal(zombie.node, signal.SIGCONT)
     wait_for(
-        lambda: len([r for r in check(cluster.history).events("end") if r.occurrence_key == key])
-        == 2,
+        lambda: (
+            len([r for r in check(cluster.history).events("end") if r.occurrence_key == key]) == 2
+        ),
         10,
         "the zombie to finish",
     )
@@ -233,7 +234,7 @@ def test_when_the_leader_is_killed_a_follower_leads_within_ttl_plus_retry(
 
 def _restart_scenario(
     cluster: Cluster, stop: Callable[[], None], start: Callable[[], None]
-) -> tuple[Report, float]:
+) -> Report:
     for n in range(3):
         cluster.start(f"n{n}")
     cluster.wait_started()
@@ -251,7 +252,7 @@ def _restart_scenario(
     for node in cluster.processes:
         cluster.signal(node, signal.SIGTERM)
     cluster.finish()  # every node exits cleanly: nothing crashed
-    return check(cluster.history), back
+    return check(cluster.history)
 
 
 def test_a_private_redis_restarted_without_persistence_mid_run(
@@ -261,7 +262,7 @@ def test_a_private_redis_restarted_without_persistence_mid_run(
         "redis", "--ttl", str(TTL), "--duration", "60", "--jobs", "5",
         store_url=private_redis.url,
     )  # fmt: skip
-    report, back = _restart_scenario(cluster, private_redis.kill, private_redis.start)
+    report = _restart_scenario(cluster, private_redis.kill, private_redis.start)
     report.extra["rerun_after_restart"] = len(report.twice_started)
     summary(f"[redis] private Redis restarted, no persistence: {report.line()}")
     assert report.lock_errors > 0  # the outage was reported, with a reason
@@ -276,12 +277,13 @@ def test_a_private_postgres_stopped_immediately_mid_run(
         "postgres", "--ttl", str(TTL), "--duration", "60", "--jobs", "5",
         store_url=private_postgres.url,
     )  # fmt: skip
-    report, back = _restart_scenario(
-        cluster, private_postgres.stop_immediate, private_postgres.start
-    )
+    report = _restart_scenario(cluster, private_postgres.stop_immediate, private_postgres.start)
     summary(f"[postgres] private PostgreSQL stop -m immediate: {report.line()}")
     assert report.lock_errors > 0
     _assert_each_started_once(report)
+
+
+_HERDS: dict[str, Report] = {}
 
 
 @pytest.fixture(params=STORES)
@@ -291,6 +293,8 @@ def herd(
     """Five nodes started together: an anchored interval job, and two jobs whose first
     occurrence is already due at start (``once()`` and ``start_immediately``)."""
     store = request.param
+    if store in _HERDS:  # one cluster run serves both tests
+        return _HERDS[store]
     cluster = cluster_factory(store, "--ttl", str(TTL), "--duration", "4", "--due", "--jobs", "3")
     for n in range(5):
         cluster.start(f"n{n}")
@@ -298,6 +302,7 @@ def herd(
     cluster.finish()
     report = check(cluster.history)
     summary(f"[{store}] five nodes started together: {report.line()}")
+    _HERDS[store] = report
     return report
 
 

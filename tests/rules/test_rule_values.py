@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import enum
+import pickle
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -239,3 +241,11 @@ def test_no_fire_past_the_last_representable_moment(rule: Rule, moment: datetime
 def test_cron_seconds_flag_must_be_a_boolean() -> None:
     with pytest.raises(InvalidRule, match="seconds must be True or False, got 'yes'"):
         cron("0 9 * * *", seconds="yes")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("rule", ALL_RULES, ids=repr)
+def test_rules_survive_pickling_and_copying(rule: Rule) -> None:
+    moment = datetime(2026, 1, 1, tzinfo=UTC)
+    for clone in (pickle.loads(pickle.dumps(rule)), copy.deepcopy(rule)):  # noqa: S301
+        assert clone == rule
+        assert clone.next_after(moment) == rule.next_after(moment)

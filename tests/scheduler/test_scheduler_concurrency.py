@@ -7,6 +7,7 @@ opens, so overlaps are exact rather than timed.
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 from scheduler_support import (
@@ -166,7 +167,6 @@ def test_jobs_waiting_counts_runs_queued_for_the_scheduler_limit(
     for _ in range(5):
         s.add_job(task, gnomon.once())
     s.start()
-    clock.advance(0)  # dispatches what is due at the current instant
     task.starts.wait_for(min(limit, 5))
     wait_until(lambda: s.jobs_waiting == expected_waiting, f"{expected_waiting} queued")
     task.gate.open()
@@ -241,7 +241,6 @@ def test_interval_from_completion_with_start_immediately_runs_first_at_start(
         runs.hit, gnomon.every(10), interval_from_completion=True, start_immediately=True
     )
     s.start()
-    clock.advance(0)  # dispatches what is due at the current instant
     runs.wait_for(1)
     s.wait_idle(timeout=WAIT)
     assert job.last_run == T0
@@ -263,3 +262,57 @@ def test_interval_from_completion_with_a_random_interval_stays_within_its_bounds
     second = job.next_run
     assert second is not None
     assert first + 5 * SECOND <= second < first + 8 * SECOND
+
+
+def test_a_saturated_waiting_limit_runs_every_queued_run_within_the_limit(
+    make_scheduler: SchedulerFactory, clock: FakeClock
+) -> None:
+    s = make_scheduler(max_concurrent=2, limit_mode=WAIT_MODE, max_workers=8)
+    peak = Peak()
+    for _ in range(500):
+        s.add_job(peak.task, gnomon.once(T0 + SECOND))
+    s.start()
+    clock.advance(SECOND)
+    s.wait_idle(timeout=WAIT)
+
+    assert peak.runs == 500
+    assert peak.highest <= 2
+    assert s.jobs_waiting == 0
+    assert s.jobs() == []
+
+
+def test_many_singleton_jobs_on_the_real_clock_never_overlap_themselves(
+    make_scheduler: SchedulerFactory,
+) -> None:
+    s = make_scheduler(clock=None, max_workers=16)
+    peaks = [Peak(hold=0.003) for _ in range(150)]
+    for peak in peaks:
+        s.add_job(peak.task, gnomon.every("2ms"), singleton=RESCHEDULE)
+    s.start()
+    wait_until(lambda: all(p.runs >= 2 for p in peaks), "every job runs a few times")
+    s.stop_jobs()
+    s.wait_idle(timeout=WAIT)
+    assert max(p.highest for p in peaks) == 1
+
+
+class Peak:
+    """A task that counts its runs and the most of them ever running at once."""
+
+    def __init__(self, hold: float = 0.0) -> None:
+        self.hold = hold
+        self._lock = threading.Lock()
+        self._running = 0
+        self.highest = 0
+        self.runs = 0
+
+    def task(self) -> None:
+        with self._lock:
+            self._running += 1
+            self.runs += 1
+            self.highest = max(self.highest, self._running)
+        try:
+            if self.hold:
+                time.sleep(self.hold)  # a run that takes a little real time
+        finally:
+            with self._lock:
+                self._running -= 1

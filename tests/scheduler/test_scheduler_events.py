@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
+import subprocess
+import sys
+import textwrap
 from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
 
@@ -485,37 +487,67 @@ def test_ticks_missed_in_a_clock_jump_are_skipped_and_reported_once_with_a_count
     assert runs.count < 20, "missed ticks are not replayed"
 
 
-@pytest.mark.xfail(
-    reason="engine: shutdown queues task.cancel() and then loop.stop() on the loop thread, so "
-    "the loop stops before the task's next step: the async task never receives "
-    "CancelledError and no CANCELLED outcome is reported",
-    strict=True,
-)
-def test_an_async_task_still_running_after_the_stop_timeout_is_cancelled(
-    make_scheduler: SchedulerFactory, clock: FakeClock
-) -> None:
-    s = make_scheduler(stop_timeout=0.2)
-    started, cancelled, errors_seen = Tally(), Tally(), Tally()
+ASYNC_TASK_PAST_THE_STOP_TIMEOUT = textwrap.dedent(
+    """
+    import asyncio, threading, time
+    from datetime import UTC, datetime
+    import gnomon
+    from gnomon.testing import FakeClock
 
-    async def ignores_stop() -> None:
-        started.hit()
+    clock = FakeClock(datetime(2026, 1, 5, 9, 0, tzinfo=UTC))
+    s = gnomon.Scheduler(clock=clock, timezone="UTC", stop_timeout=0.2)
+    started, cancelled, outcomes = threading.Event(), threading.Event(), []
+
+    async def ignores_stop():
+        started.set()
         try:
             await asyncio.sleep(0.1)
             # Hold the loop while shutdown gives up waiting, so that everything shutdown
             # asks of the loop is queued before the loop runs again.
-            time.sleep(0.5)  # noqa: ASYNC251 - blocking the loop is the point here
-            await asyncio.sleep(WAIT)
+            time.sleep(0.5)
+            await asyncio.sleep(10)
         except asyncio.CancelledError:
-            cancelled.hit()
+            cancelled.set()
             raise
 
-    s.add_job(ignores_stop, gnomon.every(1), name="async-stubborn", after_error=errors_seen.hit)
+    s.add_job(ignores_stop, gnomon.every(1), name="async-stubborn",
+              after_error=lambda event: outcomes.append(event.outcome))
     s.start()
-    clock.advance(SECOND)
-    started.wait_for(1)
-    with pytest.raises(gnomon.ShutdownTimedOut) as raised:
+    clock.advance(1)
+    assert started.wait(10)
+    try:
         s.shutdown()
-    assert [name.split(" @ ")[0] for name in raised.value.unfinished] == ["async-stubborn"]
-    cancelled.wait_for(1, timeout=2)
-    errors_seen.wait_for(1, timeout=2)
-    assert [e.outcome for e in errors_seen.values] == [Outcome.CANCELLED]
+    except gnomon.ShutdownTimedOut as exc:
+        assert [u.split(" @ ")[0] for u in exc.unfinished] == ["async-stubborn"]
+    else:
+        raise AssertionError("shutdown did not time out")
+    assert cancelled.wait(2), "the task never received CancelledError"
+    deadline = time.monotonic() + 2
+    while not outcomes and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert outcomes == [gnomon.Outcome.CANCELLED], outcomes
+    print("ok")
+    """
+)
+
+
+@pytest.mark.xfail(
+    reason="engine: shutdown queues task.cancel() and then loop.stop() on the loop thread, so "
+    "the loop stops before the task's next step: the async task never receives "
+    "CancelledError, no CANCELLED outcome is reported, and the destroyed pending task later "
+    "logs 'internal error' and raises ValueError (ContextVar token reset in another context) "
+    "from Run.run_async",
+    strict=True,
+)
+def test_an_async_task_still_running_after_the_stop_timeout_is_cancelled() -> None:
+    # In a subprocess: the pending task this failure leaves behind breaks whatever process
+    # garbage-collects it later.
+    finished = subprocess.run(
+        [sys.executable, "-c", ASYNC_TASK_PAST_THE_STOP_TIMEOUT],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert finished.returncode == 0, finished.stderr
+    assert finished.stdout.strip() == "ok"

@@ -476,3 +476,40 @@ def test_every_thread_a_scheduler_started_is_gone_after_shutdown() -> None:
         lambda: {t.ident for t in threading.enumerate()} <= baseline,
         "the scheduler's threads end after shutdown",
     )
+
+
+def test_rapid_start_stop_cycles_on_the_real_clock_leave_no_threads_behind() -> None:
+    baseline = {t.ident for t in threading.enumerate()}
+    s = gnomon.Scheduler(timezone=UTC_ZONE, max_workers=4)
+    runs = Tally()
+    s.add_job(runs.hit, gnomon.every("1ms"), singleton=gnomon.LimitMode.RESCHEDULE)
+    for _ in range(50):
+        s.start()
+        s.stop_jobs()
+    s.start()
+    runs.wait_for(runs.count + 3)
+    s.shutdown()
+    wait_until(
+        lambda: {t.ident for t in threading.enumerate()} <= baseline,
+        "the scheduler's threads end after shutdown",
+    )
+
+
+def test_stop_and_start_with_a_running_singleton_job_then_shutdown_cleanly(
+    scheduler: gnomon.Scheduler, clock: FakeClock, gates: Gates
+) -> None:
+    gate, started = gates(), Tally()
+
+    def long_task(ctx: gnomon.JobContext) -> None:
+        started.hit()
+        gate.wait()
+
+    scheduler.add_job(long_task, gnomon.every(1), singleton=gnomon.LimitMode.RESCHEDULE)
+    scheduler.start()
+    clock.advance(SECOND)
+    started.wait_for(1)
+    scheduler.stop_jobs()
+    scheduler.start()
+    gate.open()
+    scheduler.shutdown()
+    assert started.count == 1

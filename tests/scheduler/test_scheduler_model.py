@@ -24,6 +24,7 @@ from gnomon.testing import FakeClock
 STEP = timedelta(milliseconds=250)
 intervals = st.integers(min_value=1, max_value=8).map(lambda n: 2 * n * STEP)
 run_limits = st.none() | st.integers(min_value=1, max_value=4)
+tags = st.sampled_from(["red", "blue"])
 
 
 @dataclass
@@ -33,6 +34,7 @@ class ModelJob:
     next_fire: datetime
     runs: int
     max_runs: int | None
+    tag: str
 
     def record_run(self) -> bool:
         """Count one run; True when the job has used up its runs and leaves."""
@@ -59,14 +61,14 @@ class SchedulerMachine(RuleBasedStateMachine):
         with self.counts_lock:
             self.counts[label] += 1
 
-    @rule(target=labels, interval=intervals, max_runs=run_limits)
-    def add(self, interval: timedelta, max_runs: int | None) -> int:
+    @rule(target=labels, interval=intervals, max_runs=run_limits, tag=tags)
+    def add(self, interval: timedelta, max_runs: int | None, tag: str) -> int:
         label = next(self.numbers)
         handle = self.scheduler.add_job(
-            self.task, gnomon.every(interval), args=(label,), max_runs=max_runs
+            self.task, gnomon.every(interval), args=(label,), max_runs=max_runs, tags=(tag,)
         )
         now = self.clock.now()
-        self.model[label] = ModelJob(handle, interval, now + interval, 0, max_runs)
+        self.model[label] = ModelJob(handle, interval, now + interval, 0, max_runs, tag)
         self.ever[label] = handle
         return label
 
@@ -78,6 +80,13 @@ class SchedulerMachine(RuleBasedStateMachine):
         else:
             with pytest.raises(gnomon.JobNotFound):
                 self.scheduler.remove_job(self.ever[label].id)
+
+    @rule(tag=tags)
+    def remove_by_tag(self, tag: str) -> None:
+        tagged = [label for label, job in self.model.items() if job.tag == tag]
+        assert self.scheduler.remove_by_tags(tag) == len(tagged)
+        for label in tagged:
+            self.retire(label)
 
     @rule(label=labels, interval=intervals)
     def update(self, label: int, interval: timedelta) -> None:
@@ -117,9 +126,11 @@ class SchedulerMachine(RuleBasedStateMachine):
         self.retired[label] = self.model.pop(label).runs
 
     @invariant()
-    def the_same_jobs_exist(self) -> None:
+    def the_same_jobs_exist_in_registration_order(self) -> None:
         live = [job.id for job in self.scheduler.jobs()]
         assert live == [job.handle.id for job in self.model.values()]
+        red = [job.id for job in self.scheduler.jobs(tags=["red"])]
+        assert red == [job.handle.id for job in self.model.values() if job.tag == "red"]
 
     @invariant()
     def every_job_ran_as_often_as_the_model_says(self) -> None:
@@ -140,8 +151,8 @@ class SchedulerMachine(RuleBasedStateMachine):
 
 
 SchedulerMachine.TestCase.settings = settings(
-    max_examples=40,
-    stateful_step_count=30,
+    max_examples=60,
+    stateful_step_count=40,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
