@@ -71,9 +71,10 @@ def next_fire(
 def _next_fire_fixed_offset(matcher: WallMatcher, instant: int, zone: timezone) -> datetime | None:
     offset = zone.utcoffset(None) // _SECOND
     wall = instant + offset
-    if wall + 1 >= _WALL_END:
+    horizon = wall + _HORIZON if wall < _WALL_END - _HORIZON else _WALL_END
+    if wall + 1 >= horizon:
         return None
-    found = matcher.first_at_or_after(wall + 1, min(wall + _HORIZON, _WALL_END), wall // _DAY)
+    found = matcher.first_at_or_after(wall + 1, horizon, wall // _DAY)
     return None if found is None else _at(found - offset, zone)
 
 
@@ -82,17 +83,18 @@ def _next_fire_in_zone(
 ) -> datetime | None:
     start, end, offset, offset_before = offsets.segment(instant)
     wall = instant + offset
-    horizon = min(wall + _HORIZON, _WALL_END)
+    horizon = wall + _HORIZON if wall < _WALL_END - _HORIZON else _WALL_END
     anchor = wall // _DAY
     low = wall + 1
-    if fixed:
+    if fixed and start + offset_before > low:
         # Inside a repeated hour, walls up to the change were already reached once.
-        low = max(low, start + offset_before)
+        low = start + offset_before
     searched_from = low
     found = matcher.first_at_or_after(low, horizon, anchor) if low < horizon else None
     while found is not None:
         if found < end + offset:
-            return _at(max(found - offset, start), zone)
+            # A fixed-time wall inside a gap fires as the gap ends, at the segment's start.
+            return _at(found - offset if found - offset > start else start, zone)
         start, end, new_offset, _ = offsets.segment(end)
         low = start + (offset if fixed else new_offset)
         offset = new_offset
@@ -166,9 +168,12 @@ class _ZoneOffsets:
 
     def _offset(self, instant: int) -> int:
         try:
-            local = (_EPOCH + timedelta(seconds=instant)).astimezone(self._zone)
-        except (OverflowError, ValueError):
-            return 0
+            local = datetime.fromtimestamp(instant, self._zone)
+        except (OverflowError, ValueError, OSError):
+            try:  # some platforms refuse timestamps that datetime itself can hold
+                local = (_EPOCH + timedelta(seconds=instant)).astimezone(self._zone)
+            except (OverflowError, ValueError):
+                return 0
         offset = local.utcoffset()
         return 0 if offset is None else offset // _SECOND
 
