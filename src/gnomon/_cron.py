@@ -288,6 +288,7 @@ class CronMatcher:
         "_dom_bits",
         "_dow_by_first",
         "_first_time",
+        "_last_answer",
         "_last_day",
         "_last_weekday",
         "_last_weekdays",
@@ -321,6 +322,7 @@ class CronMatcher:
         self._nth = tuple(sorted(spec.nth_weekdays))
         self._day_and = spec.days_and
         self._month_cache: dict[int, tuple[int, int]] = {}
+        self._last_answer = (-1 << 40, 0)  # (day asked about, first allowed day from it)
 
     def fires_ever(self) -> bool:
         """Whether any day matches: the calendar repeats every 400 years."""
@@ -362,6 +364,9 @@ class CronMatcher:
 
     def _first_day(self, day_number: int, last_day: int) -> int | None:
         """The first allowed day number at or after ``day_number``, up to ``last_day``."""
+        asked, answer = self._last_answer
+        if asked == day_number:  # rules firing many times a day ask about one day often
+            return answer if answer <= last_day else None
         if day_number > _LAST_DAY:
             return None
         start = date.fromordinal(day_number + _EPOCH_ORDINAL)
@@ -380,7 +385,9 @@ class CronMatcher:
                 return None
             bits = mask >> day
             if bits:
-                return first + day - 2 + (bits & -bits).bit_length()
+                answer = first + day - 2 + (bits & -bits).bit_length()
+                self._last_answer = (day_number, answer)
+                return answer
             month, day = month + 1, 1
 
     def _day_mask(self, year: int, month: int) -> tuple[int, int]:

@@ -105,17 +105,18 @@ class _Timeout(_Timed):
         self.run = run
 
     def fire(self, engine: Engine, now: datetime, effects: Effects) -> None:
-        if self.run.finished:
+        run = self.run
+        if run.finished:
             return
-        self.run.timed_out = True
-        self.run.cancel()
-        effects.append(self.run.interrupt)
-        engine.log.info(
-            "run timed out after %s: %s",
-            self.run.spec.timeout,
-            self.run.key,
-            extra=self.run.log_extra(),
-        )
+        run.timed_out = True
+        run.cancel()
+        if run.spec.is_async:
+            effects.append(run.interrupt)
+        elif not run.spec.needs_loop and not run.reported:
+            # A thread cannot be stopped: report the run timed out now, at its deadline,
+            # and let it keep its slot until it returns.
+            run.reported = True
+            effects.append(engine.report_effect(lambda: run.report_timed_out(now)))
 
 
 class Engine:
@@ -191,7 +192,7 @@ class Engine:
                 self._names[spec.name] = self._names.get(spec.name, 0) + 1
             self.jobs[job_id] = state
             if self.started:
-                self._arm(state, self._first_fire(state, now))
+                self._arm_first(state, now)
         return state
 
     def _check_name_free(self, name: str) -> None:
@@ -265,7 +266,7 @@ class Engine:
             retimed = new_rule or old_rule != rule or _timing_changed(old_spec, spec)
             if retimed and self.started and not state.paused:
                 self._disarm(state)
-                self._arm(state, self._first_fire(state, now))
+                self._arm_first(state, now)
             if self.monitor is not None:
                 effects.append(self._hook_effect(lambda: self._monitor_job("registered", state)))
         self.apply(effects)
@@ -282,7 +283,7 @@ class Engine:
             if paused:
                 self._disarm(state)
             elif self.started:
-                self._arm(state, self._first_fire(state, now.astimezone(self.tz)))
+                self._arm_first(state, now.astimezone(self.tz))
 
     def _remove(self, state: JobState, reason: str, *, cancel: bool, effects: Effects) -> None:
         if state.removed:
@@ -339,11 +340,8 @@ class Engine:
         if stop_at is not None and _ts(stop_at) <= _ts(now):
             self._remove(state, "stop_at passed before start", cancel=False, effects=effects)
             return
-        first = self._first_fire(state, now)
-        if first is None:
+        if self._arm_first(state, now) is None:
             self._remove(state, "no fire time left", cancel=False, effects=effects)
-            return
-        self._arm(state, first)
 
     def stop(self, outcome: Outcome, *, shut_down: bool) -> bool:
         """Stop firing; signal running runs to cancel; drop queued ones."""
@@ -409,6 +407,7 @@ class Engine:
         scheduled = state.next_fire
         assert scheduled is not None  # noqa: S101 - an armed job always has its fire time
         state.next_fire = None
+        immediate, state.immediate = state.immediate, False
         spec = state.spec
         try:
             following, missed = self._following(state, scheduled, now)
@@ -425,7 +424,7 @@ class Engine:
             delay = timedelta(seconds=spec.jitter.total_seconds() * random.random())
             self.push_timed(now + delay, _DelayedOffer(state, scheduled, retry=False))
         else:
-            self.offer(state, scheduled, now, effects)
+            self.offer(state, scheduled, now, effects, immediate=immediate)
         if following is None and not spec.interval_from_completion:
             self._remove(state, "no fire time left", cancel=False, effects=effects)
 
@@ -493,6 +492,13 @@ class Engine:
             moment = self._next_fire(state, moment)
         return self._next_fire(state, now)
 
+    def _arm_first(self, state: JobState, now: datetime) -> datetime | None:
+        """Arm a job's first fire time; remember whether it is an immediate run."""
+        first = self._first_fire(state, now)
+        state.immediate = first is now  # _first_fire hands back ``now`` itself for those
+        self._arm(state, first)
+        return first
+
     def _arm(self, state: JobState, when: datetime | None) -> None:
         state.next_fire = when
         if when is not None:
@@ -537,9 +543,10 @@ class Engine:
         *,
         retry: bool = False,
         manual: bool = False,
+        immediate: bool = False,
     ) -> Run:
         """Admit one occurrence through the singleton and concurrency gates."""
-        key = self._key(state, scheduled, now, manual=manual)
+        key = self._key(state, now, manual=manual, immediate=immediate)
         run = Run(self, state, scheduled, key, manual=manual, retry=retry)
         singleton = state.spec.singleton
         if singleton is not None and state.running:
@@ -572,14 +579,12 @@ class Engine:
         self.live_runs.add(run)
         effects.append(lambda: self.driver.dispatch(run))
 
-    def _key(
-        self, state: JobState, scheduled: datetime, now: datetime, *, manual: bool
-    ) -> str | None:
+    def _key(self, state: JobState, now: datetime, *, manual: bool, immediate: bool) -> str | None:
         """The run's occurrence key; None means the usual one, computed when first needed."""
         name, rule = state.spec.name, state.rule
         if manual:
             return f"{name}@manual/{now.astimezone(UTC).isoformat()}/{uuid4().hex}"
-        if scheduled is not now or not self.clustered:
+        if not immediate or not self.clustered:
             return None
         # An immediate first run: every node starting together must name it alike.
         if isinstance(rule, Once) and not rule.instants:
@@ -630,6 +635,14 @@ class Engine:
                 self.push_timed(now + spec.timeout, _Timeout(run))
         self.apply(effects)
         return None
+
+    def claim_report(self, run: Run) -> bool:
+        """True for the one caller that reports a run's end (its pipeline, or its timeout)."""
+        with self.lock:
+            if run.reported:
+                return False
+            run.reported = True
+            return True
 
     def finish(self, run: Run) -> None:
         """Release the run's slot and admit whatever was waiting for it."""
@@ -696,7 +709,7 @@ class Engine:
         self._log_skip(run, event)
         if run.spec.interval_from_completion and not run.manual and self._rearms_free(run):
             self._arm(run.state, self._next_fire_or_none(run.state, event.scheduled_at))
-        effects.append(self._report_effect(lambda: run.report_skip(event)))
+        effects.append(self.report_effect(lambda: run.report_skip(event)))
 
     def _rearms_free(self, run: Run) -> bool:
         state = run.state
@@ -730,7 +743,7 @@ class Engine:
             first.isoformat(),
             extra=run.log_extra(),
         )
-        effects.append(self._report_effect(lambda: run.report_skip(event)))
+        effects.append(self.report_effect(lambda: run.report_skip(event)))
 
     def schedule_retry(self, run: Run, delay: timedelta) -> None:
         """Ask the locker again once a lease held elsewhere has expired (dead holder?)."""
@@ -742,7 +755,7 @@ class Engine:
 
     # ---------------------------------------------------------------- reporting
 
-    def _report_effect(self, effect: Callable[[], None]) -> Callable[[], None]:
+    def report_effect(self, effect: Callable[[], None]) -> Callable[[], None]:
         self._reports += 1
 
         def counted() -> None:
@@ -765,7 +778,7 @@ class Engine:
                 effect()
                 return
             with self.lock:
-                deferred = self._report_effect(effect)
+                deferred = self.report_effect(effect)
             deferred()
 
         return run

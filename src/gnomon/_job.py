@@ -63,6 +63,7 @@ class JobState:
         "cancelling",
         "generation",
         "id",
+        "immediate",
         "last_run",
         "next_fire",
         "paused",
@@ -81,6 +82,7 @@ class JobState:
         self.rule = rule
         self.generation = 0
         self.next_fire: datetime | None = None
+        self.immediate = False
         self.last_run: datetime | None = None
         self.runs_started = 0
         self.running = 0

@@ -13,6 +13,7 @@ import abc
 import asyncio
 import contextlib
 import enum
+import heapq
 import itertools
 import logging
 import os
@@ -42,6 +43,7 @@ __all__ = [
     "judge_claim",
     "mask_url",
     "node_identity",
+    "refuse",
     "self_deadline",
 ]
 
@@ -261,6 +263,7 @@ class MemoryLocker(Locker):
         self.retention = timings.retention
         self._clock: Clock = clock if clock is not None else _MonotonicUTC()
         self._claims: dict[str, _Claim] = {}
+        self._expiries: list[tuple[datetime, str]] = []
         self._tokens = itertools.count(1)
         self._lock = threading.Lock()
 
@@ -284,22 +287,28 @@ class MemoryLocker(Locker):
     ) -> Lease:
         if verdict in (Verdict.CLAIM, Verdict.RECLAIM):
             attempt = 1 if claim is None or verdict is Verdict.CLAIM else claim.attempt + 1
-            fresh = _Claim(
-                ClaimState.RUNNING, next(self._tokens), attempt, now + ttl, now + self.retention
-            )
+            fresh = _Claim(ClaimState.RUNNING, next(self._tokens), attempt, now + ttl, now)
             self._claims[key] = fresh
+            self._keep(key, fresh, now + self.retention)
             return _MemoryLease(self, key, fresh, ttl)
         if claim is None:  # unreachable: only CLAIM is judged without a stored claim
             raise RuntimeError(f"no stored claim for {key!r} yet verdict {verdict}")
         if verdict is Verdict.ABANDON:
             claim.state = ClaimState.ABANDONED
-            claim.keep_until = now + self.retention
+            self._keep(key, claim, now + self.retention)
         raise refuse(key, verdict, claim.attempt, claim.lease_until - now)
 
+    def _keep(self, key: str, claim: _Claim, until: datetime) -> None:
+        claim.keep_until = until
+        heapq.heappush(self._expiries, (until, key))
+
     def _forget_expired(self, now: datetime) -> None:
-        expired = [key for key, claim in self._claims.items() if now > claim.keep_until]
-        for key in expired:
-            del self._claims[key]
+        # Lazy deletion: an entry whose claim was kept longer since is skipped.
+        while self._expiries and now > self._expiries[0][0]:
+            until, key = heapq.heappop(self._expiries)
+            claim = self._claims.get(key)
+            if claim is not None and claim.keep_until == until:
+                del self._claims[key]
 
     def _owned(self, lease: _MemoryLease) -> _Claim | None:
         claim = self._claims.get(lease.key)
@@ -314,7 +323,8 @@ class MemoryLocker(Locker):
             if claim is None or now > claim.lease_until:
                 raise LeaseLost(f"the lease on {lease.key!r} (token {lease.token}) was lost")
             claim.lease_until = now + lease.ttl
-            claim.keep_until = max(claim.keep_until, now + self.retention)
+            if now + self.retention > claim.keep_until:
+                self._keep(lease.key, claim, now + self.retention)
 
     def _release(self, lease: _MemoryLease) -> None:
         with self._lock:
@@ -325,7 +335,7 @@ class MemoryLocker(Locker):
                     f"cannot release {lease.key!r}: token {lease.token} no longer holds it"
                 )
             claim.state = ClaimState.DONE
-            claim.keep_until = now + self.retention
+            self._keep(lease.key, claim, now + self.retention)
 
     def __repr__(self) -> str:
         return (

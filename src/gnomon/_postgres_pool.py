@@ -92,7 +92,6 @@ class PostgresStore:
                 open=False,
                 timeout=self.timeout,
                 kwargs={"autocommit": True, "connect_timeout": max(1, round(self.timeout))},
-                check=AsyncConnectionPool.check_connection,
             )
             self._pools[loop] = pool
             await pool.open(wait=False)
@@ -108,17 +107,6 @@ class PostgresStore:
                 self._ready = True
             yield conn
 
-    @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Connection]:
-        """A connection inside a transaction that the server ends if the client goes
-        quiet mid-way: a paused node must not keep other nodes waiting on its row locks."""
-        async with self.connection() as conn, conn.transaction():
-            limit = f"{max(1, round(self.timeout * 500))}ms"
-            await conn.execute(
-                "SELECT set_config('idle_in_transaction_session_timeout', %s, true)", [limit]
-            )
-            yield conn
-
     async def fetch_one(self, statement: sql.Composed, params: Mapping[str, object]) -> Row | None:
         """One statement, in autocommit when the connection allows it, so that no row
         lock outlives the round trip."""
@@ -127,6 +115,15 @@ class PostgresStore:
                 return await (await conn.execute(statement, params)).fetchone()
             async with conn.transaction():
                 return await (await conn.execute(statement, params)).fetchone()
+
+    async def execute(self, statement: sql.Composed) -> None:
+        """One statement that returns nothing, in autocommit when possible."""
+        async with self.connection() as conn:
+            if conn.autocommit:
+                await conn.execute(statement)
+                return
+            async with conn.transaction():
+                await conn.execute(statement)
 
     async def _migrate(self, conn: Connection) -> None:
         async with conn.transaction():

@@ -23,7 +23,8 @@ CREATE TABLE {schema}.claims (
     token bigint NOT NULL,
     attempt integer NOT NULL,
     lease_until timestamptz NOT NULL,
-    keep_until timestamptz NOT NULL
+    keep_until timestamptz NOT NULL,
+    verdict text NOT NULL
 );
 CREATE INDEX claims_keep_until ON {schema}.claims (keep_until);
 CREATE TABLE {schema}.leases (
@@ -35,27 +36,34 @@ CREATE TABLE {schema}.leases (
 INSERT INTO {schema}.meta (version) VALUES (1);
 """
 
+# The whole claim decision in one statement (so no row lock outlives a round trip). The
+# SET expressions see the stored row as it was; ``verdict`` records what this statement
+# decided, for RETURNING, which sees the row as it is now.
+_VERDICT = """CASE
+        WHEN c.keep_until < (SELECT t FROM now) THEN 'claim'
+        WHEN c.state <> 'running' THEN 'finished'
+        WHEN c.lease_until >= (SELECT t FROM now) THEN 'held'
+        WHEN %(at_least_once)s THEN 'reclaim'
+        ELSE 'abandon'
+    END"""
+
 _CLAIM = """
-INSERT INTO {claims} AS c (key, state, token, attempt, lease_until, keep_until)
-VALUES (%(key)s, 'running', nextval({fence}), 1,
-        clock_timestamp() + %(ttl)s, clock_timestamp() + %(keep)s)
-ON CONFLICT (key) DO UPDATE SET key = c.key
-RETURNING (c.xmax = 0) AS inserted, c.state, c.token, c.attempt, c.lease_until,
-          c.keep_until, clock_timestamp() AS now
-"""
-
-_RECLAIM = """
-UPDATE {claims}
-SET state = 'running', token = nextval({fence}), attempt = %(attempt)s,
-    lease_until = clock_timestamp() + %(ttl)s, keep_until = clock_timestamp() + %(keep)s
-WHERE key = %(key)s
-RETURNING token
-"""
-
-_ABANDON = """
-UPDATE {claims} SET state = 'abandoned', keep_until = clock_timestamp() + %(keep)s
-WHERE key = %(key)s
-"""
+WITH now AS MATERIALIZED (SELECT clock_timestamp() AS t)
+INSERT INTO {claims} AS c (key, state, token, attempt, lease_until, keep_until, verdict)
+SELECT %(key)s, 'running', nextval({fence}), 1, t + %(ttl)s, t + %(keep)s, 'claim' FROM now
+ON CONFLICT (key) DO UPDATE SET
+    verdict = <verdict>,
+    state = CASE WHEN <verdict> = 'abandon' THEN 'abandoned'
+                 WHEN <verdict> IN ('claim', 'reclaim') THEN 'running' ELSE c.state END,
+    token = CASE WHEN <verdict> IN ('claim', 'reclaim') THEN excluded.token ELSE c.token END,
+    attempt = CASE WHEN <verdict> = 'claim' THEN 1
+                   WHEN <verdict> = 'reclaim' THEN c.attempt + 1 ELSE c.attempt END,
+    lease_until = CASE WHEN <verdict> IN ('claim', 'reclaim') THEN excluded.lease_until
+                       ELSE c.lease_until END,
+    keep_until = CASE WHEN <verdict> IN ('claim', 'reclaim', 'abandon')
+                      THEN excluded.keep_until ELSE c.keep_until END
+RETURNING c.verdict, c.token, c.attempt, c.lease_until - (SELECT t FROM now)
+""".replace("<verdict>", _VERDICT)
 
 _RENEW = """
 UPDATE {claims}
@@ -112,8 +120,6 @@ class Statements:
 
         self.create = compose(_CREATE_V1)
         self.claim = compose(_CLAIM)
-        self.reclaim = compose(_RECLAIM)
-        self.abandon = compose(_ABANDON)
         self.renew = compose(_RENEW)
         self.release = compose(_RELEASE)
         self.purge = compose(_PURGE)

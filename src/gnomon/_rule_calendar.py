@@ -24,6 +24,8 @@ def _week(day: int) -> int:
 
 
 class _TimesOfDay:
+    """The sorted times of day, on the days a subclass allows."""
+
     __slots__ = ("_times",)
 
     def __init__(self, times: tuple[int, ...]) -> None:

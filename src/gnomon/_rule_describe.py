@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from datetime import time
 from typing import Final
@@ -12,6 +13,7 @@ __all__ = [
     "describe_cron",
     "describe_times",
     "join_words",
+    "number_words",
     "ordinal",
     "weekday_names",
 ]
@@ -39,8 +41,10 @@ MONTH_NAMES: Final = (
     "November",
     "December",
 )
+_SUFFIXES: Final = {1: "st", 2: "nd", 3: "rd"}
 _ORDINALS: Final = {1: "first", 2: "second", 3: "third", 4: "fourth", 5: "fifth"}
 _UNITS: Final = {0: "second", 1: "minute", 2: "hour", 3: "day", 4: "month"}
+_STEPPED: Final = re.compile(r"(?:\*|(\d+)-(\d+))/(\d+)")
 
 
 def join_words(words: Sequence[str], conjunction: str = "and") -> str:
@@ -51,7 +55,11 @@ def join_words(words: Sequence[str], conjunction: str = "and") -> str:
 
 
 def ordinal(number: int) -> str:
-    return _ORDINALS.get(number, f"{number}th")
+    if number in _ORDINALS:
+        return _ORDINALS[number]
+    if number % 100 in (11, 12, 13):
+        return f"{number}th"
+    return f"{number}{_SUFFIXES.get(number % 10, 'th')}"
 
 
 def describe_times(times: Iterable[time]) -> str:
@@ -124,11 +132,24 @@ def _field_words(spec: CronSpec, index: int) -> str:
         # "* * * * *" is "every minute", not "every minute, every hour"
         finer_repeats = index > 0 and spec.fields[index - 1].startswith("*")
         return "" if finer_repeats else f"every {unit}"
-    if field.startswith("*/"):
-        return f"every {field[2:]} {unit}s"
+    stepped = _STEPPED.fullmatch(field)
+    if stepped:
+        first, last, step = stepped.groups()
+        span = f" from {first} through {last}" if first else ""
+        return f"every {step} {unit}s{span}"
     if index == 0 and values == frozenset({0}):
         return ""
-    return f"at {unit} {join_words([str(value) for value in sorted(values)])}"
+    plural = "s" if len(values) > 1 else ""
+    return f"at {unit}{plural} {number_words(values)}"
+
+
+def number_words(values: Iterable[int], names: Sequence[str] = ()) -> str:
+    """``1, 2 and 5`` or ``9 through 17``: runs of three or more become ranges."""
+    words = []
+    for run in _runs(sorted(set(values))):
+        texts = [names[value] if names else str(value) for value in run]
+        words.extend([f"{texts[0]} through {texts[-1]}"] if len(run) > 2 else texts)
+    return join_words(words)
 
 
 def _day_part(spec: CronSpec) -> str:
@@ -149,9 +170,12 @@ def _day_part(spec: CronSpec) -> str:
 
 def _day_of_month_words(spec: CronSpec) -> str:
     words = []
-    if spec.days and spec.days != frozenset(range(1, 32)):
-        days = join_words([str(day) for day in sorted(spec.days)])
-        words.append(f"day {days} of the month")
+    stepped = _STEPPED.fullmatch(spec.fields[3])
+    if stepped and not stepped.group(1):
+        words.append(f"every {ordinal(int(stepped.group(3)))} day of the month")
+    elif spec.days and spec.days != frozenset(range(1, 32)):
+        plural = "s" if len(spec.days) > 1 else ""
+        words.append(f"day{plural} {number_words(spec.days)} of the month")
     elif spec.days:
         words.append("every day")
     if spec.last_day:
@@ -177,4 +201,4 @@ def _weekday_words(spec: CronSpec) -> str:
 def _month_part(spec: CronSpec) -> str:
     if spec.months == frozenset(range(1, 13)):
         return ""
-    return "in " + join_words([MONTH_NAMES[month - 1] for month in sorted(spec.months)])
+    return "in " + number_words((month - 1 for month in spec.months), MONTH_NAMES)

@@ -18,10 +18,10 @@ Wall times are whole seconds counted from 1970-01-01 00:00 as if the zone were U
 from __future__ import annotations
 
 import bisect
-from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Final, Protocol
 
-__all__ = ["WallMatcher", "next_fire", "wall_fields"]
+__all__ = ["WallMatcher", "next_fire"]
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _SECOND: Final = timedelta(seconds=1)
@@ -46,15 +46,6 @@ class WallMatcher(Protocol):
         an interval of several days, weeks or months count their phase from it.
         """
         ...
-
-
-def wall_fields(wall: int) -> tuple[int, int, int, int, int, int]:
-    """Year, month, day, hour, minute and second of a wall time."""
-    days, rest = divmod(wall, _DAY)
-    day = date.fromordinal(days + 719_163)
-    hour, rest = divmod(rest, 3600)
-    minute, second = divmod(rest, 60)
-    return day.year, day.month, day.day, hour, minute, second
 
 
 def next_fire(

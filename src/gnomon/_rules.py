@@ -47,6 +47,8 @@ __all__ = [
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND: Final = timedelta(microseconds=1)
 _AT_TIME: Final = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2}))?")
+# Zones whose utcoffset() is never None (datetime.timezone is the type of UTC).
+_ALWAYS_AWARE: Final = (ZoneInfo, type(UTC))
 _ZONE_PREFIX: Final = re.compile(r"(?:CRON_TZ|TZ)=(\S+)\s+", re.IGNORECASE)
 
 
@@ -83,6 +85,8 @@ class Weekday(enum.Enum):
 
 
 def _check_moment(moment: object) -> datetime:
+    if isinstance(moment, datetime) and isinstance(moment.tzinfo, _ALWAYS_AWARE):
+        return moment
     if not isinstance(moment, datetime) or moment.tzinfo is None or moment.utcoffset() is None:
         shown = f"the naive {moment.isoformat()}" if isinstance(moment, datetime) else repr(moment)
         raise InvalidRule(

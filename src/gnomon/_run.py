@@ -58,6 +58,7 @@ class Run:
         "lease_lost",
         "loop",
         "manual",
+        "reported",
         "retry",
         "scheduled_at",
         "spec",
@@ -96,6 +97,7 @@ class Run:
         self.started_at: datetime | None = None
         self.admitted_at = scheduled_at
         self.finished = False
+        self.reported = False
         self.calling = False
         self.timed_out = False
         self.task: asyncio.Task[Any] | None = None
@@ -475,12 +477,28 @@ class Run:
         call: Callable[[logging.Logger, Callable[[RunEvent], object] | None, RunEvent], object],
     ) -> None:
         listener = self.spec.after_run if outcome is Outcome.SUCCESS else self.spec.after_error
-        if self._quiet(outcome, listener):
-            self.engine.finish(self)
+        quiet = self._quiet(outcome, listener)
+        if quiet or (self.spec.timeout is not None and not self.engine.claim_report(self)):
+            self.engine.finish(self)  # nothing to tell, or told already at the deadline
             return
         event = self._finished_event(outcome, result, exc)
         call(self.engine.log, listener, event)
         self._close(event)
+
+    def report_timed_out(self, deadline: datetime) -> None:
+        """A sync run past its deadline: tell listeners and the monitor now, not when (or
+        whether) the thread returns. The run keeps its slot until it does."""
+        event = self.event(Outcome.TIMED_OUT, finished_at=deadline)
+        self.engine.log.warning(
+            "run of %s timed out; its thread is still running",
+            self.spec.name,
+            extra=self.log_extra(),
+        )
+        _call_sync(self.engine.log, self.spec.after_error, event)
+        monitor = self.engine.monitor
+        if monitor is not None:
+            _hook(self.engine.log, monitor.run_finished, event)
+        self._resolve(event)
 
     def _quiet(self, outcome: Outcome, listener: object) -> bool:
         """A plain success that nobody listens to needs no event: the hot path."""

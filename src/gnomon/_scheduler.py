@@ -43,6 +43,7 @@ __all__ = ["AsyncScheduler", "Scheduler"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 _MAX_SLEEP = 60.0
+_CANCEL_GRACE = 1.0
 _live: weakref.WeakSet[_SchedulerCore] = weakref.WeakSet()
 
 
@@ -244,6 +245,36 @@ class _SchedulerCore(JobOwner):
             raise ValueError(f"next_runs needs a whole number of runs >= 0, got {count!r}")
         return self._engine.next_runs(state, count, self.clock.now())
 
+    def job(self, rule: Rule, **options: Any) -> Callable[[F], F]:
+        """Decorator form of :meth:`add_job`; registers at once, returns the function."""
+
+        def register(func: F) -> F:
+            self._add(func, rule, options)
+            return func
+
+        return register
+
+    def _timeout(self, value: timedelta | float | str | None) -> float:
+        if value is None:
+            return self.stop_timeout.total_seconds()
+        return parse_duration(
+            value, field="timeout", error=InvalidOption, positive=False
+        ).total_seconds()
+
+    def _start_firing(self) -> None:
+        """Start the engine, then its timer (or attach the fake clock that drives it)."""
+        if not self._engine.start(self.clock.now()):
+            return
+        if isinstance(self.clock, FakeClock):
+            self.clock.attach(self._engine)
+        else:
+            self._start_timer()
+        self._scheduler_hook("scheduler_started")
+        self._settle()
+
+    def _start_timer(self) -> None:
+        raise NotImplementedError
+
     def _check_fork(self) -> None:
         if self._forked:
             raise SchedulerForked(
@@ -315,15 +346,6 @@ class Scheduler(_SchedulerCore):
         """Register ``func`` to run on ``rule``. See the guide for every option."""
         return self._add(func, rule, options)
 
-    def job(self, rule: Rule, **options: Any) -> Callable[[F], F]:
-        """Decorator form of :meth:`add_job`; registers at once, returns the function."""
-
-        def register(func: F) -> F:
-            self._add(func, rule, options)
-            return func
-
-        return register
-
     def update_job(self, job_id: uuid.UUID, **changes: Any) -> Job:
         return self._update(job_id, changes)
 
@@ -369,14 +391,7 @@ class Scheduler(_SchedulerCore):
             return
         if self._elector is not None:
             self._run_coroutine(self._elector.start())
-        if not self._engine.start(self.clock.now()):
-            return
-        if isinstance(self.clock, FakeClock):
-            self.clock.attach(self._engine)
-        else:
-            self._start_timer()
-        self._scheduler_hook("scheduler_started")
-        self._settle()
+        self._start_firing()
 
     def _start_timer(self) -> None:
         with self._engine.lock:
@@ -454,6 +469,7 @@ class Scheduler(_SchedulerCore):
             unfinished = self._wait_runs(limit)
             if unfinished:
                 self._cancel_async_runs()
+                self._wait_runs(_CANCEL_GRACE)  # let cancelled tasks take their last step
             self._close_backends()
             self._stop_loop()
             self._pool.shutdown(wait=False)
@@ -530,13 +546,6 @@ class Scheduler(_SchedulerCore):
         for signum in (signal.SIGINT, signal.SIGTERM):
             restore[signum] = signal.signal(signum, lambda *_: stop.set())
         return restore
-
-    def _timeout(self, value: timedelta | float | str | None) -> float:
-        if value is None:
-            return self.stop_timeout.total_seconds()
-        return parse_duration(
-            value, field="timeout", error=GnomonError, positive=False
-        ).total_seconds()
 
     # ---------------------------------------------------------------- the loop thread
 
@@ -626,6 +635,9 @@ class AsyncScheduler(_SchedulerCore):
         else:
             loop.call_soon_threadsafe(self._rearm)
 
+    def _start_timer(self) -> None:
+        self._rearm()
+
     def _rearm(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
@@ -665,15 +677,6 @@ class AsyncScheduler(_SchedulerCore):
     async def add_job(self, func: Callable[..., Any], rule: Rule, **options: Any) -> Job:
         """Register ``func`` to run on ``rule``. See the guide for every option."""
         return self._add(func, rule, options)
-
-    def job(self, rule: Rule, **options: Any) -> Callable[[F], F]:
-        """Decorator form of :meth:`add_job`; registers at once, returns the function."""
-
-        def register(func: F) -> F:
-            self._add(func, rule, options)
-            return func
-
-        return register
 
     async def update_job(self, job_id: uuid.UUID, **changes: Any) -> Job:
         return self._update(job_id, changes)
@@ -743,14 +746,7 @@ class AsyncScheduler(_SchedulerCore):
         self._changed = asyncio.Event()
         if self._elector is not None:
             await self._elector.start()
-        if not self._engine.start(self.clock.now()):
-            return
-        if isinstance(self.clock, FakeClock):
-            self.clock.attach(self._engine)
-        else:
-            self._rearm()
-        self._scheduler_hook("scheduler_started")
-        self._settle()
+        self._start_firing()
 
     def _stop_timer(self) -> None:
         if self._timer is not None:
@@ -840,13 +836,6 @@ class AsyncScheduler(_SchedulerCore):
                 f"the scheduler was not idle within {limit:g}s: "
                 f"{len(engine.live_runs)} running, {engine.jobs_waiting} queued"
             )
-
-    def _timeout(self, value: timedelta | float | str | None) -> float:
-        if value is None:
-            return self.stop_timeout.total_seconds()
-        return parse_duration(
-            value, field="timeout", error=GnomonError, positive=False
-        ).total_seconds()
 
     async def run_forever(self) -> None:
         """Start if needed and wait until shutdown."""

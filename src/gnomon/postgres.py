@@ -18,9 +18,10 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
         "pip install 'gnomon[postgres]'"
     ) from exc
 
+import logging
 import time
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from gnomon._clock import monotonic
@@ -28,16 +29,8 @@ from gnomon._distributed import Lease, Locker
 from gnomon._durations import Duration, format_duration
 from gnomon._errors import LeaseLost, LockHeld
 from gnomon._events import Recovery
-from gnomon._memory import (
-    CampaigningElector,
-    ClaimState,
-    ElectorTimings,
-    LockerTimings,
-    Verdict,
-    judge_claim,
-    refuse,
-)
-from gnomon._postgres_pool import Connection, Pool, PostgresStore, bounded
+from gnomon._memory import CampaigningElector, ElectorTimings, LockerTimings, Verdict, refuse
+from gnomon._postgres_pool import Pool, PostgresStore, bounded
 
 __all__ = [
     "PostgresElector",
@@ -47,6 +40,8 @@ __all__ = [
     "insert_once",
     "insert_once_async",
 ]
+
+logger = logging.getLogger("gnomon")
 
 _PURGE_EVERY = 60.0
 """Seconds between sweeps of claims whose retention ran out."""
@@ -112,38 +107,37 @@ class PostgresLocker(Locker):
         self, key: str, ttl: timedelta, *, recovery: Recovery = Recovery.AT_MOST_ONCE
     ) -> Lease:
         outcome = await bounded(self._claim(key, ttl, recovery), self._store.timeout)
+        await self._maybe_purge()
         if isinstance(outcome, LockHeld):
             raise outcome
         return outcome
 
     async def _claim(self, key: str, ttl: timedelta, recovery: Recovery) -> Lease | LockHeld:
-        statements = self._store.sql
-        params: dict[str, object] = {"key": key, "ttl": ttl, "keep": self.retention}
-        async with self._store.transaction() as conn:
-            row = await (await conn.execute(statements.claim, params)).fetchone()
-            if row is None:
-                raise RuntimeError(f"claiming {key!r} returned no row")
-            inserted, state, token, attempt, lease_until, keep_until, now = row
-            if inserted:
-                return _PostgresLease(self, key, _int(token), 1, ttl)
-            verdict = judge_claim(
-                ClaimState(state), _moment(lease_until), _moment(keep_until), _moment(now), recovery
-            )
-            if verdict in (Verdict.CLAIM, Verdict.RECLAIM):
-                again = 1 if verdict is Verdict.CLAIM else _int(attempt) + 1
-                cursor = await conn.execute(statements.reclaim, {**params, "attempt": again})
-                fresh = await cursor.fetchone()
-                return _PostgresLease(self, key, _int(fresh[0] if fresh else None), again, ttl)
-            if verdict is Verdict.ABANDON:
-                await conn.execute(statements.abandon, params)
-            await self._maybe_purge(conn)
-        # Refusals are returned, not raised, so that the abandon mark above commits.
-        return refuse(key, verdict, _int(attempt), _moment(lease_until) - _moment(now))
+        params = {
+            "key": key,
+            "ttl": ttl,
+            "keep": self.retention,
+            "at_least_once": recovery is Recovery.AT_LEAST_ONCE,
+        }
+        row = await self._store.fetch_one(self._store.sql.claim, params)
+        if row is None:
+            raise RuntimeError(f"claiming {key!r} returned no row")
+        verdict, token, attempt, left = Verdict(row[0]), _int(row[1]), _int(row[2]), row[3]
+        if verdict in (Verdict.CLAIM, Verdict.RECLAIM):
+            return _PostgresLease(self, key, token, attempt, ttl)
+        if not isinstance(left, timedelta):
+            raise TypeError(f"expected an interval from PostgreSQL, got {left!r}")
+        return refuse(key, verdict, attempt, left)
 
-    async def _maybe_purge(self, conn: Connection) -> None:
-        if time.monotonic() >= self._next_purge:
-            self._next_purge = time.monotonic() + _PURGE_EVERY
-            await conn.execute(self._store.sql.purge)
+    async def _maybe_purge(self) -> None:
+        """Now and then, forget claims whose retention ran out (best effort)."""
+        if time.monotonic() < self._next_purge:
+            return
+        self._next_purge = time.monotonic() + _PURGE_EVERY
+        try:
+            await bounded(self._store.execute(self._store.sql.purge), self._store.timeout)
+        except Exception as exc:
+            logger.warning("could not sweep expired claims in %r: %r", self.schema, exc)
 
     async def _update(self, statement: sql.Composed, params: dict[str, object]) -> bool:
         work = self._store.fetch_one(statement, {**params, "keep": self.retention})
@@ -214,12 +208,6 @@ class PostgresElector(CampaigningElector):
 def _int(value: object) -> int:
     if not isinstance(value, int):
         raise TypeError(f"expected an integer from PostgreSQL, got {value!r}")
-    return value
-
-
-def _moment(value: object) -> datetime:
-    if not isinstance(value, datetime):
-        raise TypeError(f"expected a timestamptz from PostgreSQL, got {value!r}")
     return value
 
 

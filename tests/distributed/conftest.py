@@ -12,11 +12,17 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
 import pytest
-from distributed_support import Backend, drop_namespace, require_service, unique_name
+from distributed_support import (
+    REQUIRE_SERVICES,
+    Backend,
+    drop_namespace,
+    require_service,
+    unique_name,
+)
 from distributed_support import store_url as store_url_of
 from fault_proxy import FaultProxy
 from private_servers import PrivatePostgres, PrivateRedis
-from scenario_support import Cluster, create_history, drop_history
+from scenario_support import Cluster, ClusterFactory, create_history, drop_history
 
 from gnomon.testing import FakeClock
 
@@ -47,10 +53,19 @@ def real_backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
     yield from _backend(request.param)
 
 
+def _require_binaries(*names: str) -> None:
+    missing = [name for name in names if shutil.which(name) is None]
+    if not missing:
+        return
+    problem = f"{', '.join(missing)} not on PATH (needed for a private server)"
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{problem}, and GNOMON_REQUIRE_SERVICES=1")
+    pytest.skip(problem)
+
+
 @pytest.fixture
 def private_redis() -> Iterator[PrivateRedis]:
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not on PATH")
+    _require_binaries("redis-server")
     server = PrivateRedis()
     server.start()
     try:
@@ -61,8 +76,7 @@ def private_redis() -> Iterator[PrivateRedis]:
 
 @pytest.fixture(scope="module")
 def private_postgres() -> Iterator[PrivatePostgres]:
-    if shutil.which("initdb") is None or shutil.which("postgres") is None:
-        pytest.skip("initdb and postgres are not on PATH")
+    _require_binaries("initdb", "postgres", "pg_ctl")
     server = PrivatePostgres()
     server.start()
     try:
@@ -99,9 +113,6 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.section("gnomon cluster scenarios: checker counts")
         for line in _SUMMARY:
             terminalreporter.write_line(line)
-
-
-ClusterFactory = Callable[..., Cluster]
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -154,21 +155,24 @@ def check(schema: str, *, strict_tokens: bool = True) -> Report:
 
 
 def _token_regressions(starts: dict[str, list[Row]], *, strict: bool) -> list[str]:
-    """Claims of a job, in the order they started, whose token is not above the one
-    before. (Claim order, not fire-time order: a node with a fast clock claims later
-    occurrences first, which is fine.)"""
-    by_job: dict[str, list[Row]] = defaultdict(list)
-    for runs in starts.values():
-        first = runs[0]
-        if first.job is not None:
-            by_job[first.job].append(first)
+    """Claims whose token is not above the one before: the re-runs of one occurrence, and
+    the successive claims of one job by one node (whose order is certain, unlike claims
+    by different nodes at the same instant). With ``strict`` every token is also unique."""
+    series: dict[tuple[str, str], list[Row]] = defaultdict(list)
+    for key, runs in starts.items():
+        series[("occurrence", key)] = runs
+        for run in runs:
+            series[(run.node, run.job or "")].append(run)
     bad = []
-    for runs in by_job.values():
-        runs.sort(key=lambda r: r.ts)
-        for before, after in itertools.pairwise(runs):
+    for runs in series.values():
+        ordered = sorted(runs, key=lambda r: r.ts)
+        for before, after in itertools.pairwise(ordered):
             low, high = before.token or 0, after.token or 0
             if high < low or (strict and high == low):
                 bad.append(f"{after.occurrence_key}: {high} after {low}")
+    tokens = [run.token for runs in starts.values() for run in runs]
+    if strict and len(set(tokens)) != len(tokens):
+        bad.append("a token was handed out twice")
     return bad
 
 
@@ -231,6 +235,9 @@ class Cluster:
             if process.poll() is None:
                 process.kill()
                 process.communicate(timeout=30)
+
+
+ClusterFactory = Callable[..., Cluster]
 
 
 def wait_for(predicate: Any, timeout: float, what: str, step: float = 0.05) -> Any:

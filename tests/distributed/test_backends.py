@@ -304,3 +304,70 @@ def test_a_claim_through_a_blackholed_link_fails_within_the_renew_interval(
         await locker.close()
 
     real_backend.run(scenario())
+
+
+def test_postgres_sweeps_claims_whose_retention_ran_out() -> None:
+    require_service("postgres")
+    import psycopg
+
+    from gnomon.postgres import PostgresLocker
+
+    schema = unique_name()
+    locker = PostgresLocker(POSTGRES_URL, schema=schema, lease_ttl=0.3, retention=0.3)
+
+    def keys() -> list[str]:
+        with psycopg.connect(POSTGRES_URL) as conn:
+            rows = conn.execute(f'SELECT key FROM "{schema}".claims ORDER BY key').fetchall()  # noqa: S608
+        return [key for (key,) in rows]
+
+    async def scenario() -> None:
+        await (await locker.acquire("job@1", locker.lease_ttl)).release()
+        await asyncio.sleep(0.5)
+        locker._next_purge = 0.0  # the sweep runs at most once a minute; make it due
+        await locker.acquire("job@2", locker.lease_ttl)
+        await locker.close()
+
+    try:
+        run(scenario())
+        assert keys() == ["job@2"]
+    finally:
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+def test_a_slow_link_within_the_renew_interval_keeps_claims_and_renewals_working(
+    real_backend: Backend, proxy_factory: type[FaultProxy]
+) -> None:
+    proxy, url = _through_proxy(real_backend, proxy_factory)
+    locker = make_locker(real_backend.kind, url, real_backend.namespace, lease_ttl=3)
+
+    async def scenario() -> None:
+        await (await locker.acquire("job@0", locker.lease_ttl)).release()  # connect first
+        proxy.delay(0.2)  # each direction: 0.4 s a round trip, under the 1 s renew interval
+        lease = await locker.acquire("job@1", locker.lease_ttl)
+        for _ in range(3):
+            await lease.renew()
+        await lease.release()
+        await locker.close()
+
+    real_backend.run(scenario())
+
+
+def test_a_reset_connection_is_a_lock_error_and_the_next_claim_reconnects(
+    real_backend: Backend, proxy_factory: type[FaultProxy]
+) -> None:
+    proxy, url = _through_proxy(real_backend, proxy_factory)
+    locker = make_locker(real_backend.kind, url, real_backend.namespace, lease_ttl=1.5)
+
+    async def scenario() -> None:
+        await (await locker.acquire("job@1", locker.lease_ttl)).release()
+        proxy.reset()
+        with pytest.raises(Exception) as failed:  # noqa: PT011 - any error but LockHeld
+            await locker.acquire("job@2", locker.lease_ttl)
+        assert not isinstance(failed.value, LockHeld)
+        proxy.heal()
+        lease = await _once_up(lambda: locker.acquire("job@2", locker.lease_ttl), within=5)
+        assert lease.attempt == 1
+        await locker.close()
+
+    real_backend.run(scenario())

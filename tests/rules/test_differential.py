@@ -285,3 +285,51 @@ def test_expressions_cronsim_rejects_are_rejected(expr: str) -> None:
         CronSim(expr, datetime(2026, 1, 1, tzinfo=UTC))
     with pytest.raises(InvalidRule):
         cron(expr)
+
+
+NEW_YORK = ZoneInfo("America/New_York")
+
+
+@pytest.mark.parametrize(
+    ("expr", "start", "cronsim_says", "gnomon_says"),
+    [
+        # strictly after: from the second 01:10, cronsim goes back to the first 01:45
+        (
+            "45 1 * * *",
+            datetime(2026, 11, 1, 1, 10, fold=1, tzinfo=NEW_YORK),
+            "2026-11-01T01:45:00-04:00",
+            "2026-11-02T01:45:00-05:00",
+        ),
+        # a 30-minute change: cronsim overshoots 02:45, which really happens
+        (
+            "45 * * * *",
+            datetime(2026, 10, 4, 1, 50, tzinfo=LORD_HOWE),
+            "2026-10-04T03:45:00+11:00",
+            "2026-10-04T02:45:00+11:00",
+        ),
+        # a one-value range with a step is that value, not "from it to the end"
+        (
+            "58-58/1 * * * *",
+            datetime(2026, 1, 1, 0, 58, tzinfo=UTC),
+            "2026-01-01T00:59:00+00:00",
+            "2026-01-01T01:58:00+00:00",
+        ),
+    ],
+)
+def test_documented_differences_from_cronsim(
+    expr: str, start: datetime, cronsim_says: str, gnomon_says: str
+) -> None:
+    assert next(CronSim(expr, start)).isoformat() == cronsim_says
+    fire = cron(expr).next_after(start)
+    assert fire is not None
+    assert fire.isoformat() == gnomon_says
+
+
+@pytest.mark.parametrize("expr", ["0 0 L/2 * *", "0 0 LW/3 * *", "* 2 */10 9 4L"])
+def test_expressions_cronsim_accepts_but_gnomon_rejects(expr: str) -> None:
+    iterator = CronSim(expr, datetime(2026, 1, 1, tzinfo=UTC))
+    if expr.endswith("4L"):  # cronsim accepts it, then finds nothing in 50 years
+        with pytest.raises(StopIteration):
+            next(iterator)
+    with pytest.raises(InvalidRule):
+        cron(expr)

@@ -298,14 +298,16 @@ def background(target: Callable[[], object], name: str = "test-helper") -> Itera
 class SimpleLease(gnomon.Lease):
     """A lease that never expires; enough for lockers that live inside one test."""
 
-    def __init__(self, key: str, token: int, ttl: timedelta) -> None:
+    def __init__(self, key: str, token: int, ttl: timedelta, released: Tally) -> None:
         self.key, self.token, self.attempt, self.ttl = key, token, 1, ttl
+        self._released = released
 
     async def renew(self) -> None:
         """Nothing to extend: the lease lives as long as the test."""
 
     async def release(self) -> None:
         """The claim is kept, so a late node still finds the occurrence done."""
+        self._released.hit(self.key)
 
 
 class SharedLocker(gnomon.Locker):
@@ -315,6 +317,8 @@ class SharedLocker(gnomon.Locker):
         self._lock = threading.Lock()
         self._claims: dict[str, int] = {}
         self.attempts = Tally()
+        self.released = Tally()
+        self.closed = Tally()
 
     async def acquire(
         self,
@@ -327,8 +331,11 @@ class SharedLocker(gnomon.Locker):
         with self._lock:
             if key in self._claims:
                 raise gnomon.LockHeld(key)
-            token = self._claims[key] = len(self._claims) + 1
-        return SimpleLease(key, token, ttl)
+            token = self._claims[key] = len(self._claims) + 100
+        return SimpleLease(key, token, ttl, self.released)
+
+    async def close(self) -> None:
+        self.closed.hit()
 
 
 class BrokenLocker(gnomon.Locker):
@@ -350,7 +357,15 @@ class FixedElector(gnomon.Elector):
     def __init__(self, token: int | None) -> None:
         self.token = token
         self.asked = Tally()
+        self.started = Tally()
+        self.closed = Tally()
 
     async def is_leader(self) -> int | None:
         self.asked.hit()
         return self.token
+
+    async def start(self) -> None:
+        self.started.hit()
+
+    async def close(self) -> None:
+        self.closed.hit()

@@ -166,3 +166,49 @@ def test_an_async_listener_that_raises_is_contained(errors: ErrorWatch) -> None:
 
     run_async(errors, scenario)
     assert runs.count == 3
+
+
+def test_async_run_forever_returns_when_another_task_shuts_down(errors: ErrorWatch) -> None:
+    clock, runs = FakeClock(T0), Tally()
+
+    async def scenario() -> None:
+        s = gnomon.AsyncScheduler(clock=clock, timezone=UTC_ZONE)
+
+        async def task() -> None:
+            runs.hit()
+
+        await s.add_job(task, gnomon.every(1))
+        await s.start()
+        forever = asyncio.ensure_future(s.run_forever())
+        await asyncio.sleep(0)
+        clock.advance(SECOND)
+        await s.wait_idle(timeout=WAIT)
+        assert not forever.done()
+        await s.shutdown()
+        await asyncio.wait_for(forever, WAIT)
+
+    run_async(errors, scenario)
+    assert runs.count == 1
+
+
+def test_async_stop_jobs_then_start_resumes(errors: ErrorWatch) -> None:
+    clock, runs = FakeClock(T0), Tally()
+
+    async def scenario() -> None:
+        async def task() -> None:
+            runs.hit()
+
+        async with gnomon.AsyncScheduler(clock=clock, timezone=UTC_ZONE) as s:
+            job = await s.add_job(task, gnomon.every(1))
+            await s.stop_jobs()
+            assert s.running is False
+            assert job.next_run is None
+            clock.advance(5 * SECOND)
+            await s.wait_idle(timeout=WAIT)
+            assert runs.count == 0
+            await s.start()
+            clock.advance(SECOND)
+            await s.wait_idle(timeout=WAIT)
+
+    run_async(errors, scenario)
+    assert runs.count == 1

@@ -1,7 +1,7 @@
 """Concurrency modes: singleton, max_concurrent + limit_mode, interval_from_completion.
 
-Ports of gocron.md §4.3, on the fake clock: a "long" task blocks on a gate the test
-opens, so overlaps are exact rather than timed.
+Ports of gocron v2's concurrency tests, on the fake clock: a "long" task blocks on a
+gate the test opens, so overlaps are exact rather than timed.
 """
 
 from __future__ import annotations

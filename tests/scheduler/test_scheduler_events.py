@@ -1,4 +1,4 @@
-"""Listeners, the monitor, outcomes, locking and leadership (gocron.md §4.5)."""
+"""Listeners, the monitor, outcomes, locking and leadership; ports of gocron v2's tests."""
 
 from __future__ import annotations
 
@@ -20,12 +20,14 @@ from scheduler_support import (
     BrokenLocker,
     ErrorWatch,
     FixedElector,
+    Gate,
     Gates,
     RecordingMonitor,
     SchedulerFactory,
     SharedLocker,
     Tally,
     seconds,
+    wait_until,
 )
 
 import gnomon
@@ -260,21 +262,27 @@ def test_run_durations_use_the_injected_clock(
 
 @pytest.mark.timeout(30)
 def test_jitter_delays_the_start_but_keeps_the_scheduled_time(
-    scheduler: gnomon.Scheduler, clock: FakeClock
+    make_scheduler: SchedulerFactory, clock: FakeClock
 ) -> None:
+    monitor = RecordingMonitor()
+    s = make_scheduler(monitor=monitor)
     afters = Tally()
     for _ in range(20):  # many random delays: some are not whole microseconds
-        scheduler.add_job(lambda: None, gnomon.every(60), jitter=10, after_run=afters.hit)
-    scheduler.start()
+        s.add_job(lambda: None, gnomon.every(60), jitter=10, after_run=afters.hit)
+    s.start()
     clock.advance(60 * SECOND)
+    assert afters.count == 0
     clock.advance(10 * SECOND)
-    scheduler.wait_idle(timeout=WAIT)
+    s.wait_idle(timeout=WAIT)
 
     assert len(afters.values) == 20
     for event in afters.values:
         assert event.scheduled_at == T0 + 60 * SECOND
         assert event.started_at is not None
         assert T0 + 60 * SECOND <= event.started_at <= T0 + 70 * SECOND
+    assert len(monitor.delays.values) == 20
+    assert all(0 <= delay <= 10 for delay in monitor.delays.values)
+    assert len(set(monitor.delays.values)) > 1, "each start draws its own delay"
 
 
 def test_the_monitor_counts_every_run_and_reports_no_delay_on_time(
@@ -467,6 +475,14 @@ class JumpingClock:
         return datetime.now(UTC) + self.offset
 
 
+def big_misses(monitor: RecordingMonitor) -> list[gnomon.RunEvent]:
+    return [
+        e
+        for e in monitor.skips(Outcome.SKIPPED_MISSED)
+        if isinstance(e.result, int) and e.result >= 40
+    ]
+
+
 def test_ticks_missed_in_a_clock_jump_are_skipped_and_reported_once_with_a_count(
     make_scheduler: SchedulerFactory,
 ) -> None:
@@ -477,13 +493,16 @@ def test_ticks_missed_in_a_clock_jump_are_skipped_and_reported_once_with_a_count
     s.start()
     runs.wait_for(1)
     clock.offset += timedelta(seconds=10)
-    monitor.run_skipped_events.wait_for(1)
+    # A loaded machine may wake late and miss a tick or two now and then; the jump itself
+    # (about fifty 200 ms ticks) must come as one report with its count.
+    wait_until(lambda: bool(big_misses(monitor)), "the jump is reported")
     runs.wait_for(runs.count + 3)
 
-    [missed] = monitor.run_skipped_events.values
-    assert missed.outcome is Outcome.SKIPPED_MISSED
-    assert isinstance(missed.result, int)
-    assert 40 <= missed.result <= 51, "about ten seconds of 200 ms ticks, in one report"
+    skipped = monitor.run_skipped_events.values
+    assert {e.outcome for e in skipped} == {Outcome.SKIPPED_MISSED}
+    [jump] = big_misses(monitor)
+    assert isinstance(jump.result, int)
+    assert jump.result <= 75
     assert runs.count < 20, "missed ticks are not replayed"
 
 
@@ -531,17 +550,9 @@ ASYNC_TASK_PAST_THE_STOP_TIMEOUT = textwrap.dedent(
 )
 
 
-@pytest.mark.xfail(
-    reason="engine: shutdown queues task.cancel() and then loop.stop() on the loop thread, so "
-    "the loop stops before the task's next step: the async task never receives "
-    "CancelledError, no CANCELLED outcome is reported, and the destroyed pending task later "
-    "logs 'internal error' and raises ValueError (ContextVar token reset in another context) "
-    "from Run.run_async",
-    strict=True,
-)
 def test_an_async_task_still_running_after_the_stop_timeout_is_cancelled() -> None:
-    # In a subprocess: the pending task this failure leaves behind breaks whatever process
-    # garbage-collects it later.
+    # In a subprocess: a pending task left behind by this failure must not reach the
+    # garbage collector of the test process.
     finished = subprocess.run(
         [sys.executable, "-c", ASYNC_TASK_PAST_THE_STOP_TIMEOUT],
         capture_output=True,
@@ -551,3 +562,166 @@ def test_an_async_task_still_running_after_the_stop_timeout_is_cancelled() -> No
     )
     assert finished.returncode == 0, finished.stderr
     assert finished.stdout.strip() == "ok"
+
+
+def test_a_claimed_run_gets_the_leases_fencing_token_and_releases_it_once(
+    make_scheduler: SchedulerFactory, clock: FakeClock
+) -> None:
+    locker = SharedLocker()
+    s = make_scheduler(locker=locker)
+    tokens, afters = Tally(), Tally()
+
+    def task(ctx: gnomon.JobContext) -> None:
+        tokens.hit(ctx.fencing_token)
+
+    s.add_job(task, gnomon.every(1), name="fenced", after_run=afters.hit)
+    s.start()
+    clock.advance(2 * SECOND)
+    s.wait_idle(timeout=WAIT)
+
+    assert tokens.values == [100, 101]
+    assert [e.fencing_token for e in afters.values] == [100, 101]
+    assert sorted(locker.released.values) == sorted(locker.attempts.values)
+    assert len(locker.released.values) == 2
+
+
+def test_backends_are_started_and_closed_exactly_once(
+    make_scheduler: SchedulerFactory, clock: FakeClock
+) -> None:
+    locker, elector = SharedLocker(), FixedElector(1)
+    s = make_scheduler(locker=locker, elector=elector)
+    s.add_job(lambda: None, gnomon.every(1), name="any")
+    s.start()
+    clock.advance(SECOND)
+    s.wait_idle(timeout=WAIT)
+    s.shutdown()
+    s.shutdown()
+
+    assert elector.started.count == 1
+    assert (elector.closed.count, locker.closed.count) == (1, 1)
+
+
+def test_with_a_locker_an_interval_is_anchored_so_every_node_agrees(
+    make_scheduler: SchedulerFactory,
+) -> None:
+    clock = FakeClock(T0 + seconds(7))
+    s = make_scheduler(clock=clock, locker=SharedLocker())
+    job = s.add_job(lambda: None, gnomon.every(60), name="anchored")
+    s.start()
+    assert job.next_run == T0 + 60 * SECOND
+
+
+def nodes_starting_milliseconds_apart(
+    make_scheduler: SchedulerFactory, locker: SharedLocker, rule: gnomon.Rule, **options: object
+) -> Tally:
+    """Three nodes whose clocks read a few milliseconds apart, as real nodes starting together."""
+    runs = Tally()
+    for n in range(3):
+        clock = FakeClock(T0 + seconds(7 + 0.003 * n))
+        node = make_scheduler(clock=clock, locker=locker)
+        node.add_job(runs.hit, rule, name="boot", **options)
+        node.start()
+        node.wait_idle(timeout=WAIT)
+    return runs
+
+
+def test_an_immediate_first_run_on_nodes_starting_together_runs_once(
+    make_scheduler: SchedulerFactory,
+) -> None:
+    locker = SharedLocker()
+    runs = nodes_starting_milliseconds_apart(
+        make_scheduler, locker, gnomon.every(60), start_immediately=True
+    )
+    assert runs.count == 1
+    assert set(locker.attempts.values) == {occurrence_key("boot", T0)}
+
+
+def test_an_immediate_one_time_run_on_nodes_starting_together_runs_once(
+    make_scheduler: SchedulerFactory,
+) -> None:
+    locker = SharedLocker()
+    runs = nodes_starting_milliseconds_apart(make_scheduler, locker, gnomon.once())
+    assert runs.count == 1
+    assert len(set(locker.attempts.values)) == 1, "once() has one fixed key"
+
+
+def test_run_now_on_several_nodes_is_a_local_run_on_each(
+    make_scheduler: SchedulerFactory,
+) -> None:
+    locker = SharedLocker()
+    nodes, _ = three_nodes(make_scheduler, locker=locker)
+    runs = Tally()
+    jobs = [node.add_job(runs.hit, gnomon.every(60), name="manual") for node in nodes]
+    for node, job in zip(nodes, jobs, strict=True):
+        node.start()
+        job.run_now()
+    for node in nodes:
+        node.wait_idle(timeout=WAIT)
+    assert runs.count == 3
+    assert len(set(locker.attempts.values)) == len(locker.attempts.values)
+
+
+def test_renaming_a_job_onto_another_jobs_name_is_invalid_with_a_locker(
+    make_scheduler: SchedulerFactory,
+) -> None:
+    s = make_scheduler(locker=SharedLocker())
+    s.add_job(lambda: None, gnomon.every(1), name="first")
+    second = s.add_job(lambda: None, gnomon.every(1), name="second")
+    with pytest.raises(gnomon.InvalidJob, match="first"):
+        s.update_job(second.id, name="first")
+    assert second.name == "second"
+
+
+class IgnoresCancel:
+    """A sync task that ignores cancellation until the test opens its gate."""
+
+    def __init__(self, gate: Gate) -> None:
+        self.gate, self.started = gate, Tally()
+
+    def __call__(self) -> None:
+        self.started.hit()
+        self.gate.wait()
+
+
+def test_a_sync_run_ignoring_its_timeout_keeps_its_slot_and_times_out_once(
+    make_scheduler: SchedulerFactory, clock: FakeClock, gates: Gates
+) -> None:
+    monitor = RecordingMonitor()
+    s = make_scheduler(monitor=monitor)
+    task, errors_seen, afters = IgnoresCancel(gates()), Tally(), Tally()
+    s.add_job(
+        task,
+        gnomon.every(10),
+        timeout=5,
+        singleton=gnomon.LimitMode.RESCHEDULE,
+        after_error=errors_seen.hit,
+        after_run=afters.hit,
+    )
+    s.start()
+    clock.advance(10 * SECOND)
+    task.started.wait_for(1)
+    clock.advance(10 * SECOND)
+    monitor.run_skipped_events.wait_for(1)
+    assert [e.outcome for e in monitor.run_skipped_events.values] == [Outcome.SKIPPED_SINGLETON]
+
+    task.gate.open()
+    s.wait_idle(timeout=WAIT)
+    assert task.started.count == 1
+    assert [e.outcome for e in errors_seen.values] == [Outcome.TIMED_OUT]
+    assert afters.values == [], "a run that timed out is not also a success"
+
+
+def test_a_sync_run_ignoring_its_timeout_is_reported_timed_out_at_its_deadline(
+    make_scheduler: SchedulerFactory, clock: FakeClock, gates: Gates
+) -> None:
+    monitor = RecordingMonitor()
+    s = make_scheduler(monitor=monitor)
+    task, errors_seen = IgnoresCancel(gates()), Tally()
+    s.add_job(task, gnomon.every(10), timeout=5, after_error=errors_seen.hit)
+    s.start()
+    clock.advance(10 * SECOND)
+    task.started.wait_for(1)
+    clock.advance(5 * SECOND)
+    errors_seen.wait_for(1, timeout=2)
+    monitor.run_finished_events.wait_for(1, timeout=2)
+    assert [e.outcome for e in errors_seen.values] == [Outcome.TIMED_OUT]

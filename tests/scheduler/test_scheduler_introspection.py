@@ -1,4 +1,4 @@
-"""Introspection: jobs, get_job, last_run, next_run, next_runs, is_running, run_now (§4.6)."""
+"""Introspection: jobs, get_job, last_run, next_run, next_runs, is_running, run_now."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from scheduler_support import (
     RecordingMonitor,
     SchedulerFactory,
     Tally,
+    background,
     read,
     seconds,
     wait_until,
@@ -398,3 +399,48 @@ def test_shutdown_from_inside_a_run_begins_shutdown_without_waiting_for_itself(
     wait_until(lambda: not scheduler.running, "the scheduler shuts down")
     with pytest.raises(gnomon.SchedulerShutDown):
         scheduler.add_job(nothing, gnomon.every(1))
+
+
+def test_run_now_with_wait_returns_the_skip_when_the_singleton_gate_refuses_it(
+    scheduler: gnomon.Scheduler, clock: FakeClock, gates: Gates
+) -> None:
+    gate, started = gates(), Tally()
+
+    def blocks() -> None:
+        started.hit()
+        gate.wait()
+
+    job = scheduler.add_job(blocks, gnomon.every(60), singleton=gnomon.LimitMode.RESCHEDULE)
+    scheduler.start()
+    clock.advance(60 * SECOND)
+    started.wait_for(1)
+    with background(lambda: job.run_now(wait=True), name="run-now-wait") as done:
+        done.wait_for(1)
+    [(kind, event)] = done.values
+    assert kind == "ok"
+    assert isinstance(event, gnomon.RunEvent)
+    assert event.outcome is gnomon.Outcome.SKIPPED_SINGLETON
+
+
+def test_run_now_with_wait_returns_when_stop_jobs_drops_its_queued_run(
+    scheduler: gnomon.Scheduler, clock: FakeClock, gates: Gates
+) -> None:
+    gate, started = gates(), Tally()
+
+    def blocks() -> None:
+        started.hit()
+        gate.wait()
+
+    job = scheduler.add_job(blocks, gnomon.every(60), singleton=gnomon.LimitMode.WAIT)
+    scheduler.start()
+    clock.advance(60 * SECOND)
+    started.wait_for(1)
+    with background(lambda: job.run_now(wait=True), name="run-now-wait") as done:
+        wait_until(lambda: scheduler.jobs_waiting == 1, "run_now queues behind the run")
+        scheduler.stop_jobs()
+        done.wait_for(1)
+        gate.open()
+    [(kind, event)] = done.values
+    assert kind == "ok"
+    assert isinstance(event, gnomon.RunEvent)
+    assert event.outcome is gnomon.Outcome.SKIPPED_STOPPING

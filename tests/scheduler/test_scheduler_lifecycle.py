@@ -1,4 +1,4 @@
-"""Lifecycle: start, stop_jobs, shutdown, context managers, run_forever (gocron.md §4.1)."""
+"""Lifecycle: start, stop_jobs, shutdown, context managers, run_forever; gocron v2 ports."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -513,3 +514,118 @@ def test_stop_and_start_with_a_running_singleton_job_then_shutdown_cleanly(
     gate.open()
     scheduler.shutdown()
     assert started.count == 1
+
+
+def test_the_context_manager_keeps_the_exception_in_flight_even_when_shutdown_times_out(
+    clock: FakeClock, gates: Gates
+) -> None:
+    gate, started = gates(), Tally()
+
+    def stubborn() -> None:
+        started.hit()
+        gate.wait()
+
+    def fail_while_a_run_is_stuck() -> None:
+        with gnomon.Scheduler(clock=clock, timezone=UTC_ZONE, stop_timeout=0.05) as s:
+            s.add_job(stubborn, gnomon.every(1))
+            clock.advance(SECOND)
+            started.wait_for(1)
+            raise Boom("the real problem")
+
+    with pytest.raises(Boom, match="the real problem"):
+        fail_while_a_run_is_stuck()
+
+
+def test_shutdown_timeout_overrides_the_stop_timeout(
+    make_scheduler: SchedulerFactory, clock: FakeClock, gates: Gates
+) -> None:
+    s = make_scheduler(stop_timeout=WAIT * 10)
+    gate, started = gates(), Tally()
+
+    def stubborn() -> None:
+        started.hit()
+        gate.wait()
+
+    s.add_job(stubborn, gnomon.every(1), name="stubborn")
+    s.start()
+    clock.advance(SECOND)
+    started.wait_for(1)
+    begun = time.monotonic()
+    with pytest.raises(gnomon.ShutdownTimedOut):
+        s.shutdown(timeout=0.1)
+    assert time.monotonic() - begun < WAIT
+
+
+USE_AFTER_FORK = textwrap.dedent(
+    """
+    import os
+    import gnomon
+
+    s = gnomon.Scheduler()
+    s.add_job(lambda: None, gnomon.every(60))
+    s.start()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            s.add_job(lambda: None, gnomon.every(60))
+        except gnomon.SchedulerForked as exc:
+            os._exit(0 if "fork" in str(exc) else 3)
+        except BaseException:
+            os._exit(2)
+        os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    s.shutdown()
+    print(os.waitstatus_to_exitcode(status))
+    """
+)
+
+
+def test_a_scheduler_used_in_a_forked_child_raises_a_clear_error() -> None:
+    finished = subprocess.run(
+        [sys.executable, "-c", USE_AFTER_FORK],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert finished.returncode == 0, finished.stderr
+    assert finished.stdout.strip() == "0", "the child got SchedulerForked naming the fork"
+
+
+STUCK_RUN_AT_EXIT = textwrap.dedent(
+    """
+    import sys, threading
+    import gnomon
+
+    forever, started = threading.Event(), threading.Event()
+
+    def stuck():
+        started.set()
+        forever.wait()
+
+    s = gnomon.Scheduler()
+    s.add_job(stuck, gnomon.every("10ms"), timeout="50ms", max_runs=1)
+    s.start()
+    assert started.wait(10)
+    if sys.argv[1] == "shutdown":
+        try:
+            s.shutdown(timeout=0.1)
+        except gnomon.ShutdownTimedOut:
+            print("timed out")
+    print("leaving")
+    """
+)
+
+
+@pytest.mark.parametrize("ending", ["shutdown", "no-shutdown"])
+def test_a_sync_run_that_never_returns_does_not_block_interpreter_exit(ending: str) -> None:
+    finished = subprocess.run(
+        [sys.executable, "-c", STUCK_RUN_AT_EXIT, ending],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert finished.returncode == 0, finished.stderr
+    expected = ["timed out", "leaving"] if ending == "shutdown" else ["leaving"]
+    assert finished.stdout.split("\n")[:-1] == expected

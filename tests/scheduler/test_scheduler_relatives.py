@@ -8,9 +8,13 @@ spins on a next time that did not advance (#943).
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import time
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -24,9 +28,11 @@ from scheduler_support import (
     Gates,
     RecordingMonitor,
     SchedulerFactory,
+    SharedLocker,
     Tally,
     background,
     run_async,
+    wait_until,
 )
 
 import gnomon
@@ -428,3 +434,221 @@ def test_listeners_may_add_jobs_while_the_scheduler_dispatches(
         scheduler.wait_idle(timeout=WAIT)
     assert children.count == 3
     assert scheduler.jobs() == []
+
+
+def test_shutdown_from_an_after_run_listener_begins_shutdown_without_hanging(
+    scheduler: gnomon.Scheduler, clock: FakeClock
+) -> None:
+    returned = Tally()
+
+    def shut_down(event: gnomon.RunEvent) -> None:
+        scheduler.shutdown()
+        returned.hit()
+
+    scheduler.add_job(lambda: None, gnomon.every(1), after_run=shut_down)
+    scheduler.start()
+    clock.advance(SECOND)
+    returned.wait_for(1)
+    wait_until(lambda: not scheduler.running, "the scheduler shuts down")
+    with pytest.raises(gnomon.SchedulerShutDown):
+        scheduler.add_job(lambda: None, gnomon.every(1))
+
+
+def test_wait_idle_from_a_listener_or_a_run_hook_raises_instead_of_hanging(
+    make_scheduler: SchedulerFactory, clock: FakeClock
+) -> None:
+    raised = Tally()
+
+    class WaitingMonitor(RecordingMonitor):
+        def run_finished(self, event: gnomon.RunEvent) -> None:
+            wait_inside("monitor")
+
+    s = make_scheduler(monitor=WaitingMonitor())
+
+    def wait_inside(where: str) -> None:
+        try:
+            s.wait_idle(timeout=WAIT)
+        except RuntimeError:
+            raised.hit(where)
+
+    s.add_job(lambda: None, gnomon.every(1), after_run=lambda event: wait_inside("listener"))
+    s.start()
+    clock.advance(SECOND)
+    raised.wait_for(2)
+    s.wait_idle(timeout=WAIT)
+    assert sorted(raised.values) == ["listener", "monitor"]
+
+
+def test_remove_by_tags_without_tags_removes_nothing(scheduler: gnomon.Scheduler) -> None:
+    scheduler.add_job(lambda: None, gnomon.every(1), tags=("t",))
+    assert scheduler.remove_by_tags() == 0
+    assert len(scheduler.jobs()) == 1
+
+
+def test_updated_tags_decide_what_remove_by_tags_removes(scheduler: gnomon.Scheduler) -> None:
+    job = scheduler.add_job(lambda: None, gnomon.every(1), tags=("old",))
+    scheduler.update_job(job.id, tags=("new",))
+    assert scheduler.remove_by_tags("old") == 0
+    assert job.tags == frozenset({"new"})
+    assert scheduler.remove_by_tags("new") == 1
+
+
+def test_a_jittered_run_waiting_to_start_never_starts_once_its_job_is_removed(
+    scheduler: gnomon.Scheduler, clock: FakeClock
+) -> None:
+    runs = Tally()
+    job = scheduler.add_job(runs.hit, gnomon.every(60), jitter=10)
+    scheduler.start()
+    clock.advance(60 * SECOND)
+    scheduler.remove_job(job.id)
+    clock.advance(10 * SECOND)
+    scheduler.wait_idle(timeout=WAIT)
+    assert runs.count == 0
+
+
+def test_a_jittered_run_waiting_to_start_never_starts_once_jobs_are_stopped(
+    scheduler: gnomon.Scheduler, clock: FakeClock
+) -> None:
+    runs = Tally()
+    scheduler.add_job(runs.hit, gnomon.every(60), jitter=10)
+    scheduler.start()
+    clock.advance(60 * SECOND)
+    scheduler.stop_jobs()
+    clock.advance(10 * SECOND)
+    scheduler.wait_idle(timeout=WAIT)
+    assert runs.count == 0
+
+
+class GatedLocker(SharedLocker):
+    """A shared locker whose claims wait on a gate: a slow lock store."""
+
+    def __init__(self, gate: Gate) -> None:
+        super().__init__()
+        self.gate = gate
+
+    async def acquire(
+        self,
+        key: str,
+        ttl: timedelta,
+        *,
+        recovery: gnomon.Recovery = gnomon.Recovery.AT_MOST_ONCE,
+    ) -> gnomon.Lease:
+        lease = await super().acquire(key, ttl, recovery=recovery)
+        await asyncio.to_thread(self.gate.wait)
+        return lease
+
+
+def test_a_run_waiting_for_its_lock_never_starts_once_its_job_is_removed(
+    make_scheduler: SchedulerFactory, clock: FakeClock, gates: Gates
+) -> None:
+    gate = gates()
+    locker = GatedLocker(gate)
+    s = make_scheduler(locker=locker)
+    runs = Tally()
+    job = s.add_job(runs.hit, gnomon.every(1), name="slow-lock")
+    s.start()
+    clock.advance(SECOND)
+    locker.attempts.wait_for(1)
+    s.remove_job(job.id)
+    gate.open()
+    s.wait_idle(timeout=WAIT)
+    assert runs.count == 0
+
+
+def race(threads: int, action: Callable[[int], object]) -> list[tuple[str, object]]:
+    """Run ``action(i)`` on ``threads`` threads released together; collect what each got."""
+    barrier = threading.Barrier(threads)
+    results: list[tuple[str, object]] = []
+    lock = threading.Lock()
+
+    def contender(i: int) -> None:
+        barrier.wait(WAIT)
+        try:
+            outcome: tuple[str, object] = ("ok", action(i))
+        except Exception as exc:
+            outcome = ("raised", exc)
+        with lock:
+            results.append(outcome)
+
+    workers = [threading.Thread(target=contender, args=(i,)) for i in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(WAIT)
+    assert not any(worker.is_alive() for worker in workers)
+    return results
+
+
+def test_removing_one_job_from_many_threads_at_once_succeeds_exactly_once(
+    make_scheduler: SchedulerFactory,
+) -> None:
+    monitor = RecordingMonitor()
+    s = make_scheduler(monitor=monitor)
+    for _ in range(20):
+        job_id = s.add_job(lambda: None, gnomon.every(1)).id
+        results = race(8, lambda _: s.remove_job(job_id))  # noqa: B023 - used at once
+        assert sorted(kind for kind, _ in results) == ["ok"] + ["raised"] * 7
+        assert all(isinstance(v, gnomon.JobNotFound) for k, v in results if k == "raised")
+    monitor.unregistered.wait_for(20)
+    assert len(set(monitor.unregistered.values)) == monitor.unregistered.count == 20
+
+
+def test_remove_by_tags_from_many_threads_counts_each_job_once(
+    scheduler: gnomon.Scheduler,
+) -> None:
+    for _ in range(200):
+        scheduler.add_job(lambda: None, gnomon.every(1), tags=("doomed",))
+    scheduler.add_job(lambda: None, gnomon.every(1), tags=("kept",))
+    results = race(8, lambda _: scheduler.remove_by_tags("doomed"))
+    counts = [count for kind, count in results if kind == "ok" and isinstance(count, int)]
+    assert len(counts) == 8
+    assert sum(counts) == 200
+    assert [j.tags for j in scheduler.jobs()] == [frozenset({"kept"})]
+
+
+def test_adding_one_id_from_many_threads_at_once_registers_it_exactly_once(
+    scheduler: gnomon.Scheduler,
+) -> None:
+    chosen = uuid.uuid4()
+    results = race(8, lambda i: scheduler.add_job(lambda: None, gnomon.every(1), id=chosen))
+    assert sorted(kind for kind, _ in results) == ["ok"] + ["raised"] * 7
+    assert all(isinstance(v, gnomon.InvalidJob) for k, v in results if k == "raised")
+    assert [j.id for j in scheduler.jobs()] == [chosen]
+
+
+def test_max_runs_holds_against_run_now_from_many_threads(
+    scheduler: gnomon.Scheduler,
+) -> None:
+    runs = Tally()
+    job = scheduler.add_job(runs.hit, gnomon.every(3600), max_runs=5)
+    scheduler.start()
+    results = race(8, lambda _: [job.run_now() for _ in range(5)])
+    scheduler.wait_idle(timeout=WAIT)
+    assert runs.count == 5
+    assert all(isinstance(v, gnomon.JobNotFound) for kind, v in results if kind == "raised"), (
+        results
+    )
+    assert scheduler.jobs() == []
+
+
+def test_a_singleton_never_overlaps_itself_under_run_now_from_many_threads(
+    scheduler: gnomon.Scheduler,
+) -> None:
+    lock, running, overlaps, runs = threading.Lock(), [0], Tally(), Tally()
+
+    def guarded() -> None:
+        with lock:
+            running[0] += 1
+            if running[0] > 1:
+                overlaps.hit()
+        runs.hit()
+        time.sleep(0.001)  # a run that takes a little real time
+        with lock:
+            running[0] -= 1
+
+    job = scheduler.add_job(guarded, gnomon.every(3600), singleton=gnomon.LimitMode.RESCHEDULE)
+    scheduler.start()
+    race(8, lambda _: [job.run_now() for _ in range(20)])
+    scheduler.wait_idle(timeout=WAIT)
+    assert overlaps.count == 0
+    assert runs.count >= 1

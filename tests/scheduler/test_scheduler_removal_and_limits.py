@@ -1,4 +1,4 @@
-"""Removal, max_runs, start_at, stop_at, start_immediately (gocron.md §4.4)."""
+"""Removal, max_runs, start_at, stop_at, start_immediately; ports of gocron v2's tests."""
 
 from __future__ import annotations
 
@@ -326,3 +326,19 @@ def test_a_one_time_job_past_its_instant_before_start_is_removed_without_spinnin
     assert s.jobs() == []
     monitor.unregistered.wait_for(1)
     assert monitor.unregistered.values == [job.id]
+
+
+def test_update_job_keeps_the_run_count_that_max_runs_looks_at(
+    scheduler: gnomon.Scheduler, clock: FakeClock
+) -> None:
+    runs = Tally()
+    job = scheduler.add_job(runs.hit, gnomon.every(1), max_runs=2)
+    scheduler.start()
+    clock.advance(SECOND)
+    scheduler.wait_idle(timeout=WAIT)
+    scheduler.update_job(job.id, name="renamed", rule=gnomon.every(2))
+    for _ in range(6):
+        clock.advance(SECOND)
+        scheduler.wait_idle(timeout=WAIT)
+    assert runs.count == 2
+    assert scheduler.jobs() == []

@@ -1,4 +1,4 @@
-"""Validation: every bad input is a typed gnomon error naming the value (gocron.md §4.2).
+"""Validation: every bad input is a typed gnomon error naming the value.
 
 gocron's ``NewJobErrors`` table runs each case both as a job option and as a global
 option; here the global form is ``job_defaults``.
