@@ -42,17 +42,28 @@ class Target:
     limit: float
 
 
-def targets(largest: int) -> list[Target]:
-    """The performance targets, W1 read at the largest size measured."""
+def targets(largest: int | None) -> list[Target]:
+    """The performance targets, W1 read at the largest size measured (if any)."""
     thread, both = ("gnomon",), GNOMON_FACES
+    scale = (
+        []
+        if largest is None
+        else [
+            Target(f"W1 add at {largest:,}, µs/job", f"w1-{largest}", "add_us", thread, 6),
+            Target(
+                f"W1 random removal at {largest:,}, µs",
+                f"w1-{largest}",
+                "remove_random_us",
+                thread,
+                10,
+            ),
+            Target(
+                f"W1 memory at {largest:,}, B/job", f"w1mem-{largest}", "bytes_per_job", thread, 500
+            ),
+        ]
+    )
     return [
-        Target(f"W1 add at {largest:,}, µs/job", f"w1-{largest}", "add_us", thread, 6),
-        Target(
-            f"W1 random removal at {largest:,}, µs", f"w1-{largest}", "remove_random_us", thread, 10
-        ),
-        Target(
-            f"W1 memory at {largest:,}, B/job", f"w1mem-{largest}", "bytes_per_job", thread, 500
-        ),
+        *scale,
         Target("W2 lateness p50, ms", "w2", "lateness_p50_ms", both, 10),
         Target("W2 lateness p99, ms", "w2", "lateness_p99_ms", both, 30),
         Target("W2 CPU per run, µs", "w2", "cpu_us_per_run", both, 50),
@@ -136,28 +147,39 @@ def contestants_of(values: Medians, case: str) -> list[str]:
     return [c for c in LABELS if (case, c) in values]
 
 
-def header(raw: dict[str, Any], values: Medians) -> list[str]:
+def environment(records: list[dict[str, Any]]) -> tuple[set[str], set[str], str]:
+    """The Pythons and library versions the workers reported, and the load they saw."""
+    pythons: set[str] = set()
+    versions: set[str] = set()
+    loads: list[float] = []
+    for record in records:
+        found = dict(record.get("versions", {}))
+        pythons.add(found.pop("python", "?"))
+        versions.update(f"{name} {v}" for name, v in found.items())
+        loads.extend(record.get("loadavg", []))
+    load = f"{min(loads):.2f} to {max(loads):.2f}" if loads else "unknown"
+    return pythons, versions, load
+
+
+def header(raw: dict[str, Any]) -> list[str]:
     m = raw["machine"]
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(raw["started"]))
     minutes = (raw["finished"] - raw["started"]) / 60
-    versions: dict[str, str] = {}
-    pythons = set()
-    loads = []
-    for record in raw["records"]:
-        found = dict(record.get("versions", {}))
-        pythons.add(found.pop("python", "?"))
-        for name, v in found.items():
-            versions[f"{name} {v}"] = ""
-        loads.extend(record.get("loadavg", []))
-    load = f"{min(loads):.2f} to {max(loads):.2f}" if loads else "unknown"
-    del values
+    reps = raw["repetitions"]
+    pythons, versions, load = environment(raw["records"])
     return [
         "# Benchmark results",
         "",
         (
             f"Measured {when} with `python bench/run.py` (profile `{raw['profile']}`, "
-            f"{raw['repetitions']} repetitions interleaved across contestants, {minutes:.0f} min). "
-            "Every figure is the median over repetitions; lower is better except runs done."
+            f"{reps} repetition{'s' if reps != 1 else ''} interleaved across contestants, "
+            f"{minutes:.0f} min). Every figure is the median over repetitions; lower is better "
+            "except runs done."
+        ),
+        *(
+            []
+            if raw["profile"] == "full"
+            else ["", "Sizes and durations are reduced: the targets hold for the full run only."]
         ),
         "",
         f"- Machine: {m['nproc']} CPUs (`nproc`), {m['cpu']}, {m['system']}.",
@@ -174,7 +196,7 @@ def header(raw: dict[str, Any], values: Medians) -> list[str]:
     ]
 
 
-def target_section(values: Medians, largest: int, cron_us: float | None) -> list[str]:
+def target_section(values: Medians, largest: int | None, cron_us: float | None) -> list[str]:
     rows = []
     for target in targets(largest):
         for face in target.faces:
@@ -207,14 +229,15 @@ def scale_row(values: Medians, n: int, contestant: str) -> list[str]:
     ]
 
 
-def scale_section(values: Medians, sizes: list[int]) -> list[str]:
+def scale_section(values: Medians, sizes: list[int], removals: int) -> list[str]:
     lines = [
         "## W1 scale",
         "",
         (
             "Add N interval jobs (periods 1-2 h) to a running scheduler, then remove "
-            "min(N/2, removals) of them in insertion order and as many more at random; "
-            "memory is traced separately with `tracemalloc` in a fresh process."
+            f"min(N/2, {removals:,}) of them in insertion order and as many more at random; "
+            "memory is traced separately with `tracemalloc` in a fresh process. CPU µs is "
+            "the process's CPU time per add, which a busy machine inflates less than wall time."
         ),
         "",
     ]
@@ -271,8 +294,8 @@ LATENESS = [
 def ratio_section(values: Medians, sizes: list[int]) -> list[str]:
     headline = [(f"W1 add at {n:,}", f"w1-{n}", "add_us") for n in sizes]
     headline += [(f"W1 random removal at {n:,}", f"w1-{n}", "remove_random_us") for n in sizes]
+    headline += [(f"W1 memory at {n:,}", f"w1mem-{n}", "bytes_per_job") for n in sizes[-1:]]
     headline += [
-        (f"W1 memory at {sizes[-1]:,}", f"w1mem-{sizes[-1]}", "bytes_per_job"),
         ("W2 lateness p50", "w2", "lateness_p50_ms"),
         ("W2 lateness p99", "w2", "lateness_p99_ms"),
         ("W2 CPU per run", "w2", "cpu_us_per_run"),
@@ -425,11 +448,11 @@ def render(raw: dict[str, Any]) -> str:
     sizes = sorted(c["params"]["n"] for c in raw["cases"] if c["key"].startswith("w1-"))
     params = {c["key"]: c["params"] for c in raw["cases"]}
     cron = cron_rows(records)
-    lines = header(raw, values)
+    lines = header(raw)
+    lines += target_section(values, sizes[-1] if sizes else None, cron_median_us(cron))
+    lines += ratio_section(values, sizes)
     if sizes:
-        lines += target_section(values, sizes[-1], cron_median_us(cron))
-        lines += ratio_section(values, sizes)
-        lines += scale_section(values, sizes)
+        lines += scale_section(values, sizes, params[f"w1-{sizes[0]}"]["removals"])
     lines += timed_sections(values, params)
     lines += cron_section(cron) + noise_section(values) + failure_section(records, params)
     return "\n".join(lines)

@@ -13,6 +13,7 @@ from scheduler_support import (
     Boom,
     ErrorWatch,
     RecordingMonitor,
+    SharedLocker,
     Tally,
     run_async,
 )
@@ -212,3 +213,125 @@ def test_async_stop_jobs_then_start_resumes(errors: ErrorWatch) -> None:
 
     run_async(errors, scenario)
     assert runs.count == 1
+
+
+def test_async_removal_while_the_job_runs_signals_it_and_stops_the_schedule(
+    errors: ErrorWatch,
+) -> None:
+    clock, starts, saw_cancel = FakeClock(T0), Tally(), Tally()
+
+    async def scenario() -> None:
+        release, started = asyncio.Event(), asyncio.Event()
+
+        async def slow(ctx: gnomon.JobContext) -> None:
+            starts.hit()
+            started.set()
+            await release.wait()
+            saw_cancel.hit(ctx.cancelled.is_set())
+
+        async with gnomon.AsyncScheduler(clock=clock, timezone=UTC_ZONE) as s:
+            job = await s.add_job(slow, gnomon.every(1))
+            clock.advance(SECOND)
+            await asyncio.wait_for(started.wait(), WAIT)
+            await s.remove_job(job.id)
+            assert await s.jobs() == []
+            release.set()
+            await s.wait_idle(timeout=WAIT)
+            clock.advance(5 * SECOND)
+            await s.wait_idle(timeout=WAIT)
+
+    run_async(errors, scenario)
+    assert starts.count == 1
+    assert saw_cancel.values == [True]
+
+
+def test_async_run_now_racing_shutdown_either_runs_or_raises_scheduler_shut_down(
+    errors: ErrorWatch,
+) -> None:
+    clock, outcomes = FakeClock(T0), Tally()
+
+    async def scenario() -> None:
+        async def task() -> None:
+            await asyncio.sleep(0)
+
+        s = gnomon.AsyncScheduler(clock=clock, timezone=UTC_ZONE)
+        await s.start()
+        job = await s.add_job(task, gnomon.every(60))
+        enough = asyncio.Event()
+
+        async def hammer() -> None:
+            while True:
+                try:
+                    await job.run_now()
+                except gnomon.SchedulerShutDown:
+                    outcomes.hit("shut down")
+                    return
+                outcomes.hit("ran")
+                if outcomes.count >= 20:
+                    enough.set()
+                await asyncio.sleep(0)
+
+        hammers = [asyncio.ensure_future(hammer()) for _ in range(4)]
+        await asyncio.wait_for(enough.wait(), WAIT)
+        await s.shutdown()
+        await asyncio.wait_for(asyncio.gather(*hammers), WAIT)
+
+    run_async(errors, scenario)
+    assert outcomes.values.count("shut down") == 4
+
+
+def test_async_run_timeouts_follow_the_fake_clock(errors: ErrorWatch) -> None:
+    clock, outcomes, cancelled = FakeClock(T0), Tally(), Tally()
+
+    async def scenario() -> None:
+        started = asyncio.Event()
+
+        async def sleeps() -> None:
+            started.set()
+            try:
+                await asyncio.sleep(WAIT)
+            except asyncio.CancelledError:
+                cancelled.hit()
+                raise
+
+        async with gnomon.AsyncScheduler(clock=clock, timezone=UTC_ZONE) as s:
+            await s.add_job(sleeps, gnomon.every(60), timeout="2s", after_error=outcomes.hit)
+            clock.advance(60 * SECOND)
+            await asyncio.wait_for(started.wait(), WAIT)
+            clock.advance(SECOND)
+            await asyncio.sleep(0)
+            assert outcomes.count == 0, "the deadline has not passed on the fake clock"
+            clock.advance(SECOND)
+            await s.wait_idle(timeout=WAIT)
+
+    run_async(errors, scenario)
+    assert [e.outcome for e in outcomes.values] == [Outcome.TIMED_OUT]
+    assert cancelled.count == 1
+
+
+def test_async_schedulers_sharing_a_locker_run_each_occurrence_once(errors: ErrorWatch) -> None:
+    clock, runs, lock_errors = FakeClock(T0), Tally(), Tally()
+    locker = SharedLocker()
+
+    async def scenario() -> None:
+        async def task() -> None:
+            runs.hit()
+
+        nodes = [
+            gnomon.AsyncScheduler(clock=clock, timezone=UTC_ZONE, locker=locker) for _ in range(3)
+        ]
+        for node in nodes:
+            await node.start()
+            await node.add_job(
+                task, gnomon.every(1), name="report", after_lock_error=lock_errors.hit
+            )
+        clock.advance(SECOND)
+        for node in nodes:
+            await node.wait_idle(timeout=WAIT)
+        for node in nodes:
+            await node.shutdown()
+
+    run_async(errors, scenario)
+    assert runs.count == 1
+    assert [e.outcome for e in lock_errors.values] == [Outcome.SKIPPED_LOCKED] * 2
+    assert locker.closed.count == 3

@@ -14,6 +14,7 @@ from scheduler_support import (
     SECOND,
     T0,
     WAIT,
+    Boom,
     Gate,
     Gates,
     RecordingMonitor,
@@ -316,3 +317,67 @@ class Peak:
         finally:
             with self._lock:
                 self._running -= 1
+
+
+def test_interval_from_completion_keeps_firing_after_a_tick_skipped_by_the_limit(
+    make_scheduler: SchedulerFactory, clock: FakeClock, gates: Gates
+) -> None:
+    monitor = RecordingMonitor()
+    s = make_scheduler(max_concurrent=1, limit_mode=RESCHEDULE, monitor=monitor)
+    hog = Gated(gates())
+    runs = Tally()
+    s.add_job(hog, gnomon.once(T0 + 5 * SECOND))
+    job = s.add_job(runs.hit, gnomon.every(10), interval_from_completion=True)
+    s.start()
+    clock.advance(5 * SECOND)
+    hog.starts.wait_for(1)
+    clock.advance(5 * SECOND)
+    monitor.run_skipped_events.wait_for(1)
+    assert monitor.skips(gnomon.Outcome.SKIPPED_LIMIT)[0].job_id == job.id
+    hog.gate.open()
+    s.wait_idle(timeout=WAIT)
+
+    assert job.next_run is not None, "a skipped tick must not end the schedule"
+    for _ in range(30):
+        clock.advance(SECOND)
+        s.wait_idle(timeout=WAIT)
+    assert runs.count >= 2
+
+
+def test_interval_from_completion_keeps_firing_after_before_run_refuses_a_run(
+    scheduler: gnomon.Scheduler, clock: FakeClock
+) -> None:
+    runs, refusals = Tally(), Tally()
+
+    def refuse_once(event: gnomon.RunEvent) -> None:
+        if refusals.count == 0:
+            refusals.hit()
+            raise Boom("not this time")
+
+    job = scheduler.add_job(
+        runs.hit, gnomon.every(10), interval_from_completion=True, before_run=refuse_once
+    )
+    scheduler.start()
+    for _ in range(25):
+        clock.advance(SECOND)
+        scheduler.wait_idle(timeout=WAIT)
+    assert refusals.count == 1
+    assert runs.count >= 1
+    assert job.next_run is not None
+
+
+def test_interval_from_completion_is_not_disturbed_by_a_refused_run_now(
+    scheduler: gnomon.Scheduler, clock: FakeClock, gates: Gates
+) -> None:
+    task = Gated(gates())
+    job = scheduler.add_job(
+        task, gnomon.every(10), interval_from_completion=True, singleton=RESCHEDULE
+    )
+    scheduler.start()
+    clock.advance(10 * SECOND)
+    task.starts.wait_for(1)
+    job.run_now()  # refused by the singleton gate while the run goes on
+    clock.advance(5 * SECOND)
+    task.gate.open()
+    scheduler.wait_idle(timeout=WAIT)
+    assert job.next_run == T0 + 25 * SECOND

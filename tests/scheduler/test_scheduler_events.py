@@ -725,3 +725,25 @@ def test_a_sync_run_ignoring_its_timeout_is_reported_timed_out_at_its_deadline(
     errors_seen.wait_for(1, timeout=2)
     monitor.run_finished_events.wait_for(1, timeout=2)
     assert [e.outcome for e in errors_seen.values] == [Outcome.TIMED_OUT]
+
+
+def test_a_wall_clock_stepped_back_never_runs_a_tick_twice(
+    make_scheduler: SchedulerFactory,
+) -> None:
+    clock = JumpingClock()
+    s = make_scheduler(clock=clock)
+    ticks = Tally()
+
+    def record(ctx: gnomon.JobContext) -> None:
+        ticks.hit(ctx.scheduled_at)
+
+    s.add_job(record, gnomon.every("100ms"))
+    s.start()
+    ticks.wait_for(3)
+    clock.offset -= timedelta(seconds=1)
+    ticks.wait_for(ticks.count + 3)
+    s.stop_jobs()
+    s.wait_idle(timeout=WAIT)
+
+    seen = ticks.values
+    assert len(set(seen)) == len(seen), "a scheduled instant ran twice"

@@ -300,6 +300,8 @@ BAD_SCHEDULER_OPTIONS: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
     "monitor-not-a-monitor": ({"monitor": "stdout"}, ("monitor", "stdout")),
     "elector-not-an-elector": ({"elector": "me"}, ("elector", "me")),
     "locker-not-a-locker": ({"locker": "redis"}, ("locker", "redis")),
+    "logger-not-a-logger": ({"logger": "gnomon"}, ("logger", "gnomon")),
+    "clock-without-now": ({"clock": "wall"}, ("clock", "wall")),
 }
 
 
@@ -307,9 +309,9 @@ BAD_SCHEDULER_OPTIONS: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
 def test_a_bad_scheduler_option_is_a_typed_error_naming_the_value(
     clock: FakeClock, case: str
 ) -> None:
-    options, fragments = BAD_SCHEDULER_OPTIONS[case]
+    bad, fragments = BAD_SCHEDULER_OPTIONS[case]
     with pytest.raises(gnomon.GnomonError) as raised:
-        gnomon.Scheduler(clock=clock, **options)
+        gnomon.Scheduler(**({"clock": clock} | bad))
     assert isinstance(raised.value, ValueError)
     assert_named(raised.value, *fragments)
 
