@@ -7,7 +7,6 @@ Run it with pytest (``pytest examples/fake_clock_test_example.py``) or directly
 (``python examples/fake_clock_test_example.py``).
 """
 
-# ruff: noqa: S101 - a pytest module: plain asserts are how it checks
 
 from __future__ import annotations
 

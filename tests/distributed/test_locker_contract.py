@@ -13,7 +13,7 @@ from datetime import timedelta
 import pytest
 from distributed_support import Backend, run
 
-from gnomon import InvalidRule, LeaseLost, LockHeld, OccurrenceAbandoned, Recovery
+from gnomon import InvalidRule, LeaseLost, Locker, LockHeld, OccurrenceAbandoned, Recovery
 from gnomon._memory import MemoryLocker
 
 TTL = 0.5
@@ -124,7 +124,7 @@ def test_at_most_once_reports_a_dead_holders_occurrence_abandoned_to_exactly_one
     backend: Backend,
 ) -> None:
     async def scenario() -> None:
-        nodes = [backend.locker(lease_ttl=TTL) for _ in range(4)]
+        nodes = await _connected_nodes(backend, 4, lease_ttl=TTL)
         await nodes[0].acquire("job@1", nodes[0].lease_ttl)
         await backend.pass_time(PAST_TTL)
         answers = await asyncio.gather(
@@ -159,10 +159,9 @@ def test_a_zombies_release_changes_nothing(backend: Backend) -> None:
 
 def test_concurrent_claims_of_one_occurrence_grant_exactly_one_lease(backend: Backend) -> None:
     async def scenario() -> None:
-        nodes = [backend.locker(lease_ttl=TTL) for _ in range(5)]
+        nodes = await _connected_nodes(backend, 6, lease_ttl=3)
         answers = await asyncio.gather(
-            *(node.acquire("job@1", node.lease_ttl) for node in nodes for _ in range(3)),
-            return_exceptions=True,
+            *(node.acquire("job@1", node.lease_ttl) for node in nodes), return_exceptions=True
         )
         granted = [a for a in answers if not isinstance(a, BaseException)]
         refused = [a for a in answers if isinstance(a, LockHeld)]
@@ -170,6 +169,14 @@ def test_concurrent_claims_of_one_occurrence_grant_exactly_one_lease(backend: Ba
         assert len(refused) == len(answers) - 1, answers
 
     backend.run(scenario())
+
+
+async def _connected_nodes(backend: Backend, count: int, **timings: float) -> list[Locker]:
+    """Lockers that already talked to the store, so a burst measures claims, not connects."""
+    nodes = [backend.locker(**timings) for _ in range(count)]
+    for n, node in enumerate(nodes):
+        await node.acquire(f"warm-up@{n}", node.lease_ttl)
+    return nodes
 
 
 def test_a_claim_is_kept_for_the_retention_period_then_forgotten(backend: Backend) -> None:

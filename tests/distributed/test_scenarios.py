@@ -191,8 +191,9 @@ def test_a_runner_paused_beyond_its_ttl_is_fenced_when_it_wakes(
     heir = next(r for node, r in effects.items() if node != zombie.node)
     late = effects[zombie.node]
     assert (heir.once_ok, heir.fenced_ok) == (True, True)
-    assert (late.once_ok, late.fenced_ok) == (False, False)  # both sinks reject the zombie
-    assert late.cancelled is True  # and it had been told its lease was gone
+    # Both sinks reject the zombie. (Whether its run noticed the lost lease before writing
+    # is a race on waking: a paused process cannot know it was paused.)
+    assert (late.once_ok, late.fenced_ok) == (False, False)
     assert report.twice_accepted == []
 
 
@@ -318,7 +319,7 @@ def test_five_nodes_starting_together_claim_each_interval_occurrence_once(herd: 
 
 
 @pytest.mark.xfail(
-    strict=False,  # a race: only nodes refused while the first one holds the claim ask again
+    strict=True,
     reason="engine: Engine.schedule_retry re-offers an immediate first run with "
     "_DelayedOffer(state, scheduled_at) and no key, so the retry claims "
     "'<name>@<the node's start instant>' instead of the immediate key and runs it again",

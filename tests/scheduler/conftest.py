@@ -1,8 +1,9 @@
 """Fixtures for the scheduler tests.
 
 Every test here runs under an :class:`ErrorWatch`: any exception escaping into a thread,
-an unraisable exception, or an ERROR record on the ``gnomon`` logger that the test did
-not cause on purpose fails the test.
+an unraisable exception, or an ERROR record on the ``gnomon`` or ``asyncio`` logger that
+the test did not cause on purpose fails the test. It is torn down last, after every
+scheduler the test made has shut down.
 """
 
 from __future__ import annotations

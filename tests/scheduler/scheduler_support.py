@@ -64,11 +64,15 @@ class Trouble:
     detail: str
 
 
+WATCHED_LOGGERS = ("gnomon", "asyncio")
+
+
 class ErrorWatch:
     """Collects every sign of an unexpected failure while a test runs.
 
-    It hooks ``threading.excepthook``, ``sys.unraisablehook``, an ERROR-level handler on
-    the ``gnomon`` logger, and (through :meth:`loop_handler`) asyncio loops. ERROR
+    It hooks ``threading.excepthook``, ``sys.unraisablehook``, ERROR-level handlers on the
+    ``gnomon`` and ``asyncio`` loggers (the default exception handler of the scheduler's
+    own event loop logs there), and (through :meth:`loop_handler`) the tests' own loops. ERROR
     records whose exception is a :class:`Boom` (or :class:`BigBoom`) are deliberate and
     allowed; so are records a test explicitly allows with :meth:`allow_log`.
     """
@@ -84,12 +88,14 @@ class ErrorWatch:
     def install(self) -> None:
         threading.excepthook = self._on_thread_exception
         sys.unraisablehook = self._on_unraisable
-        logging.getLogger("gnomon").addHandler(self._handler)
+        for name in WATCHED_LOGGERS:
+            logging.getLogger(name).addHandler(self._handler)
 
     def uninstall(self) -> None:
         threading.excepthook = self._old_thread_hook
         sys.unraisablehook = self._old_unraisable_hook
-        logging.getLogger("gnomon").removeHandler(self._handler)
+        for name in WATCHED_LOGGERS:
+            logging.getLogger(name).removeHandler(self._handler)
 
     def allow_log(self, fragment: str) -> None:
         """Allow ERROR records whose message contains ``fragment`` (a test expects them)."""

@@ -747,3 +747,31 @@ def test_a_wall_clock_stepped_back_never_runs_a_tick_twice(
 
     seen = ticks.values
     assert len(set(seen)) == len(seen), "a scheduled instant ran twice"
+
+
+def test_hooks_of_one_run_come_in_order_before_the_task_and_after_it(
+    make_scheduler: SchedulerFactory, clock: FakeClock
+) -> None:
+    order = Tally()
+
+    class OrderMonitor(gnomon.Monitor):
+        def run_started(self, event: gnomon.RunEvent) -> None:
+            order.hit("monitor.run_started")
+
+        def run_finished(self, event: gnomon.RunEvent) -> None:
+            order.hit("monitor.run_finished")
+
+    s = make_scheduler(monitor=OrderMonitor())
+    s.add_job(
+        lambda: order.hit("task"),
+        gnomon.every(1),
+        before_run=lambda event: order.hit("before_run"),
+        after_run=lambda event: order.hit("after_run"),
+    )
+    s.start()
+    clock.advance(SECOND)
+    s.wait_idle(timeout=WAIT)
+
+    seen = order.values
+    assert seen[:3] == ["before_run", "monitor.run_started", "task"]
+    assert sorted(seen[3:]) == ["after_run", "monitor.run_finished"]

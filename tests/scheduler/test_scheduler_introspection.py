@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import threading
 from datetime import UTC, datetime, timedelta
@@ -444,3 +445,61 @@ def test_run_now_with_wait_returns_when_stop_jobs_drops_its_queued_run(
     assert kind == "ok"
     assert isinstance(event, gnomon.RunEvent)
     assert event.outcome is gnomon.Outcome.SKIPPED_STOPPING
+
+
+def test_updating_a_sync_task_to_a_coroutine_function_runs_it_on_the_loop(
+    scheduler: gnomon.Scheduler, clock: FakeClock
+) -> None:
+    results = Tally()
+
+    async def coroutine_task() -> str:
+        await asyncio.sleep(0)
+        return "async now"
+
+    job = scheduler.add_job(lambda: "sync", gnomon.every(1), after_run=results.hit)
+    scheduler.start()
+    clock.advance(SECOND)
+    scheduler.wait_idle(timeout=WAIT)
+    scheduler.update_job(job.id, func=coroutine_task)
+    clock.advance(SECOND)
+    scheduler.wait_idle(timeout=WAIT)
+    assert [e.result for e in results.values] == ["sync", "async now"]
+
+
+def test_pausing_a_running_job_lets_the_run_finish_and_stops_later_ticks(
+    scheduler: gnomon.Scheduler, clock: FakeClock, gates: Gates
+) -> None:
+    gate, started = gates(), Tally()
+
+    def blocks() -> None:
+        started.hit()
+        gate.wait()
+
+    job = scheduler.add_job(blocks, gnomon.every(1))
+    scheduler.start()
+    clock.advance(SECOND)
+    started.wait_for(1)
+    job.pause()
+    assert read(job.is_running) is True
+    gate.open()
+    scheduler.wait_idle(timeout=WAIT)
+    assert read(job.is_running) is False
+    clock.advance(5 * SECOND)
+    scheduler.wait_idle(timeout=WAIT)
+    assert started.count == 1
+    job.resume()
+    clock.advance(SECOND)
+    scheduler.wait_idle(timeout=WAIT)
+    assert started.count == 2
+
+
+def test_a_job_added_while_stopped_is_armed_by_start(
+    scheduler: gnomon.Scheduler, clock: FakeClock
+) -> None:
+    scheduler.start()
+    scheduler.stop_jobs()
+    clock.advance(10 * SECOND)
+    job = scheduler.add_job(nothing, gnomon.every(60))
+    assert read(job.next_run) is None
+    scheduler.start()
+    assert job.next_run == T0 + 70 * SECOND

@@ -69,7 +69,8 @@ def test_a_task_that_removes_its_own_job_finishes_and_never_runs_again(
 def test_a_task_that_removes_its_own_job_through_the_handle(
     scheduler: gnomon.Scheduler, clock: FakeClock
 ) -> None:
-    runs, handles = Tally(), list[gnomon.Job]()
+    runs = Tally()
+    handles: list[gnomon.Job] = []
 
     def remove_by_handle() -> None:
         runs.hit()
