@@ -7,7 +7,6 @@ Run it with pytest (``pytest examples/fake_clock_test_example.py``) or directly
 (``python examples/fake_clock_test_example.py``).
 """
 
-
 from __future__ import annotations
 
 from collections.abc import Iterator
