@@ -50,6 +50,7 @@ _WALK_LIMIT = 100_000
 _MISSED_LIMIT = 10_000
 _QUEUE_LIMIT = 1000
 _WAKE_BATCH = 32
+_RETRY_LIMIT = 1000
 _UTC_KEYS = frozenset(
     {"UTC", "Etc/UTC", "Etc/UCT", "UCT", "Universal", "Zulu", "Etc/Universal", "Etc/Zulu"}
 )
@@ -86,16 +87,21 @@ class _Timed:
 class _DelayedOffer(_Timed):
     """A jittered start, or a re-claim attempt after a lease held elsewhere expires."""
 
-    __slots__ = ("retry", "scheduled_at", "state")
+    __slots__ = ("key", "retries", "scheduled_at", "state")
 
-    def __init__(self, state: JobState, scheduled_at: datetime, *, retry: bool) -> None:
+    def __init__(
+        self, state: JobState, scheduled_at: datetime, *, key: str | None, retries: int
+    ) -> None:
         self.state = state
         self.scheduled_at = scheduled_at
-        self.retry = retry
+        self.key = key
+        self.retries = retries
 
     def fire(self, engine: Engine, now: datetime, effects: Effects) -> None:
         if not self.state.removed and engine.accepting:
-            engine.offer(self.state, self.scheduled_at, now, effects, retry=self.retry)
+            engine.offer(
+                self.state, self.scheduled_at, now, effects, retries=self.retries, key=self.key
+            )
 
 
 class _Timeout(_Timed):
@@ -422,7 +428,7 @@ class Engine:
             self._arm(state, following)
         if spec.jitter is not None:
             delay = timedelta(seconds=spec.jitter.total_seconds() * random.random())
-            self.push_timed(now + delay, _DelayedOffer(state, scheduled, retry=False))
+            self.push_timed(now + delay, _DelayedOffer(state, scheduled, key=None, retries=0))
         else:
             self.offer(state, scheduled, now, effects, immediate=immediate)
         if following is None and not spec.interval_from_completion:
@@ -541,13 +547,15 @@ class Engine:
         now: datetime,
         effects: Effects,
         *,
-        retry: bool = False,
+        retries: int = 0,
         manual: bool = False,
         immediate: bool = False,
+        key: str | None = None,
     ) -> Run:
         """Admit one occurrence through the singleton and concurrency gates."""
-        key = self._key(state, now, manual=manual, immediate=immediate)
-        run = Run(self, state, scheduled, key, manual=manual, retry=retry)
+        if key is None:
+            key = self._key(state, now, manual=manual, immediate=immediate)
+        run = Run(self, state, scheduled, key, manual=manual, retries=retries)
         singleton = state.spec.singleton
         if singleton is not None and state.running:
             if singleton is LimitMode.WAIT and len(state.waiting or ()) < _QUEUE_LIMIT:
@@ -717,7 +725,7 @@ class Engine:
 
     def _log_skip(self, run: Run, event: RunEvent) -> None:
         outcome = event.outcome
-        routine = outcome in (Outcome.SKIPPED_LOCKED, Outcome.SKIPPED_NOT_LEADER) or run.retry
+        routine = outcome in (Outcome.SKIPPED_LOCKED, Outcome.SKIPPED_NOT_LEADER) or run.retries > 0
         level = logging.DEBUG if routine else logging.INFO
         if self.log.isEnabledFor(level):
             reason = f": {event.exception!r}" if event.exception is not None else ""
@@ -746,12 +754,15 @@ class Engine:
         effects.append(self.report_effect(lambda: run.report_skip(event)))
 
     def schedule_retry(self, run: Run, delay: timedelta) -> None:
-        """Ask the locker again once a lease held elsewhere has expired (dead holder?)."""
+        """Ask the locker again about the same occurrence (same key) after ``delay``: once a
+        lease held elsewhere has expired (its holder may have died), or after a store
+        error while recovering one. Gives up after ``_RETRY_LIMIT`` tries in a row."""
         with self.lock:
-            if run.state.removed or not self.accepting:
+            if run.state.removed or not self.accepting or run.retries >= _RETRY_LIMIT:
                 return
             when = self.now() + delay * 1.05 + timedelta(milliseconds=50)
-            self.push_timed(when, _DelayedOffer(run.state, run.scheduled_at, retry=True))
+            retry = _DelayedOffer(run.state, run.scheduled_at, key=run.key, retries=run.retries + 1)
+            self.push_timed(when, retry)
 
     # ---------------------------------------------------------------- reporting
 

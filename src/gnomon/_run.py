@@ -35,6 +35,7 @@ current_run: contextvars.ContextVar[Run | None] = contextvars.ContextVar(
     "gnomon_current_run", default=None
 )
 _DRIFT = 0.01
+_RELEASE_PAUSE = 0.2
 _LOCK_OUTCOMES = (Outcome.SKIPPED_LOCKED, Outcome.SKIPPED_LOCK_ERROR, Outcome.ABANDONED)
 
 
@@ -59,7 +60,7 @@ class Run:
         "loop",
         "manual",
         "reported",
-        "retry",
+        "retries",
         "scheduled_at",
         "spec",
         "started_at",
@@ -77,7 +78,7 @@ class Run:
         key: str | None,
         *,
         manual: bool = False,
-        retry: bool = False,
+        retries: int = 0,
     ) -> None:
         self.engine = engine
         self.state = state
@@ -85,7 +86,7 @@ class Run:
         self.scheduled_at = scheduled_at
         self._key = key
         self.manual = manual
-        self.retry = retry
+        self.retries = retries
         self._cancel_requested = False
         self._cancel_event: threading.Event | None = None
         self.attempt = 1
@@ -344,6 +345,8 @@ class Run:
                 self.engine.schedule_retry(self, exc.retry_after)
             return await self._refuse(Outcome.SKIPPED_LOCKED, exc)
         except Exception as exc:
+            if self.retries:  # recovering a dead holder's occurrence: keep trying
+                self.engine.schedule_retry(self, locker.renew_interval)
             return await self._refuse(Outcome.SKIPPED_LOCK_ERROR, exc)
         self.lease, self.token, self.attempt = lease, lease.token, lease.attempt
         self.lease_deadline = begun + _lease_window(ttl.total_seconds())
@@ -352,7 +355,7 @@ class Run:
 
     async def _refuse(self, outcome: Outcome, exc: BaseException | None) -> bool:
         event = self.event(outcome, exception=exc)
-        quiet_retry = self.retry and outcome is Outcome.SKIPPED_LOCKED
+        quiet_retry = self.retries > 0 and outcome is Outcome.SKIPPED_LOCKED
         if outcome in _LOCK_OUTCOMES and not quiet_retry:
             await _call_async(self.engine.log, self.spec.after_lock_error, event)
         if quiet_retry:
@@ -408,12 +411,21 @@ class Run:
         lease = self.lease
         if lease is None or self.lease_lost:
             return
-        try:
-            await lease.release()
-        except Exception as exc:
-            self.engine.log.warning(
-                "releasing the lease of %s failed: %r", self.key, exc, extra=self.log_extra()
-            )
+        # A release lost to a passing store error would leave the occurrence looking
+        # abandoned: try again while the lease is still ours.
+        while True:
+            try:
+                await lease.release()
+            except LeaseLost:
+                return
+            except Exception as exc:
+                if time.monotonic() + _RELEASE_PAUSE < self.lease_deadline:
+                    await asyncio.sleep(_RELEASE_PAUSE)
+                    continue
+                self.engine.log.warning(
+                    "releasing the lease of %s failed: %r", self.key, exc, extra=self.log_extra()
+                )
+            return
 
     # ---------------------------------------------------------------- shared steps
 

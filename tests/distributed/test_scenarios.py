@@ -318,12 +318,6 @@ def test_five_nodes_starting_together_claim_each_interval_occurrence_once(herd: 
     assert herd.twice_accepted == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine: Engine.schedule_retry re-offers an immediate first run with "
-    "_DelayedOffer(state, scheduled_at) and no key, so the retry claims "
-    "'<name>@<the node's start instant>' instead of the immediate key and runs it again",
-)
 def test_five_nodes_starting_together_with_an_occurrence_already_due_claim_it_once(
     herd: Report,
 ) -> None:
