@@ -172,6 +172,7 @@ class Engine:
         self._queue: deque[Run] = deque()
         self._waiting = 0
         self._reports = 0
+        self.watchers = 0
         self.live_runs: set[Run] = set()
         self.started = False
         self.accepting = False
@@ -806,9 +807,19 @@ class Engine:
             effect()
 
     def _signal_change(self) -> None:
-        """Wake waiters (``wait_idle``, shutdown). Called with the lock held."""
-        self.changed.notify_all()
-        self.driver.state_changed()
+        """Wake waiters (``wait_idle``, shutdown). Called with the lock held; costs
+        nothing while nobody waits, which is nearly always."""
+        if self.watchers:
+            self.changed.notify_all()
+            self.driver.state_changed()
+
+    def wait_changed(self, timeout: float | None) -> None:
+        """Wait (holding the lock, as ``Condition.wait`` does) until state changes."""
+        self.watchers += 1
+        try:
+            self.changed.wait(timeout)
+        finally:
+            self.watchers -= 1
 
     def now(self) -> datetime:
         """The scheduler clock's current time, in the scheduler's zone."""

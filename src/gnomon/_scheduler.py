@@ -492,7 +492,7 @@ class Scheduler(_SchedulerCore):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
-                engine.changed.wait(remaining)
+                engine.wait_changed(remaining)
             return self._unfinished()
 
     def _cancel_async_runs(self) -> None:
@@ -526,7 +526,7 @@ class Scheduler(_SchedulerCore):
                         f"the scheduler was not idle within {limit:g}s: "
                         f"{len(engine.live_runs)} running, {engine.jobs_waiting} queued"
                     )
-                engine.changed.wait(remaining)
+                engine.wait_changed(remaining)
 
     def run_forever(self) -> None:
         """Start if needed and block until shutdown (or SIGINT/SIGTERM on the main thread)."""
@@ -809,18 +809,23 @@ class AsyncScheduler(_SchedulerCore):
         changed = self._changed
         if changed is None:  # never started: nothing can change
             return condition()
+        engine = self._engine
         while True:
-            with self._engine.lock:
+            with engine.lock:
                 if condition():
                     return True
                 changed.clear()
+                engine.watchers += 1
             remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                return False
             try:
+                if remaining is not None and remaining <= 0:
+                    return False
                 await asyncio.wait_for(changed.wait(), remaining)
             except TimeoutError:
                 return condition()
+            finally:
+                with engine.lock:
+                    engine.watchers -= 1
 
     async def wait_idle(self, timeout: timedelta | float | str | None = None) -> None:  # noqa: ASYNC109 - the contract names it
         """Return once no run is executing or queued; never waits for future ticks."""
