@@ -30,7 +30,7 @@ from gnomon._errors import InvalidJob, JobNotFound, SchedulerShutDown
 from gnomon._events import LimitMode, Outcome, RunEvent
 from gnomon._job import Job, JobOwner, JobState
 from gnomon._rules import Every, EveryRandom, Once, Rule
-from gnomon._run import Run
+from gnomon._run import Run, call_hook
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -881,11 +881,3 @@ def _extra(state: JobState, scheduled: datetime | None = None) -> dict[str, obje
 
 def _no_loop(awaitable: Any) -> Any:
     raise RuntimeError("this scheduler face has no loop to await on")
-
-
-def call_hook(log: logging.Logger, hook: Callable[..., object], *args: object) -> None:
-    """Call a monitor hook; its failure is logged, never raised into the engine."""
-    try:
-        hook(*args)
-    except Exception:
-        log.exception("monitor hook %s raised", getattr(hook, "__qualname__", hook))

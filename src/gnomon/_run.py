@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from gnomon._engine import Engine
     from gnomon._job import JobSpec, JobState
 
-__all__ = ["Run", "current_run"]
+__all__ = ["Run", "call_hook", "current_run"]
 
 current_run: contextvars.ContextVar[Run | None] = contextvars.ContextVar(
     "gnomon_current_run", default=None
@@ -449,9 +449,9 @@ class Run:
         monitor = engine.monitor
         if monitor is not None:
             event = self.event(None)
-            _hook(engine.log, monitor.run_started, event)
+            call_hook(engine.log, monitor.run_started, event)
             delay = (event.started_at - self.scheduled_at).total_seconds()  # type: ignore[operator]
-            _hook(engine.log, monitor.scheduling_delay, event, delay)
+            call_hook(engine.log, monitor.scheduling_delay, event, delay)
         return True
 
     def _success_outcome(self) -> Outcome:
@@ -509,7 +509,7 @@ class Run:
         _call_sync(self.engine.log, self.spec.after_error, event)
         monitor = self.engine.monitor
         if monitor is not None:
-            _hook(self.engine.log, monitor.run_finished, event)
+            call_hook(self.engine.log, monitor.run_finished, event)
         self._resolve(event)
 
     def _quiet(self, outcome: Outcome, listener: object) -> bool:
@@ -526,14 +526,14 @@ class Run:
     def _close(self, event: RunEvent) -> None:
         monitor = self.engine.monitor
         if monitor is not None:
-            _hook(self.engine.log, monitor.run_finished, event)
+            call_hook(self.engine.log, monitor.run_finished, event)
         self.engine.finish(self)
         self._resolve(event)
 
     def report_skip(self, event: RunEvent) -> None:
         monitor = self.engine.monitor
         if monitor is not None:
-            _hook(self.engine.log, monitor.run_skipped, event)
+            call_hook(self.engine.log, monitor.run_skipped, event)
         self._resolve(event)
 
     def _resolve(self, event: RunEvent) -> None:
@@ -618,7 +618,7 @@ def _log_listener_failure(
     )
 
 
-def _hook(log: logging.Logger, hook: Callable[..., object], *args: object) -> None:
+def call_hook(log: logging.Logger, hook: Callable[..., object], *args: object) -> None:
     try:
         hook(*args)
     except Exception:

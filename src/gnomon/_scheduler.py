@@ -32,7 +32,7 @@ from gnomon._events import LimitMode, Monitor, Outcome, RunEvent
 from gnomon._job import Job, JobOwner, JobSpec, JobState
 from gnomon._options import build_spec, check_option_names, check_rule
 from gnomon._pool import WorkerPool
-from gnomon._run import Run, current_run
+from gnomon._run import Run, call_hook, current_run
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -190,12 +190,8 @@ class _SchedulerCore(JobOwner):
         return spec
 
     def _report_registered(self, job: Job) -> None:
-        monitor = self._monitor
-        if monitor is not None:
-            try:
-                monitor.job_registered(job)
-            except Exception:
-                self._log.exception("monitor hook job_registered raised")
+        if self._monitor is not None:
+            call_hook(self._log, self._monitor.job_registered, job)
 
     def _update(self, job_id: uuid.UUID, changes: Mapping[str, Any]) -> Job:
         self._check_fork()
@@ -289,12 +285,8 @@ class _SchedulerCore(JobOwner):
         return sorted(f"{run.spec.name} @ {run.key}" for run in self._engine.live_runs)
 
     def _scheduler_hook(self, name: str) -> None:
-        monitor = self._monitor
-        if monitor is not None:
-            try:
-                getattr(monitor, name)()
-            except Exception:
-                self._log.exception("monitor hook %s raised", name)
+        if self._monitor is not None:
+            call_hook(self._log, getattr(self._monitor, name))
 
     def report(self, effect: Callable[[], None]) -> None:
         self._pool.spawn(effect)
