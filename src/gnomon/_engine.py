@@ -313,6 +313,8 @@ class Engine:
         self._signal_change()
 
     def _drop_queued(self, state: JobState, outcome: Outcome, effects: Effects) -> None:
+        if not state.waiting and not self._queue:
+            return
         dropped = list(state.waiting or ())
         state.waiting = None
         self._waiting -= len(dropped)
