@@ -472,7 +472,7 @@ class Scheduler(_SchedulerCore):
             self._shutdown_done.set()
         if unfinished:
             raise ShutdownTimedOut(
-                f"{len(unfinished)} run(s) still going after {limit:g}s: {', '.join(unfinished)}",
+                f"{len(unfinished)} run(s) still going after {limit:g}s: {_first(unfinished)}",
                 unfinished,
             )
 
@@ -787,7 +787,7 @@ class AsyncScheduler(_SchedulerCore):
             self._scheduler_hook("scheduler_stopped")
         if unfinished:
             raise ShutdownTimedOut(
-                f"{len(unfinished)} run(s) still going after {limit:g}s: {', '.join(unfinished)}",
+                f"{len(unfinished)} run(s) still going after {limit:g}s: {_first(unfinished)}",
                 unfinished,
             )
 
@@ -859,6 +859,12 @@ class AsyncScheduler(_SchedulerCore):
 
 
 # -------------------------------------------------------------------- helpers
+
+
+def _first(names: list[str], shown: int = 10) -> str:
+    """A readable prefix of a long list (the full list stays on the exception)."""
+    more = len(names) - shown
+    return ", ".join(names[:shown]) + (f" and {more} more" if more > 0 else "")
 
 
 def _serve_loop(loop: asyncio.AbstractEventLoop, ready: threading.Event) -> None:
