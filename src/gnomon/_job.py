@@ -7,8 +7,6 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from gnomon._errors import JobNotFound
-
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
     from datetime import datetime, timedelta
@@ -190,10 +188,6 @@ class Job:
     def resume(self) -> Any:
         return self._owner._job_set_paused(self._state, paused=False)
 
-    def _require_live(self) -> None:
-        if self._state.removed:
-            raise JobNotFound(f"job {self.name!r} ({self.id}) was removed")
-
     def __repr__(self) -> str:
         status = "removed" if self._state.removed else f"next_run={self.next_run}"
         return f"<Job {self.name!r} {self.id} {self.rule!r} {status}>"
@@ -203,7 +197,3 @@ class Job:
 
     def __hash__(self) -> int:
         return hash(self._state.id)
-
-    @property
-    def _id_int(self) -> int:
-        return self._state.id
