@@ -13,7 +13,12 @@ The hierarchy::
     ├── LockHeld                            another node holds (or finished) an occurrence
     │   └── OccurrenceAbandoned             its holder died; at-most-once gives it up
     ├── LeaseLost                           a lease expired or was taken over
-    └── SchedulerForked (RuntimeError)      a scheduler is used in a child after os.fork()
+    ├── SchedulerForked (RuntimeError)      a scheduler is used in a child after os.fork()
+    ├── JobExists (ValueError)              a durable job of that name exists (if_exists="error")
+    ├── JobChanged (RuntimeError)           expected_version is stale: someone changed the job
+    ├── UnknownTask (LookupError)           no task of that name is registered in this process
+    ├── StoreUnavailable (ConnectionError)  the store cannot be reached; nothing was changed
+    └── StoreVersionError (RuntimeError)    the store was written by a newer gnomon
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ __all__ = [
     "InvalidJobArguments",
     "InvalidOption",
     "InvalidRule",
+    "JobChanged",
+    "JobExists",
     "JobNotFound",
     "LeaseLost",
     "LockHeld",
@@ -34,6 +41,9 @@ __all__ = [
     "SchedulerForked",
     "SchedulerShutDown",
     "ShutdownTimedOut",
+    "StoreUnavailable",
+    "StoreVersionError",
+    "UnknownTask",
 ]
 
 
@@ -113,3 +123,23 @@ class OccurrenceAbandoned(LockHeld):
 
 class LeaseLost(GnomonError):
     """A lease could not be renewed: it expired, or another holder took it."""
+
+
+class JobExists(GnomonError, ValueError):
+    """A durable job of that name is already stored and ``if_exists="error"`` was given."""
+
+
+class JobChanged(GnomonError, RuntimeError):
+    """``expected_version`` did not match: the job was changed since it was read."""
+
+
+class UnknownTask(GnomonError, LookupError):
+    """No task of that name is registered in this process."""
+
+
+class StoreUnavailable(GnomonError, ConnectionError):
+    """The store could not be reached. The call that raised this changed nothing."""
+
+
+class StoreVersionError(GnomonError, RuntimeError):
+    """The store's schema was written by a newer gnomon; nothing was written to it."""

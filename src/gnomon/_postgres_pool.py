@@ -17,7 +17,7 @@ import psycopg
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
-from gnomon._memory import mask_url
+from gnomon._claims import mask_url
 from gnomon._postgres_schema import SCHEMA_VERSION, Statements, sql_name
 
 __all__ = ["PostgresStore", "bounded"]

@@ -16,7 +16,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 
-from gnomon._memory import mask_url
+from gnomon._claims import mask_url
 
 __all__ = ["RedisStore", "as_text"]
 

@@ -24,12 +24,13 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
+from gnomon._claims import ElectorTimings, LockerTimings, Verdict, refuse
 from gnomon._clock import monotonic
 from gnomon._distributed import Lease, Locker
 from gnomon._durations import Duration, format_duration
 from gnomon._errors import LeaseLost, LockHeld
 from gnomon._events import Recovery
-from gnomon._memory import CampaigningElector, ElectorTimings, LockerTimings, Verdict, refuse
+from gnomon._memory import CampaigningElector
 from gnomon._postgres_pool import Pool, PostgresStore, bounded
 
 __all__ = [

@@ -18,12 +18,13 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
+from gnomon._claims import ElectorTimings, LockerTimings, Verdict, refuse
 from gnomon._clock import monotonic
 from gnomon._distributed import Lease, Locker
 from gnomon._durations import Duration, format_duration
 from gnomon._errors import LeaseLost
 from gnomon._events import Recovery
-from gnomon._memory import CampaigningElector, ElectorTimings, LockerTimings, Verdict, refuse
+from gnomon._memory import CampaigningElector
 from gnomon._redis_client import RedisStore, as_text
 from gnomon._redis_scripts import ACQUIRE, ELECT, RELEASE, RENEW, RESIGN
 
