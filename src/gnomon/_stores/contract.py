@@ -202,6 +202,16 @@ class Store(abc.ABC):
 
     # ---------------------------------------------------------------- jobs
 
+    notifies: bool = False
+    """True when ``wait_for_change`` returns early on a change (PostgreSQL LISTEN/NOTIFY,
+    memory); followers of other stores poll ``seq`` every ``poll_interval``."""
+
+    def wait_for_change(self, timeout: float) -> None:
+        """Block up to ``timeout`` seconds, returning early when another writer (or this
+        one) signals a change. Never raises: a broken notification channel just waits
+        out the timeout and is re-established on a later call. The default waits for
+        nothing (stores with ``notifies = False`` are polled)."""
+
     @abc.abstractmethod
     def seq(self) -> int:
         """The change counter's current value: cheap, for polling."""
