@@ -206,7 +206,7 @@ class Store(abc.ABC):
     """True when ``wait_for_change`` returns early on a change (PostgreSQL LISTEN/NOTIFY,
     memory); followers of other stores poll ``seq`` every ``poll_interval``."""
 
-    def wait_for_change(self, timeout: float) -> None:
+    def wait_for_change(self, timeout: float) -> None:  # noqa: B027 - optional hook
         """Block up to ``timeout`` seconds, returning early when another writer (or this
         one) signals a change. Never raises: a broken notification channel just waits
         out the timeout and is re-established on a later call. The default waits for
