@@ -31,6 +31,7 @@ from gnomon._events import LimitMode, Outcome, RunEvent
 from gnomon._job import Job, JobOwner, JobState
 from gnomon._rules import Every, EveryRandom, Once, Rule
 from gnomon._run import Run, call_hook
+from gnomon._stores.contract import RunRecord
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     from gnomon._distributed import Elector
     from gnomon._events import Monitor
     from gnomon._job import JobSpec
+    from gnomon._stores.leases import StoreLocker
 
 __all__ = ["Driver", "Effects", "Engine"]
 
@@ -51,6 +53,10 @@ _MISSED_LIMIT = 10_000
 _QUEUE_LIMIT = 1000
 _WAKE_BATCH = 32
 _RETRY_LIMIT = 1000
+_UNRECORDED = frozenset(
+    {Outcome.SKIPPED_LOCKED, Outcome.SKIPPED_NOT_LEADER, Outcome.SKIPPED_LOCK_ERROR}
+)
+"""Outcomes a store does not record: another scheduler ran the occurrence (or may)."""
 _UTC_KEYS = frozenset(
     {"UTC", "Etc/UTC", "Etc/UCT", "UCT", "Universal", "Zulu", "Etc/Universal", "Etc/Zulu"}
 )
@@ -172,23 +178,46 @@ class Engine:
         self._queue: deque[Run] = deque()
         self._waiting = 0
         self._reports = 0
+        self._settling = 0
         self.watchers = 0
         self.live_runs: set[Run] = set()
         self.started = False
         self.accepting = False
         self.shut_down = False
+        self.catch_up_grace = 1.0
+        self.node: str | None = None
+        self.history: deque[RunRecord] = deque(maxlen=1000)
+        self.store_locker: StoreLocker | None = None
+        """Claims durable jobs' occurrences in the store (set by a store-backed face)."""
+        self.store_sink: Callable[[RunRecord], None] | None = None
+        """Records a durable job's skip in the store (runs off the lock, may block)."""
+        self.on_expired: Callable[[JobState, str], None] | None = None
+        """Told (off the lock) when a durable job ran out of fire times or runs."""
 
     def handle(self, state: JobState) -> Job:
         return Job(self.owner, state)
 
     # ---------------------------------------------------------------- registration
 
-    def add(self, job_id: int, spec: JobSpec, rule: Rule, now: datetime) -> JobState:
+    def add(
+        self,
+        job_id: int,
+        spec: JobSpec,
+        rule: Rule,
+        now: datetime,
+        *,
+        setup: Callable[[JobState], None] | None = None,
+    ) -> JobState:
+        """Register a job. ``setup`` prepares a stored job's state (its store identity
+        and progress) before it is armed; such a job's timing was checked when stored."""
         if now.tzinfo is not self.tz:
             now = now.astimezone(self.tz)
         state = JobState(job_id, spec, rule)
-        if spec.stop_at is not None or type(rule) is Once:
+        if setup is not None:
+            setup(state)
+        elif spec.stop_at is not None or type(rule) is Once:
             self._check_timing(state, now)
+        effects: Effects = []
         with self.lock:
             if self.shut_down:
                 self._require_open()
@@ -198,9 +227,29 @@ class Engine:
                 self._check_name_free(spec.name)
                 self._names[spec.name] = self._names.get(spec.name, 0) + 1
             self.jobs[job_id] = state
-            if self.started:
-                self._arm_first(state, now)
+            if self.started and not state.paused:
+                if setup is None:
+                    self._arm_first(state, now)
+                else:
+                    self._arm_or_expire(state, now, effects)
+        self.apply(effects)
         return state
+
+    def forget(self, state: JobState, reason: str, *, cancel: bool) -> None:
+        """Unregister a durable job that was removed in the store by someone else."""
+        effects: Effects = []
+        with self.lock:
+            if not state.removed and self.jobs.get(state.id) is state:
+                self._remove(state, reason, cancel=cancel, effects=effects)
+        self.apply(effects)
+
+    def sync_progress(self, state: JobState, runs: int, last_run: datetime | None) -> None:
+        """Take a durable job's run count and last run from its row (other schedulers
+        ran some of its occurrences)."""
+        with self.lock:
+            state.runs_started = max(state.runs_started, runs)
+            if last_run is not None and (state.last_run is None or last_run > state.last_run):
+                state.last_run = last_run.astimezone(self.tz)
 
     def _check_name_free(self, name: str) -> None:
         if self.clustered and self._names.get(name):
@@ -292,9 +341,15 @@ class Engine:
             elif self.started:
                 self._arm_first(state, now.astimezone(self.tz))
 
-    def _remove(self, state: JobState, reason: str, *, cancel: bool, effects: Effects) -> None:
+    def _remove(
+        self, state: JobState, reason: str, *, cancel: bool, effects: Effects, expired: bool = False
+    ) -> None:
+        """Unregister a job. ``expired``: it ran out of fire times or runs (not a call)."""
         if state.removed:
             return
+        on_expired = self.on_expired
+        if expired and state.durable is not None and on_expired is not None:
+            effects.append(lambda: on_expired(state, reason))
         self._disarm(state)
         state.removed = True
         del self.jobs[state.id]
@@ -347,10 +402,12 @@ class Engine:
     def _arm_or_expire(self, state: JobState, now: datetime, effects: Effects) -> None:
         stop_at = state.spec.stop_at
         if stop_at is not None and _ts(stop_at) <= _ts(now):
-            self._remove(state, "stop_at passed before start", cancel=False, effects=effects)
+            self._remove(
+                state, "stop_at passed before start", cancel=False, effects=effects, expired=True
+            )
             return
         if self._arm_first(state, now) is None:
-            self._remove(state, "no fire time left", cancel=False, effects=effects)
+            self._remove(state, "no fire time left", cancel=False, effects=effects, expired=True)
 
     def stop(self, outcome: Outcome, *, shut_down: bool) -> bool:
         """Stop firing; signal running runs to cancel; drop queued ones."""
@@ -419,23 +476,67 @@ class Engine:
         immediate, state.immediate = state.immediate, False
         spec = state.spec
         try:
-            following, missed = self._following(state, scheduled, now)
+            following, passed = self._following(state, scheduled, now)
         except _RuleStuck as stuck:
             self.log.warning("job %s removed: %s", spec.name, stuck, extra=_extra(state, scheduled))
-            self._remove(state, str(stuck), cancel=False, effects=effects)
+            self._remove(state, str(stuck), cancel=False, effects=effects, expired=True)
             return
-        if missed:
-            self._report_missed(state, scheduled, len(missed), effects)
-            scheduled = missed[-1]
+        if passed or _ts(scheduled) < _ts(now) - self.catch_up_grace:
+            due, missed = self._catch_up(state, [scheduled, *passed], now)
+            if missed:
+                self._report_missed(state, missed, effects)
+        else:
+            due = [scheduled]
         if following is not None and not spec.interval_from_completion:
             self._arm(state, following)
-        if spec.jitter is not None:
-            delay = timedelta(seconds=spec.jitter.total_seconds() * random.random())
+        for moment in due:
+            self._start(state, moment, now, effects, immediate=immediate and moment is scheduled)
+        if following is None and not spec.interval_from_completion:
+            self._remove(state, "no fire time left", cancel=False, effects=effects, expired=True)
+
+    def _start(
+        self,
+        state: JobState,
+        scheduled: datetime,
+        now: datetime,
+        effects: Effects,
+        *,
+        immediate: bool,
+    ) -> None:
+        jitter = state.spec.jitter
+        if jitter is not None:
+            delay = timedelta(seconds=jitter.total_seconds() * random.random())
             self.push_timed(now + delay, _DelayedOffer(state, scheduled, key=None, retries=0))
         else:
             self.offer(state, scheduled, now, effects, immediate=immediate)
-        if following is None and not spec.interval_from_completion:
-            self._remove(state, "no fire time left", cancel=False, effects=effects)
+
+    def _catch_up(
+        self, state: JobState, due: list[datetime], now: datetime
+    ) -> tuple[list[datetime], list[datetime]]:
+        """Split due fire times into those that run and those recorded missed.
+
+        A fire time more than ``catch_up_grace`` old is missed; the later ones are merely
+        late and run. Of the missed, the job's policy picks what still runs: the latest
+        (unless a later one runs anyway), none, or the newest ``catch_up_limit``; none
+        older than ``catch_up_window``.
+        """
+        cut = _ts(now) - self.catch_up_grace
+        late = [moment for moment in due if _ts(moment) >= cut]
+        missed = due[: len(due) - len(late)]
+        spec = state.spec
+        window = spec.catch_up_window
+        eligible = missed
+        if window is not None:
+            oldest = _ts(now) - window.total_seconds()
+            eligible = [moment for moment in missed if _ts(moment) >= oldest]
+        if spec.catch_up == "skip" or not eligible:
+            chosen: list[datetime] = []
+        elif spec.catch_up == "latest":
+            chosen = [] if late else eligible[-1:]
+        else:
+            chosen = eligible[-spec.catch_up_limit :]
+        # ``chosen`` is a suffix of ``eligible``, itself a suffix of ``missed`` (all sorted)
+        return [*chosen, *late], missed[: len(missed) - len(chosen)]
 
     def _following(
         self, state: JobState, scheduled: datetime, now: datetime
@@ -474,11 +575,14 @@ class Engine:
 
     def _first_fire(self, state: JobState, now: datetime) -> datetime | None:
         spec, rule = state.spec, state.rule
+        if state.stored_next is not None:
+            return state.stored_next.astimezone(self.tz)  # progress kept in a store
         if spec.start_immediately or (type(rule) is Once and not rule.instants):
             return now
         try:
-            if spec.start_at is not None:
-                return self._first_from_start_at(state, spec.start_at, now)
+            start_at = _anchor(state)
+            if start_at is not None:
+                return self._first_from_start_at(state, start_at, now)
             if self.clustered and isinstance(rule, Every):
                 return rule.anchored_after(_EPOCH, now).astimezone(self.tz)
             return self._next_fire(state, now)
@@ -505,6 +609,7 @@ class Engine:
         """Arm a job's first fire time; remember whether it is an immediate run."""
         first = self._first_fire(state, now)
         state.immediate = first is now  # _first_fire hands back ``now`` itself for those
+        state.stored_next = None
         self._arm(state, first)
         return first
 
@@ -595,13 +700,13 @@ class Engine:
         name, rule = state.spec.name, state.rule
         if manual:
             return f"{name}@manual/{now.astimezone(UTC).isoformat()}/{uuid4().hex}"
-        if not immediate or not self.clustered:
+        if not immediate or not (self.clustered or state.durable is not None):
             return None
         # An immediate first run: every node starting together must name it alike.
         if isinstance(rule, Once) and not rule.instants:
             return f"{name}@once"
         if isinstance(rule, Every):
-            anchor = state.spec.start_at or _EPOCH
+            anchor = _anchor(state) or _EPOCH
             return occurrence_key(name, rule.anchored_after(anchor, now - rule.interval))
         upcoming = rule.next_after(now)
         return f"{name}@immediate/{occurrence_key(name, upcoming) if upcoming else 'none'}"
@@ -641,11 +746,33 @@ class Engine:
             run.started_at = now
             if spec.max_runs is not None and state.runs_started >= spec.max_runs:
                 reason = f"max_runs={spec.max_runs} reached"
-                self._remove(state, reason, cancel=False, effects=effects)
+                self._remove(state, reason, cancel=False, effects=effects, expired=True)
             if spec.timeout is not None:
                 self.push_timed(now + spec.timeout, _Timeout(run))
         self.apply(effects)
         return None
+
+    def recover(
+        self,
+        state: JobState,
+        scheduled_at: datetime,
+        key: str,
+        *,
+        quiet: bool = True,
+        attempt: int = 1,
+    ) -> None:
+        """Offer a stored occurrence again (a dead holder's claim, a retried run): its
+        claim in the store decides whether and with which attempt it runs."""
+        effects: Effects = []
+        with self.lock:
+            if state.removed or not self.accepting:
+                return
+            if any(run.state is state and run.key == key for run in self.live_runs):
+                return
+            when = scheduled_at.astimezone(self.tz)
+            run = self.offer(state, when, self.now(), effects, retries=int(quiet), key=key)
+            run.attempt = attempt
+        self.apply(effects)
 
     def claim_report(self, run: Run) -> bool:
         """True for the one caller that reports a run's end (its pipeline, or its timeout)."""
@@ -662,7 +789,12 @@ class Engine:
             if run.finished:
                 return
             run.finished = True
-            self.live_runs.discard(run)
+            if run.lease is None or run.settled:
+                self.live_runs.discard(run)
+            else:
+                self._settling += 1  # stays live until its claim is settled in the store
+            if run.outcome is not None:
+                self._record(run, run.outcome, run.error, effects)
             state = run.state
             state.running -= 1
             self._running -= 1
@@ -672,6 +804,17 @@ class Engine:
                 self._admit_waiting(state, self.now(), effects)
             self._signal_change()
         self.apply(effects)
+
+    def settled(self, run: Run) -> None:
+        """A run's claim was released (its outcome written): it is no longer live."""
+        with self.lock:
+            if run.settled:
+                return
+            run.settled = True
+            if run.finished:
+                self.live_runs.discard(run)
+                self._settling -= 1
+                self._signal_change()
 
     def _rearms_on_completion(self, run: Run) -> bool:
         state = run.state
@@ -709,6 +852,7 @@ class Engine:
     def skip_running(self, run: Run, event: RunEvent) -> None:
         """A dispatched run that will not call its task (lock refused, before_run raised...)."""
         self._log_skip(run, event)
+        run.outcome, run.error = event.outcome, event.exception
         run.report_skip(event)
         self.finish(run)
 
@@ -718,6 +862,7 @@ class Engine:
         """An occurrence that never got a slot."""
         event = run.event(outcome, exception=exception)
         self._log_skip(run, event)
+        self._record(run, outcome, exception, effects)
         if run.spec.interval_from_completion and not run.manual and self._rearms_free(run):
             self._arm(run.state, self._next_fire_or_none(run.state, event.scheduled_at))
         effects.append(self.report_effect(lambda: run.report_skip(event)))
@@ -741,20 +886,53 @@ class Engine:
                 extra=run.log_extra(),
             )
 
-    def _report_missed(
-        self, state: JobState, first: datetime, count: int, effects: Effects
-    ) -> None:
+    def _report_missed(self, state: JobState, missed: list[datetime], effects: Effects) -> None:
+        """One record and one event for every missed fire time of one gap."""
+        first, count = missed[0], len(missed)
         run = Run(self, state, first, occurrence_key(state.spec.name, first))
         event = run.event(Outcome.SKIPPED_MISSED, result=count)
+        detail = f"{count} missed, the last at {missed[-1].isoformat()}"
         self.log.info(
-            "job %s missed %d fire time(s) from %s (the process was suspended or the clock "
-            "jumped); they are skipped, not replayed",
+            "job %s missed %d fire time(s) from %s to %s (downtime, a suspend, a late "
+            "wake-up or a pause); its catch_up=%r policy decided what still ran",
             state.spec.name,
             count,
             first.isoformat(),
+            missed[-1].isoformat(),
+            state.spec.catch_up,
             extra=run.log_extra(),
         )
+        self._record(run, Outcome.SKIPPED_MISSED, None, effects, count=count, detail=detail)
         effects.append(self.report_effect(lambda: run.report_skip(event)))
+
+    def _record(
+        self,
+        run: Run,
+        outcome: Outcome,
+        error: BaseException | None,
+        effects: Effects | None,
+        *,
+        count: int = 1,
+        detail: str | None = None,
+    ) -> None:
+        """Keep the history record of one occurrence (under the lock).
+
+        In-memory jobs go to ``history``; a durable job's skip goes to the store (a run
+        that claimed its occurrence writes its outcome through the claim instead).
+        """
+        if outcome in _UNRECORDED:
+            return
+        if run.state.durable is None:
+            self.history.append(run.record(outcome, error, self.now(), count=count, detail=detail))
+            return
+        sink = self.store_sink
+        if sink is None or run.lease is not None or outcome is Outcome.ABANDONED:
+            return
+        record = run.record(outcome, error, self.now(), count=count, detail=detail)
+        if effects is None:
+            sink(record)
+        else:
+            effects.append(lambda: sink(record))
 
     def schedule_retry(self, run: Run, delay: timedelta) -> None:
         """Ask the locker again about the same occurrence (same key) after ``delay``: once a
@@ -830,7 +1008,13 @@ class Engine:
     # ---------------------------------------------------------------- introspection
 
     def idle(self) -> bool:
-        return not self._running and not self._queue and not self._waiting and not self._reports
+        return (
+            not self._running
+            and not self._queue
+            and not self._waiting
+            and not self._reports
+            and not self._settling
+        )
 
     @property
     def jobs_waiting(self) -> int:
@@ -861,6 +1045,16 @@ class _RuleStuck(Exception):
 
 def _ts(moment: datetime) -> float:
     return moment.timestamp()
+
+
+def _anchor(state: JobState) -> datetime | None:
+    """Where a job's fire times are measured from: ``start_at``, else (a durable interval
+    job) the instant it was first stored, so that every scheduler agrees."""
+    start_at = state.spec.start_at
+    durable = state.durable
+    if start_at is None and durable is not None and isinstance(state.rule, Every | EveryRandom):
+        return durable.anchor
+    return start_at
 
 
 def _uuid(job_id: int) -> uuid.UUID:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -16,7 +16,9 @@ if TYPE_CHECKING:
     from gnomon._rules import Rule
     from gnomon._run import Run
 
-__all__ = ["Job", "JobSpec", "JobState"]
+__all__ = ["CatchUp", "Durable", "Job", "JobSpec", "JobState"]
+
+CatchUp = Literal["latest", "skip", "all"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +49,32 @@ class JobSpec:
     context_position: int | None
     needs_loop: bool
     options: Mapping[str, Any]
+    catch_up: CatchUp = "latest"
+    catch_up_window: timedelta | None = None
+    catch_up_limit: int = 100
+
+
+class Durable:
+    """What a durable job carries beside its spec: its row's identity and progress."""
+
+    __slots__ = ("anchor", "definition", "pause_reason", "source", "task", "version")
+
+    def __init__(
+        self,
+        *,
+        task: str,
+        definition: str,
+        anchor: datetime,
+        version: int,
+        source: str | None = None,
+        pause_reason: str | None = None,
+    ) -> None:
+        self.task = task
+        self.definition = definition
+        self.anchor = anchor
+        self.version = version
+        self.source = source
+        self.pause_reason = pause_reason
 
 
 class JobState:
@@ -59,6 +87,7 @@ class JobState:
 
     __slots__ = (
         "cancelling",
+        "durable",
         "generation",
         "id",
         "immediate",
@@ -70,6 +99,7 @@ class JobState:
         "running",
         "runs_started",
         "spec",
+        "stored_next",
         "uuid_value",
         "waiting",
     )
@@ -89,6 +119,8 @@ class JobState:
         self.cancelling = False
         self.paused = False
         self.uuid_value: uuid.UUID | None = None
+        self.durable: Durable | None = None
+        self.stored_next: datetime | None = None
 
     def uuid(self) -> uuid.UUID:
         """The job's id as a UUID, made once when first asked for."""
@@ -110,7 +142,7 @@ class JobOwner:
     def _job_remove(self, state: JobState) -> object:
         raise NotImplementedError
 
-    def _job_set_paused(self, state: JobState, paused: bool) -> object:
+    def _job_set_paused(self, state: JobState, paused: bool, reason: str | None = None) -> object:
         raise NotImplementedError
 
 
@@ -168,6 +200,23 @@ class Job:
     def removed(self) -> bool:
         return self._state.removed
 
+    @property
+    def pause_reason(self) -> str | None:
+        """Why the job was paused (durable jobs keep it in their store)."""
+        durable = self._state.durable
+        return None if durable is None or not self._state.paused else durable.pause_reason
+
+    @property
+    def version(self) -> int:
+        """The stored definition's version (durable jobs); 1 for a job kept in memory."""
+        durable = self._state.durable
+        return 1 if durable is None else durable.version
+
+    @property
+    def durable(self) -> bool:
+        """True for a job kept in the scheduler's store."""
+        return self._state.durable is not None
+
     def next_runs(self, count: int) -> list[datetime]:
         """The next ``count`` fire times (fewer if the rule runs out or ``stop_at`` comes)."""
         return self._owner._job_next_runs(self._state, count)
@@ -182,8 +231,11 @@ class Job:
     def remove(self) -> Any:
         return self._owner._job_remove(self._state)
 
-    def pause(self) -> Any:
-        return self._owner._job_set_paused(self._state, paused=True)
+    def pause(self, reason: str | None = None) -> Any:
+        """Stop firing until ``resume()``; ``reason`` is kept (and stored, if durable)."""
+        if reason is not None and not isinstance(reason, str):
+            raise TypeError(f"a pause reason is a string, got {reason!r}")
+        return self._owner._job_set_paused(self._state, paused=True, reason=reason)
 
     def resume(self) -> Any:
         return self._owner._job_set_paused(self._state, paused=False)

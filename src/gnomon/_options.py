@@ -18,7 +18,15 @@ from gnomon._events import JobContext, LimitMode, Recovery
 from gnomon._job import JobSpec
 from gnomon._rules import Every, EveryRandom, Rule
 
-__all__ = ["JOB_OPTIONS", "build_spec", "check_rule", "is_async_callable"]
+__all__ = [
+    "ADD_ONLY_OPTIONS",
+    "CATCH_UP_POLICIES",
+    "JOB_OPTIONS",
+    "build_spec",
+    "check_option_names",
+    "check_rule",
+    "is_async_callable",
+]
 
 JOB_OPTIONS: Mapping[str, object] = {
     "args": (),
@@ -39,15 +47,23 @@ JOB_OPTIONS: Mapping[str, object] = {
     "locker": None,
     "recovery": Recovery.AT_MOST_ONCE,
     "interval_from_completion": False,
+    "catch_up": "latest",
+    "catch_up_window": None,
+    "catch_up_limit": 100,
 }
+ADD_ONLY_OPTIONS = frozenset({"durable", "if_exists"})
+"""Options ``add_job`` takes that describe the call, not the job (not in a ``JobSpec``)."""
+CATCH_UP_POLICIES = ("latest", "skip", "all")
 _PLAIN_RULES = frozenset(
     cls for cls in vars(_rules).values() if isinstance(cls, type) and issubclass(cls, Rule)
 )
 _LISTENERS = ("before_run", "after_run", "after_error", "after_lock_error")
 
 
-def check_option_names(options: Mapping[str, object], where: str) -> None:
-    unknown = sorted(set(options) - set(JOB_OPTIONS))
+def check_option_names(
+    options: Mapping[str, object], where: str, *, extra: frozenset[str] = frozenset()
+) -> None:
+    unknown = sorted(set(options) - set(JOB_OPTIONS) - extra)
     if unknown:
         raise TypeError(
             f"{where} got unknown option(s) {', '.join(unknown)}; "
@@ -92,6 +108,9 @@ def build_spec(
         context_position=context_position,
         needs_loop=False,
         options=options,
+        catch_up=_check_catch_up(opts["catch_up"]),
+        catch_up_window=_check_duration(opts["catch_up_window"], "catch_up_window"),
+        catch_up_limit=_check_catch_up_limit(opts["catch_up_limit"]),
         **listeners,
     )
     _check_combinations(spec)
@@ -277,6 +296,19 @@ def _check_moment(value: object, field: str) -> datetime | None:
     if value is None:
         return None
     return require_aware(value, field, InvalidJob)  # type: ignore[arg-type]
+
+
+def _check_catch_up(value: object) -> Any:
+    if value in CATCH_UP_POLICIES and isinstance(value, str):
+        return value
+    valid = ", ".join(repr(p) for p in CATCH_UP_POLICIES)
+    raise InvalidJob(f"catch_up must be one of {valid}, got {value!r}")
+
+
+def _check_catch_up_limit(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidJob(f"catch_up_limit must be a whole number of at least 1, got {value!r}")
+    return value
 
 
 def _check_bool(value: object, field: str) -> bool:

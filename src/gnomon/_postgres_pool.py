@@ -20,7 +20,7 @@ from psycopg_pool import AsyncConnectionPool
 from gnomon._claims import mask_url
 from gnomon._postgres_schema import SCHEMA_VERSION, Statements, sql_name
 
-__all__ = ["PostgresStore", "bounded"]
+__all__ = ["PostgresConnections", "bounded"]
 
 T = TypeVar("T")
 
@@ -56,7 +56,7 @@ def _consume(task: asyncio.Future[Any]) -> None:
         task.exception()
 
 
-class PostgresStore:
+class PostgresConnections:
     """A pool (given, or made per loop from a URL) and the schema it serves."""
 
     def __init__(self, target: str | Pool, *, schema: str, timeout: float) -> None:

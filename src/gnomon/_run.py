@@ -21,6 +21,8 @@ from gnomon._cancel import CancelEvent
 from gnomon._distributed import occurrence_key
 from gnomon._errors import LeaseLost, LockHeld, OccurrenceAbandoned
 from gnomon._events import JobContext, Outcome, RunEvent
+from gnomon._stores.contract import RunRecord, describe_error
+from gnomon._stores.leases import StoreLocker
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -47,10 +49,12 @@ class Run:
         "_cancel_event",
         "_cancel_requested",
         "_key",
+        "actor",
         "admitted_at",
         "attempt",
         "calling",
         "engine",
+        "error",
         "finished",
         "future",
         "keeper",
@@ -59,9 +63,11 @@ class Run:
         "lease_lost",
         "loop",
         "manual",
+        "outcome",
         "reported",
         "retries",
         "scheduled_at",
+        "settled",
         "spec",
         "started_at",
         "state",
@@ -104,6 +110,10 @@ class Run:
         self.task: asyncio.Task[Any] | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.future: Future[RunEvent] | None = None
+        self.outcome: Outcome | None = None
+        self.error: BaseException | None = None
+        self.settled = False
+        self.actor: str | None = None
 
     # ---------------------------------------------------------------- values
 
@@ -158,6 +168,35 @@ class Run:
             attempt=self.attempt,
             occurrence_key=self.key,
             fencing_token=self.token,
+        )
+
+    def record(
+        self,
+        outcome: Outcome,
+        error: BaseException | None,
+        finished_at: datetime,
+        *,
+        count: int = 1,
+        detail: str | None = None,
+    ) -> RunRecord:
+        """This occurrence's history record, as it ended."""
+        ran = self.started_at is not None
+        return RunRecord(
+            occurrence_key=self.key,
+            job_id=self.state.uuid(),
+            job_name=self.spec.name,
+            scheduled_at=self.scheduled_at,
+            started_at=self.started_at,
+            finished_at=finished_at if ran else None,
+            outcome=outcome,
+            attempt=self.attempt,
+            attempts=self.attempt,
+            node=self.engine.node,
+            fencing_token=self.token,
+            error=describe_error(error),
+            detail=detail,
+            count=count,
+            actor=self.actor,
         )
 
     def context(self) -> JobContext:
@@ -309,6 +348,7 @@ class Run:
     async def _complete_async(
         self, outcome: Outcome, result: object, exc: BaseException | None
     ) -> None:
+        self.outcome, self.error = outcome, exc
         listener = self.spec.after_run if outcome is Outcome.SUCCESS else self.spec.after_error
         if self._quiet(outcome, listener):
             self.engine.finish(self)
@@ -330,13 +370,18 @@ class Run:
                 return await self._refuse(Outcome.SKIPPED_NOT_LEADER, None)
             self.token = token
         locker = self.spec.locker
+        if self.state.durable is not None:
+            locker = engine.store_locker  # a durable occurrence is always claimed in the store
         return True if locker is None else await self._acquire(locker)
 
     async def _acquire(self, locker: Locker) -> bool:
         ttl = locker.lease_ttl
         begun = time.monotonic()
         try:
-            lease = await locker.acquire(self.key, ttl, recovery=self.spec.recovery)
+            if isinstance(locker, StoreLocker):
+                lease = await locker.acquire_run(self)
+            else:
+                lease = await locker.acquire(self.key, ttl, recovery=self.spec.recovery)
         except OccurrenceAbandoned as exc:
             self.attempt = exc.attempt
             return await self._refuse(Outcome.ABANDONED, exc)
@@ -408,6 +453,14 @@ class Run:
     async def _release_lease(self) -> None:
         if self.keeper is not None:
             self.keeper.cancel()
+        if self.lease is None:
+            return
+        try:
+            await self._release_held()
+        finally:
+            self.engine.settled(self)
+
+    async def _release_held(self) -> None:
         lease = self.lease
         if lease is None or self.lease_lost:
             return
@@ -488,6 +541,7 @@ class Run:
         exc: BaseException | None,
         call: Callable[[logging.Logger, Callable[[RunEvent], object] | None, RunEvent], object],
     ) -> None:
+        self.outcome, self.error = outcome, exc
         listener = self.spec.after_run if outcome is Outcome.SUCCESS else self.spec.after_error
         quiet = self._quiet(outcome, listener)
         if quiet or (self.spec.timeout is not None and not self.engine.claim_report(self)):
@@ -524,6 +578,8 @@ class Run:
         )
 
     def _close(self, event: RunEvent) -> None:
+        if self.outcome is None:
+            self.outcome, self.error = event.outcome, event.exception
         monitor = self.engine.monitor
         if monitor is not None:
             call_hook(self.engine.log, monitor.run_finished, event)
@@ -546,6 +602,8 @@ class Run:
         self.engine.log.critical(
             "internal error while running %s", self.spec.name, exc_info=exc, extra=self.log_extra()
         )
+        if self.outcome is None:
+            self.outcome, self.error = Outcome.FAILED, exc
         self.engine.finish(self)
         self._resolve(self.event(Outcome.FAILED, exception=exc))
         if isinstance(exc, KeyboardInterrupt | SystemExit):

@@ -11,28 +11,34 @@ import threading
 import time
 import uuid
 import weakref
+from collections import deque
 from collections.abc import Callable, Coroutine, Iterable, Mapping
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Self, TypeVar
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Self, TypeVar, overload
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from gnomon._clock import Clock, FakeClock, SystemClock
 from gnomon._distributed import Elector, Locker
+from gnomon._durable import DurableJobs, default_node
 from gnomon._durations import parse_duration
 from gnomon._engine import Engine
 from gnomon._errors import (
     GnomonError,
     InvalidJob,
     InvalidOption,
+    JobChanged,
     JobNotFound,
     SchedulerForked,
     ShutdownTimedOut,
 )
 from gnomon._events import LimitMode, Monitor, Outcome, RunEvent
+from gnomon._history import HistoryQuery
 from gnomon._job import Job, JobOwner, JobSpec, JobState
-from gnomon._options import build_spec, check_option_names, check_rule
+from gnomon._options import ADD_ONLY_OPTIONS, build_spec, check_option_names, check_rule
 from gnomon._pool import WorkerPool
 from gnomon._run import Run, call_hook, current_run
+from gnomon._stores.contract import IfExists, NodeInfo, RunRecord, Store
+from gnomon._tasks import LISTENER_OPTIONS, Task, TaskRegistry
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -42,6 +48,7 @@ if TYPE_CHECKING:
 __all__ = ["AsyncScheduler", "Scheduler"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 _MAX_SLEEP = 60.0
 _CANCEL_GRACE = 1.0
 _live: weakref.WeakSet[_SchedulerCore] = weakref.WeakSet()
@@ -112,6 +119,11 @@ class _SchedulerCore(JobOwner):
         monitor: Monitor | None = None,
         logger: logging.Logger | None = None,
         job_defaults: Mapping[str, Any] | None = None,
+        store: Store | None = None,
+        node: str | None = None,
+        history_retention: timedelta | float | str = "30d",
+        history_limit: int = 1000,
+        catch_up_grace: timedelta | float | str = "1s",
     ) -> None:
         self.timezone = _zone(timezone)
         self.clock: Clock = _check_clock(clock)
@@ -124,6 +136,7 @@ class _SchedulerCore(JobOwner):
         check_option_names(self._defaults, "job_defaults")
         self._pool = WorkerPool(_check_workers(max_workers))
         self._forked = False
+        self._started_at: datetime | None = None
         self._engine = Engine(
             timezone=self.timezone,
             clock=self.clock,
@@ -137,6 +150,12 @@ class _SchedulerCore(JobOwner):
             driver=self,  # type: ignore[arg-type]  # each face implements the Driver protocol
         )
         self._engine.executor = self._pool
+        self._engine.catch_up_grace = parse_duration(
+            catch_up_grace, field="catch_up_grace", error=InvalidOption, positive=False
+        ).total_seconds()
+        self._engine.history = deque(maxlen=_check_history_limit(history_limit))
+        self._tasks = TaskRegistry()
+        self._durable = self._attach_store(store, node, history_retention)
         self._spec_cache: dict[object, JobSpec] = {}
         self._init_face()
         _live.add(self)
@@ -144,10 +163,85 @@ class _SchedulerCore(JobOwner):
     def _init_face(self) -> None:
         """Set up what only one face has (its timer, its loop)."""
 
+    def _attach_store(
+        self, store: object, node: object, retention: timedelta | float | str
+    ) -> DurableJobs | None:
+        label = _check_node(node)
+        self._engine.node = label
+        kept = parse_duration(retention, field="history_retention", error=InvalidOption)
+        if store is None:
+            return None
+        if not isinstance(store, Store):
+            raise InvalidOption(
+                "store must be a gnomon store (gnomon.sqlite.SQLiteStore, "
+                f"gnomon.postgres.PostgresStore, gnomon.testing.MemoryStore), got {store!r}"
+            )
+        return DurableJobs(
+            store=store,
+            engine=self._engine,
+            tasks=self._tasks,
+            build=self._build_durable,
+            node=label,
+            retention=kept,
+            log=self._log,
+        )
+
+    @property
+    def store(self) -> Store | None:
+        """The store this scheduler keeps durable jobs in, or ``None``."""
+        return None if self._durable is None else self._durable.store
+
+    # ---------------------------------------------------------------- tasks
+
+    def register(
+        self,
+        func: Callable[..., Any],
+        *,
+        name: str | None = None,
+        **listeners: Callable[..., Any] | None,
+    ) -> str:
+        """Register ``func`` as a task that stored jobs may name; returns its name.
+
+        ``listeners`` are ``before_run``, ``after_run``, ``after_error`` and
+        ``after_lock_error``: every durable job of this task gets them.
+        """
+        task = self._tasks.register(func, name, listeners)
+        if self._durable is not None:
+            self._durable.registered(task)
+        return task.name
+
+    def task(self, func: F | None = None, *, name: str | None = None, **listeners: Any) -> Any:
+        """Decorator form of :meth:`register`: ``@s.task`` or ``@s.task(name=...)``;
+        returns the function unchanged."""
+        if func is not None:
+            self.register(func, name=name, **listeners)
+            return func
+
+        def decorate(target: F) -> F:
+            self.register(target, name=name, **listeners)
+            return target
+
+        return decorate
+
+    def _resolve_task(self, func: object) -> Task:
+        if isinstance(func, str):
+            return self._tasks.require(func)
+        name = self._tasks.name_of(func)
+        if name is None:
+            raise InvalidJob(
+                f"{func!r} is not a registered task: a durable job names its task, so register "
+                "it first (@s.task or s.register(func)), or pass durable=False"
+            )
+        return self._tasks.require(name)
+
     # ---------------------------------------------------------------- jobs
 
-    def _add(self, func: object, rule: Rule, options: Mapping[str, Any]) -> Job:
+    def _add(self, func: object, rule: Rule, options: Mapping[str, Any]) -> Job | None:
         self._check_fork()
+        if self._durable is not None and _is_durable(options):
+            return self._add_durable(self._durable, func, rule, options)
+        if options and any(key in ADD_ONLY_OPTIONS for key in options):
+            options = self._strip_add_only(options)
         if options:
             job_id = _check_id(options.get("id"))
             given = {k: v for k, v in options.items() if k != "id"}
@@ -163,6 +257,45 @@ class _SchedulerCore(JobOwner):
             self._report_registered(job)
         self._settle()
         return job
+
+    def _strip_add_only(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        """``durable=False`` (and ``if_exists``, which needs a store) are not job options."""
+        if options.get("if_exists", "replace") != "replace" and self._durable is None:
+            raise InvalidJob(
+                f"if_exists={options['if_exists']!r} applies to durable jobs, and this "
+                "scheduler has no store"
+            )
+        stripped = {k: v for k, v in options.items() if k not in ADD_ONLY_OPTIONS}
+        name = stripped.get("name")
+        if self._durable is not None and name is not None and self._durable_named(name):
+            raise InvalidJob(f"a durable job is already named {name!r}; choose another name")
+        return stripped
+
+    def _durable_named(self, name: str) -> bool:
+        with self._engine.lock:
+            states = list(self._engine.jobs.values())
+        return any(s.durable is not None and s.spec.name == name for s in states)
+
+    def _add_durable(
+        self, durable: DurableJobs, func: object, rule: Rule, options: Mapping[str, Any]
+    ) -> Job | None:
+        task = self._resolve_task(func)
+        job_id = uuid.UUID(int=_check_id(options.get("id")))
+        if_exists = _check_if_exists(options.get("if_exists", "replace"))
+        given = {k: v for k, v in options.items() if k not in ("id", *ADD_ONLY_OPTIONS)}
+        check_option_names(given, "add_job")
+        defaults = {k: v for k, v in self._defaults.items() if k not in LISTENER_OPTIONS}
+        state = durable.add(task, rule, {**defaults, **given}, job_id=job_id, if_exists=if_exists)
+        if state is None:
+            return None
+        job = Job(self, state)
+        if self._monitor is not None:
+            self._report_registered(job)
+        self._settle()
+        return job
+
+    def _build_durable(self, options: Mapping[str, Any], func: object) -> JobSpec:
+        return build_spec(func, options, scheduler_locker=None, clustered=True)
 
     def _settle(self) -> None:
         """On a fake clock, dispatch what is already due (an immediate run, say):
@@ -200,17 +333,109 @@ class _SchedulerCore(JobOwner):
         state = self._engine.jobs.get(_id_int(job_id))
         if state is None:
             raise JobNotFound(f"no job has id {job_id}")
-        known = {k: v for k, v in changes.items() if k not in ("func", "rule")}
+        expected = changes.get("expected_version")
+        known = {k: v for k, v in changes.items() if k not in ("func", "rule", "expected_version")}
         check_option_names(known, "update_job")
         old = state.spec
         options = {**old.options, **known}
         if "name" not in options:
             options["name"] = old.name
-        spec = self._build(options, changes.get("func", old.func))
-        rule = check_rule(spec, changes.get("rule", state.rule), clustered=self._engine.clustered)
-        self._engine.update(state.id, spec, rule, self.clock.now(), new_rule="rule" in changes)
+        new_rule = "rule" in changes
+        if state.durable is not None and self._durable is not None:
+            spec, rule = self._durable_change(self._durable, state, options, changes)
+            self._durable.update(state, spec, rule, expected_version=expected, new_rule=new_rule)
+        else:
+            _check_expected_version(expected, 1)
+            spec = self._build(options, changes.get("func", old.func))
+            rule = check_rule(
+                spec, changes.get("rule", state.rule), clustered=self._engine.clustered
+            )
+        self._engine.update(state.id, spec, rule, self.clock.now(), new_rule=new_rule)
         self._settle()
         return Job(self, state)
+
+    def _durable_change(
+        self,
+        durable: DurableJobs,
+        state: JobState,
+        options: Mapping[str, Any],
+        changes: Mapping[str, Any],
+    ) -> tuple[JobSpec, Rule]:
+        task = self._resolve_task(changes["func"]) if "func" in changes else None
+        if task is None:
+            assert state.durable is not None  # noqa: S101 - the caller checked
+            task = self._tasks.require(state.durable.task)
+        listeners = [k for k in LISTENER_OPTIONS if k in changes and changes[k] is not None]
+        plain = {k: v for k, v in options.items() if k not in LISTENER_OPTIONS or k in listeners}
+        spec = durable.spec_for(task, plain)
+        return spec, check_rule(spec, changes.get("rule", state.rule), clustered=True)
+
+    def _remove_durable(self, state: JobState) -> None:
+        """Remove a durable job from its store first: if the store is down, nothing changes."""
+        if state.durable is not None and self._durable is not None and not state.removed:
+            self._durable.remove(state)
+
+    def _pause_durable(self, state: JobState, paused: bool, reason: str | None) -> None:
+        if state.durable is not None and self._durable is not None and not state.removed:
+            self._durable.set_paused(state, paused, reason)
+
+    def _history_records(
+        self,
+        job: object,
+        outcome: object,
+        since: datetime | None,
+        limit: int,
+    ) -> list[RunRecord]:
+        query = HistoryQuery.parse(job, outcome, since, limit)
+        with self._engine.lock:
+            kept = list(self._engine.history)
+        records = query.select(kept)
+        if self._durable is not None:
+            records += query.ask(self._durable.store)
+        return query.newest(records)
+
+    def _retry(self, key: str, actor: str | None) -> None:
+        if not isinstance(key, str) or not key:
+            raise ValueError(f"retry needs an occurrence key (a non-empty string), got {key!r}")
+        if self._durable is None:
+            self._retry_in_memory(key, actor)
+            return
+        record = self._durable.retry(key, actor)
+        state = self._engine.jobs.get(record.job_id.int)
+        if state is None:
+            raise JobNotFound(
+                f"occurrence {key!r} belongs to job {record.job_name!r}, which is not loaded "
+                "in this scheduler"
+            )
+        self._engine.recover(state, record.scheduled_at, key, quiet=False)
+        self._settle()
+
+    def _retry_in_memory(self, key: str, actor: str | None) -> None:
+        with self._engine.lock:
+            found = [r for r in self._engine.history if r.occurrence_key == key]
+        if not found:
+            raise JobNotFound(f"no finished occurrence has the key {key!r}")
+        record = found[-1]
+        state = self._engine.jobs.get(record.job_id.int)
+        if state is None:
+            raise JobNotFound(f"occurrence {key!r} belongs to job {record.job_name!r}, now removed")
+        attempt = record.attempt + 1
+        self._engine.recover(state, record.scheduled_at, key, quiet=False, attempt=attempt)
+        self._settle()
+
+    def _nodes(self) -> list[NodeInfo]:
+        durable = self._durable
+        if durable is None:
+            started = self._started_at or datetime.now(UTC)
+            leader = self._elector is None
+            return [NodeInfo(self._engine.node or "", "", started, datetime.now(UTC), leader)]
+        durable.open()
+        return durable.store.nodes(alive_within=timedelta(seconds=30))
+
+    def _start_store(self) -> None:
+        """Before firing: open the store and mirror its jobs (raises StoreUnavailable)."""
+        if self._durable is not None:
+            self._durable.load()
 
     def _jobs(self, tags: Iterable[str] | None) -> list[Job]:
         with self._engine.lock:
@@ -245,6 +470,9 @@ class _SchedulerCore(JobOwner):
         """Decorator form of :meth:`add_job`; registers at once, returns the function."""
 
         def register(func: F) -> F:
+            stored = self._durable is not None and _is_durable(options)
+            if stored and self._tasks.name_of(func) is None:
+                self.register(func)
             self._add(func, rule, options)
             return func
 
@@ -261,6 +489,8 @@ class _SchedulerCore(JobOwner):
         """Start the engine, then its timer (or attach the fake clock that drives it)."""
         if not self._engine.start(self.clock.now()):
             return
+        if self._started_at is None:
+            self._started_at = datetime.now(UTC)
         if isinstance(self.clock, FakeClock):
             self.clock.attach(self._engine)
         else:
@@ -334,8 +564,22 @@ class Scheduler(_SchedulerCore):
 
     # ---------------------------------------------------------------- jobs
 
-    def add_job(self, func: Callable[..., Any], rule: Rule, **options: Any) -> Job:
-        """Register ``func`` to run on ``rule``. See the guide for every option."""
+    @overload
+    def add_job(
+        self, func: Callable[..., Any] | str, rule: Rule, *, name: None = None, **options: Any
+    ) -> Job: ...
+
+    @overload
+    def add_job(
+        self, func: Callable[..., Any] | str, rule: Rule, *, name: str, **options: Any
+    ) -> Job | None: ...
+
+    def add_job(self, func: Callable[..., Any] | str, rule: Rule, **options: Any) -> Job | None:
+        """Register ``func`` to run on ``rule``. See the guide for every option.
+
+        With a store, ``func`` may be a registered task or its name; a named durable job
+        whose name holds a tombstone (it finished) returns ``None``.
+        """
         return self._add(func, rule, options)
 
     def update_job(self, job_id: uuid.UUID, **changes: Any) -> Job:
@@ -343,11 +587,38 @@ class Scheduler(_SchedulerCore):
 
     def remove_job(self, job_id: uuid.UUID) -> None:
         self._check_fork()
+        state = self._engine.jobs.get(_id_int(job_id))
+        if state is not None:
+            self._remove_durable(state)
         self._engine.remove(_id_int(job_id))
 
     def remove_by_tags(self, *tags: str) -> int:
         self._check_fork()
+        wanted = frozenset(tags)
+        for job in self._jobs(wanted):
+            self._remove_durable(job._state)
         return self._engine.remove_by_tags(tags)
+
+    def history(
+        self,
+        *,
+        job: Job | uuid.UUID | str | None = None,
+        outcome: Outcome | Iterable[Outcome | None] | None = None,
+        since: datetime | None = None,
+        limit: int = 100,
+    ) -> list[RunRecord]:
+        """Occurrences this scheduler (or, with a store, any on it) ran or skipped,
+        newest first by ``scheduled_at``."""
+        return self._history_records(job, outcome, since, limit)
+
+    def retry(self, occurrence_key: str, *, actor: str | None = None) -> None:
+        """Run a finished occurrence again: same key, ``attempt + 1``, a new claim."""
+        self._check_fork()
+        self._retry(occurrence_key, actor)
+
+    def nodes(self) -> list[NodeInfo]:
+        """The schedulers on this scheduler's store (just this one without a store)."""
+        return self._nodes()
 
     def jobs(self, tags: Iterable[str] | None = None) -> list[Job]:
         return self._jobs(tags)
@@ -367,10 +638,12 @@ class Scheduler(_SchedulerCore):
 
     def _job_remove(self, state: JobState) -> None:
         self._check_fork()
+        self._remove_durable(state)
         self._engine.remove_state(state)
 
-    def _job_set_paused(self, state: JobState, paused: bool) -> None:
+    def _job_set_paused(self, state: JobState, paused: bool, reason: str | None = None) -> None:
         self._check_fork()
+        self._pause_durable(state, paused, reason)
         self._engine.set_paused(state, paused, self.clock.now())
         self._settle()
 
@@ -381,9 +654,12 @@ class Scheduler(_SchedulerCore):
         self._check_fork()
         if self._engine.started:
             return
+        self._start_store()
         if self._elector is not None:
             self._run_coroutine(self._elector.start())
         self._start_firing()
+        if self._durable is not None:
+            self._durable.start_following()
 
     def _start_timer(self) -> None:
         with self._engine.lock:
@@ -463,6 +739,8 @@ class Scheduler(_SchedulerCore):
                 self._cancel_async_runs()
                 self._wait_runs(_CANCEL_GRACE)  # let cancelled tasks take their last step
             self._close_backends()
+            if self._durable is not None:
+                self._durable.close()
             self._stop_loop()
             self._pool.shutdown(wait=False)
             self._pool.join(0.5 if not unfinished else 0.0)
@@ -666,20 +944,73 @@ class AsyncScheduler(_SchedulerCore):
 
     # ---------------------------------------------------------------- jobs
 
-    async def add_job(self, func: Callable[..., Any], rule: Rule, **options: Any) -> Job:
-        """Register ``func`` to run on ``rule``. See the guide for every option."""
+    @overload
+    async def add_job(
+        self, func: Callable[..., Any] | str, rule: Rule, *, name: None = None, **options: Any
+    ) -> Job: ...
+
+    @overload
+    async def add_job(
+        self, func: Callable[..., Any] | str, rule: Rule, *, name: str, **options: Any
+    ) -> Job | None: ...
+
+    async def add_job(
+        self, func: Callable[..., Any] | str, rule: Rule, **options: Any
+    ) -> Job | None:
+        """Register ``func`` to run on ``rule``. See the guide for every option.
+
+        With a store, ``func`` may be a registered task or its name; a named durable job
+        whose name holds a tombstone (it finished) returns ``None``.
+        """
+        if self._durable is not None and _is_durable(options):
+            return await self._off_loop(self._add, func, rule, options)
         return self._add(func, rule, options)
 
     async def update_job(self, job_id: uuid.UUID, **changes: Any) -> Job:
+        if self._durable is not None:
+            return await self._off_loop(self._update, job_id, changes)
         return self._update(job_id, changes)
 
     async def remove_job(self, job_id: uuid.UUID) -> None:
         self._check_fork()
+        state = self._engine.jobs.get(_id_int(job_id))
+        if state is not None and state.durable is not None:
+            await self._off_loop(self._remove_durable, state)
         self._engine.remove(_id_int(job_id))
 
     async def remove_by_tags(self, *tags: str) -> int:
         self._check_fork()
+        for job in self._jobs(frozenset(tags)):
+            if job._state.durable is not None:
+                await self._off_loop(self._remove_durable, job._state)
         return self._engine.remove_by_tags(tags)
+
+    async def history(
+        self,
+        *,
+        job: Job | uuid.UUID | str | None = None,
+        outcome: Outcome | Iterable[Outcome | None] | None = None,
+        since: datetime | None = None,
+        limit: int = 100,
+    ) -> list[RunRecord]:
+        """Occurrences this scheduler (or, with a store, any on it) ran or skipped,
+        newest first by ``scheduled_at``."""
+        return await self._off_loop(self._history_records, job, outcome, since, limit)
+
+    async def retry(self, occurrence_key: str, *, actor: str | None = None) -> None:
+        """Run a finished occurrence again: same key, ``attempt + 1``, a new claim."""
+        self._check_fork()
+        await self._off_loop(self._retry, occurrence_key, actor)
+
+    async def nodes(self) -> list[NodeInfo]:
+        """The schedulers on this scheduler's store (just this one without a store)."""
+        return await self._off_loop(self._nodes)
+
+    async def _off_loop(self, call: Callable[..., T], *args: Any) -> T:
+        """A call that waits on the store, made from a worker thread: the loop runs on."""
+        if self._durable is None:
+            return call(*args)
+        return await asyncio.to_thread(call, *args)
 
     async def jobs(self, tags: Iterable[str] | None = None) -> list[Job]:
         return self._jobs(tags)
@@ -702,18 +1033,24 @@ class AsyncScheduler(_SchedulerCore):
 
     async def _remove_state(self, state: JobState) -> None:
         self._check_fork()
+        if state.durable is not None:
+            await self._off_loop(self._remove_durable, state)
         self._engine.remove_state(state)
 
     def _job_remove(self, state: JobState) -> Coroutine[Any, Any, None]:
         return self._remove_state(state)
 
-    async def _set_paused(self, state: JobState, paused: bool) -> None:
+    async def _set_paused(self, state: JobState, paused: bool, reason: str | None) -> None:
         self._check_fork()
+        if state.durable is not None:
+            await self._off_loop(self._pause_durable, state, paused, reason)
         self._engine.set_paused(state, paused, self.clock.now())
         self._settle()
 
-    def _job_set_paused(self, state: JobState, paused: bool) -> Coroutine[Any, Any, None]:
-        return self._set_paused(state, paused)
+    def _job_set_paused(
+        self, state: JobState, paused: bool, reason: str | None = None
+    ) -> Coroutine[Any, Any, None]:
+        return self._set_paused(state, paused, reason)
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -736,9 +1073,12 @@ class AsyncScheduler(_SchedulerCore):
             raise RuntimeError("an AsyncScheduler stays on the event loop it first started on")
         self._loop = loop
         self._changed = asyncio.Event()
+        await self._off_loop(self._start_store)
         if self._elector is not None:
             await self._elector.start()
         self._start_firing()
+        if self._durable is not None:
+            self._durable.start_following()
 
     def _stop_timer(self) -> None:
         if self._timer is not None:
@@ -782,6 +1122,8 @@ class AsyncScheduler(_SchedulerCore):
                     await asyncio.wait_for(backend.close(), 5.0)
                 except Exception:
                     self._log.warning("closing %r failed", backend, exc_info=True)
+        if self._durable is not None:
+            await asyncio.to_thread(self._durable.close)
         self._pool.shutdown(wait=False)
         if was_running:
             self._scheduler_hook("scheduler_stopped")
@@ -961,3 +1303,41 @@ _VERSION_MASK = ~((0xF << 76) | (0x3 << 62))
 def _new_id() -> int:
     """A random version-4 UUID, as its int (cheaper than uuid.uuid4() per job)."""
     return (random.getrandbits(128) & _VERSION_MASK) | _VERSION_4
+
+
+def _is_durable(options: Mapping[str, Any]) -> bool:
+    durable = options.get("durable", True)
+    if not isinstance(durable, bool):
+        raise InvalidJob(f"durable must be True or False, got {durable!r}")
+    return durable
+
+
+def _check_if_exists(value: object) -> IfExists:
+    for choice in IfExists:
+        if value == choice.value:
+            return choice
+    valid = ", ".join(repr(choice.value) for choice in IfExists)
+    raise InvalidJob(f"if_exists must be one of {valid}, got {value!r}")
+
+
+def _check_expected_version(expected: object, version: int) -> None:
+    if expected is None:
+        return
+    if isinstance(expected, bool) or not isinstance(expected, int):
+        raise InvalidJob(f"expected_version must be a whole number, got {expected!r}")
+    if expected != version:
+        raise JobChanged(f"the job is at version {version}, not the expected {expected}")
+
+
+def _check_node(value: object) -> str:
+    if value is None:
+        return default_node()
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidOption(f"node must be a non-empty string (a display label), got {value!r}")
+    return value
+
+
+def _check_history_limit(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidOption(f"history_limit must be a whole number of at least 1, got {value!r}")
+    return value

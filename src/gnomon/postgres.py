@@ -31,7 +31,7 @@ from gnomon._durations import Duration, format_duration
 from gnomon._errors import LeaseLost, LockHeld
 from gnomon._events import Recovery
 from gnomon._memory import CampaigningElector
-from gnomon._postgres_pool import Pool, PostgresStore, bounded
+from gnomon._postgres_pool import Pool, PostgresConnections, bounded
 
 __all__ = [
     "PostgresElector",
@@ -94,7 +94,7 @@ class PostgresLocker(Locker):
         self.renew_interval = timings.renew_interval
         self.retention = timings.retention
         self.schema = schema
-        self._store = PostgresStore(
+        self._store = PostgresConnections(
             postgres, schema=schema, timeout=timings.renew_interval.total_seconds()
         )
         self._next_purge = 0.0
@@ -175,7 +175,7 @@ class PostgresElector(CampaigningElector):
         timings = ElectorTimings.parse(lease_ttl, retry_interval)
         super().__init__(timings, local_clock=monotonic)
         self.schema = schema
-        self._store = PostgresStore(
+        self._store = PostgresConnections(
             postgres, schema=schema, timeout=timings.renew_interval.total_seconds()
         )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import gnomon
 from gnomon._cli._actions import ProcessGroups, command_task
@@ -102,7 +103,11 @@ def _task_and_arguments(
 
 def add_job(scheduler: gnomon.Scheduler, job: JobSpec, groups: ProcessGroups) -> gnomon.Job:
     func, arguments = _task_and_arguments(job, groups)
-    return scheduler.add_job(func, job.rule, **arguments, **job.options())
+    options: dict[str, Any] = {**arguments, **job.options()}
+    added: gnomon.Job | None = scheduler.add_job(func, job.rule, **options)
+    if added is None:
+        raise RuntimeError(f"job {job.name!r} was not added: its name holds a finished job")
+    return added
 
 
 def update_job(

@@ -46,6 +46,7 @@ __all__ = [
     "RunRecord",
     "Store",
     "StoredJob",
+    "describe_error",
 ]
 
 SCHEMA_VERSION = 1
@@ -99,6 +100,8 @@ class NewJob:
     source: str | None = None
     paused: bool = False
     next_fire: datetime | None = None
+    anchor: datetime | None = None
+    """The anchor to store for a new job; ``None``: the store's ``now()``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +183,10 @@ class Store(abc.ABC):
     a scheduler never calls ``close``.
     """
 
+    lease_ttl: timedelta = timedelta(seconds=30)
+    """How long a claim lives without renewal (judged by the store's clock)."""
+    renew_interval: timedelta = timedelta(seconds=10)
+    """How often a running claim is renewed (at most a third of ``lease_ttl``)."""
     poll_interval: timedelta = timedelta(milliseconds=250)
     """How often a follower asks for changes (a backstop where notification exists)."""
 
@@ -349,7 +356,7 @@ class Store(abc.ABC):
         *,
         job_id: uuid.UUID | None = None,
         job_name: str | None = None,
-        outcomes: Collection[Outcome] | None = None,
+        outcomes: Collection[Outcome | None] | None = None,
         since: datetime | None = None,
         limit: int = 100,
     ) -> list[RunRecord]:
@@ -373,6 +380,15 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def nodes(self, *, alive_within: timedelta) -> list[NodeInfo]:
         """Instances seen within ``alive_within``, by ``started_at``."""
+
+
+def describe_error(error: BaseException | None) -> str | None:
+    """An exception as history keeps it: its type and message."""
+    if error is None:
+        return None
+    text = str(error)
+    name = type(error).__qualname__
+    return f"{name}: {text}" if text else name
 
 
 def outcome_names(outcomes: Sequence[Outcome | None]) -> list[str | None]:

@@ -1,0 +1,459 @@
+"""A scheduler's durable jobs: rows in its store, mirrored into its engine.
+
+The store is the source of truth for durable jobs; the engine holds a mirror of them, so
+that firing never waits on the store. Three paths keep the mirror true:
+
+- this process's own calls (``add_job``, ``update_job``, ``remove_job``, ``pause``) write
+  the store first and change the engine only once the store accepted the change, so a
+  call that raised ``StoreUnavailable`` changed nothing;
+- a follower thread applies every row whose change counter moved (other processes'
+  changes, and progress written with claims), woken by the store's notification where it
+  has one and by a periodic poll always; after an outage it resynchronises in full;
+- the same thread sweeps claims whose holders died, so that ``recovery`` decides their
+  fate on a live scheduler, heartbeats, and prunes history past its retention.
+
+A row this process cannot use (its task is not registered here, or its definition cannot
+be decoded) is *parked*: kept in the store untouched, reported once, and retried when a
+task of that name is registered.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from gnomon._errors import GnomonError, InvalidJob, StoreUnavailable
+from gnomon._job import Durable, JobSpec, JobState
+from gnomon._options import check_rule
+from gnomon._stores.codec import UndecodableDefinition, decode_definition, encode_definition
+from gnomon._stores.contract import IfExists, NewJob, StoredJob
+from gnomon._stores.leases import StoreLocker
+from gnomon._tasks import LISTENER_OPTIONS, Task, TaskRegistry
+
+if TYPE_CHECKING:
+    from gnomon._engine import Engine
+    from gnomon._rules import Rule
+    from gnomon._stores.contract import RunRecord, Store
+
+__all__ = ["STORED_OPTIONS", "DurableJobs", "default_node"]
+
+STORED_OPTIONS = (
+    "tags",
+    "singleton",
+    "max_runs",
+    "start_at",
+    "start_immediately",
+    "stop_at",
+    "jitter",
+    "timeout",
+    "recovery",
+    "catch_up",
+    "catch_up_window",
+    "catch_up_limit",
+)
+"""The job options a stored definition keeps (besides rule, arguments and name)."""
+
+_HEARTBEAT = 5.0
+_PRUNE_EVERY = 600.0
+_SWEEP_EVERY = 1.0
+_TEMPLATES = 4096
+
+SpecBuilder = Callable[[Mapping[str, Any], object], JobSpec]
+
+
+def default_node() -> str:
+    """The display label of this process: ``host:pid``."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class DurableJobs:
+    """The bridge between one engine and one store. See the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        engine: Engine,
+        tasks: TaskRegistry,
+        build: SpecBuilder,
+        node: str,
+        retention: timedelta,
+        log: logging.Logger,
+    ) -> None:
+        self.store = store
+        self.engine = engine
+        self.tasks = tasks
+        self._build = build
+        self.node = node
+        self.instance_id = uuid.uuid4().hex
+        self.retention = retention
+        self.log = log
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="gnomon-store")
+        self._apply_lock = threading.RLock()
+        self._parked: dict[uuid.UUID, tuple[StoredJob, str]] = {}
+        self._reported: set[tuple[uuid.UUID, str]] = set()
+        self._templates: dict[tuple[object, ...], JobSpec] = {}
+        self._cursor = 0
+        self._opened = False
+        self._broken = False
+        self._stop = threading.Event()
+        self._follower: threading.Thread | None = None
+        self.started_at = datetime.now(UTC)
+        engine.store_locker = StoreLocker(store, node=node, instance_id=self.instance_id)
+        engine.store_sink = self._sink
+        engine.on_expired = self._expired
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def open(self) -> None:
+        """Open the store (idempotent); raises StoreUnavailable / StoreVersionError."""
+        if not self._opened:
+            self.store.open()
+            self._opened = True
+
+    def load(self) -> None:
+        """Mirror every live stored job into the engine (at start)."""
+        self.open()
+        with self._apply_lock:
+            rows = self.store.jobs(since=0)
+            self._reconcile(rows)
+
+    def start_following(self) -> None:
+        if self._follower is not None:
+            return
+        self._stop.clear()
+        thread = threading.Thread(target=self._follow, name="gnomon-follower", daemon=True)
+        self._follower = thread
+        thread.start()
+
+    def stop_following(self) -> None:
+        self._stop.set()
+        thread = self._follower
+        self._follower = None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(5.0)
+
+    def close(self) -> None:
+        """At shutdown: stop following, flush pending writes, leave the node list."""
+        self.stop_following()
+        self._writer.shutdown(wait=True)
+        if self._opened:
+            try:
+                self.store.leave(self.instance_id)
+            except GnomonError as exc:
+                self.log.warning("could not leave the store's node list: %s", exc)
+
+    # ---------------------------------------------------------------- writes
+
+    def add(
+        self,
+        task: Task,
+        rule: Rule,
+        options: Mapping[str, Any],
+        *,
+        job_id: uuid.UUID,
+        if_exists: IfExists,
+    ) -> JobState | None:
+        """Store a new job (or act on the stored one of its name) and mirror it."""
+        named = options.get("name") is not None
+        name = options["name"] if named else f"{task.name}:{job_id}"
+        spec = self.spec_for(task, {**options, "name": name})
+        checked = check_rule(spec, rule, clustered=True)
+        definition = self._encode(checked, spec)
+        self.open()
+        row, created = self.store.put_job(
+            NewJob(job_id, name, task.name, definition, anchor=self.engine.now().astimezone(UTC)),
+            if_exists=if_exists if named else IfExists.ERROR,
+            keep_next_fire=True,
+            tombstone_after=self.store.now() - self.retention,
+        )
+        if row is None:
+            return None
+        with self._apply_lock:
+            self._cursor = max(self._cursor, 0)
+            state = self._apply(row, spec if row.definition == definition else None)
+        if state is not None and created and spec.start_immediately:
+            state.immediate = True
+        return state
+
+    def update(
+        self,
+        state: JobState,
+        spec: JobSpec,
+        rule: Rule,
+        *,
+        expected_version: int | None,
+        new_rule: bool,
+    ) -> None:
+        """Write a changed definition; the caller then updates the engine."""
+        durable = state.durable
+        assert durable is not None  # noqa: S101 - only durable jobs come here
+        definition = self._encode(rule, spec)
+        row = self.store.update_job(
+            state.uuid(),
+            name=spec.name,
+            definition=definition,
+            expected_version=expected_version,
+            reset_next_fire=new_rule,
+        )
+        durable.definition, durable.version = row.definition, row.version
+
+    def remove(self, state: JobState) -> None:
+        self.store.remove_job(state.uuid(), reason="removed")
+
+    def set_paused(self, state: JobState, paused: bool, reason: str | None) -> None:
+        durable = state.durable
+        assert durable is not None  # noqa: S101 - only durable jobs come here
+        row = self.store.set_paused(state.uuid(), paused, reason)
+        durable.version, durable.pause_reason = row.version, row.pause_reason
+
+    def retry(self, key: str, actor: str | None) -> RunRecord:
+        self.open()
+        return self.store.retry(key, actor=actor)
+
+    def registered(self, task: Task) -> None:
+        """A task was registered: rows parked for want of it may now run here."""
+        with self._apply_lock:
+            waiting = [row for row, _ in self._parked.values() if row.task == task.name]
+            for row in waiting:
+                self._apply(row, None)
+
+    def parked(self) -> dict[uuid.UUID, tuple[StoredJob, str]]:
+        return dict(self._parked)
+
+    # ---------------------------------------------------------------- mirroring
+
+    def _reconcile(self, rows: list[StoredJob]) -> None:
+        """Make the mirror equal to ``rows`` (every live stored job)."""
+        live = {row.id.int for row in rows}
+        for state in [s for s in self.engine.jobs.values() if s.durable is not None]:
+            if state.id not in live:
+                self.engine.forget(state, "removed from the store", cancel=True)
+        self._parked = {k: v for k, v in self._parked.items() if k.int in live}
+        for row in rows:
+            self._apply(row, None)
+            self._cursor = max(self._cursor, row.seq)
+
+    def _apply(self, row: StoredJob, spec: JobSpec | None) -> JobState | None:
+        state = self.engine.jobs.get(row.id.int)
+        if row.removed is not None:
+            self._parked.pop(row.id, None)
+            if state is not None and state.durable is not None:
+                cancel = row.removed != "exhausted"
+                self.engine.forget(state, f"{row.removed} in the store", cancel=cancel)
+            return None
+        try:
+            if state is None:
+                return self._mirror_new(row, spec)
+            self._mirror_change(state, row, spec)
+        except (UndecodableDefinition, GnomonError) as exc:
+            self._park(row, str(exc))
+            return None
+        return state
+
+    def _mirror_new(self, row: StoredJob, spec: JobSpec | None) -> JobState | None:
+        task = self.tasks.get(row.task)
+        if task is None:
+            self._park(row, f"its task {row.task!r} is not registered in this process")
+            return None
+        if spec is None:
+            spec, rule = self._decode(task, row)
+        else:
+            rule = decode_definition(row.definition).rule
+        self._parked.pop(row.id, None)
+        durable = Durable(
+            task=row.task,
+            definition=row.definition,
+            anchor=row.anchor,
+            version=row.version,
+            source=row.source,
+            pause_reason=row.pause_reason,
+        )
+
+        def setup(state: JobState) -> None:
+            state.durable = durable
+            state.stored_next = row.next_fire
+            state.runs_started = row.runs
+            state.last_run = (
+                None if row.last_run is None else row.last_run.astimezone(self.engine.tz)
+            )
+            state.paused = row.paused
+
+        return self.engine.add(row.id.int, spec, rule, self.engine.now(), setup=setup)
+
+    def _mirror_change(self, state: JobState, row: StoredJob, spec: JobSpec | None) -> None:
+        durable = state.durable
+        if durable is None:
+            return  # an in-memory job with a colliding id: not ours to touch
+        self.engine.sync_progress(state, row.runs, row.last_run)
+        if row.definition != durable.definition:
+            task = self.tasks.require(row.task)
+            if spec is None:
+                spec, rule = self._decode(task, row)
+            else:
+                rule = decode_definition(row.definition).rule
+            durable.definition = row.definition
+            self.engine.update(state.id, spec, rule, self.engine.now(), new_rule=True)
+        durable.version, durable.pause_reason, durable.source = (
+            row.version,
+            row.pause_reason,
+            row.source,
+        )
+        if state.paused != row.paused:
+            self.engine.set_paused(state, row.paused, self.engine.now())
+
+    def _park(self, row: StoredJob, reason: str) -> None:
+        self._parked[row.id] = (row, reason)
+        if (row.id, reason) in self._reported:
+            return
+        self._reported.add((row.id, reason))
+        self.log.warning(
+            "stored job %r (%s) is kept but not run by this process: %s",
+            row.name,
+            row.id,
+            reason,
+            extra={"job_name": row.name, "job_id": str(row.id), "occurrence": None},
+        )
+
+    # ---------------------------------------------------------------- specs
+
+    def spec_for(self, task: Task, options: Mapping[str, Any]) -> JobSpec:
+        given = [key for key in LISTENER_OPTIONS if options.get(key) is not None]
+        if given:
+            raise InvalidJob(
+                f"a durable job cannot have its own {', '.join(given)}: listeners belong to "
+                f"the task's registration (s.register({task.name!r}, {given[0]}=...)), "
+                "or pass durable=False"
+            )
+        if options.get("locker") is False:
+            raise InvalidJob(
+                "locker=False cannot be used on a durable job: its occurrences are always "
+                "claimed in the store (pass durable=False for a job kept in memory)"
+            )
+        if options.get("interval_from_completion"):
+            raise InvalidJob(
+                "interval_from_completion=True cannot be used on a durable job: schedulers "
+                "sharing the store cannot agree on fire times measured from a local completion"
+            )
+        merged = {k: v for k, v in options.items() if k != "locker"}
+        return self._build({**merged, **task.listeners}, task.func)
+
+    def _encode(self, rule: Rule, spec: JobSpec) -> str:
+        options = {key: getattr(spec, key) for key in STORED_OPTIONS}
+        return encode_definition(rule, spec.args, spec.kwargs, options)
+
+    def _decode(self, task: Task, row: StoredJob) -> tuple[JobSpec, Rule]:
+        """A stored row's spec, without re-validating what was validated when stored:
+        rows that differ only in name and arguments share one validated template."""
+        definition = decode_definition(row.definition)
+        options = definition.options
+        key = (task.name, task.func, tuple(sorted(options.items())), len(definition.args))
+        template = self._templates.get(key)
+        if template is None or template.context_parameter is not None:
+            spec = self.spec_for(
+                task,
+                {**options, "args": definition.args, "kwargs": definition.kwargs, "name": row.name},
+            )
+            if len(self._templates) >= _TEMPLATES:
+                self._templates.clear()
+            self._templates[key] = spec
+            return spec, check_rule(spec, definition.rule, clustered=True)
+        spec = replace(template, name=row.name, args=definition.args, kwargs=definition.kwargs)
+        return spec, definition.rule
+
+    # ---------------------------------------------------------------- engine hooks
+
+    def _sink(self, record: RunRecord) -> None:
+        self._submit(self.store.record, record)
+
+    def _expired(self, state: JobState, reason: str) -> None:
+        self._submit(self.store.remove_job, state.uuid(), reason="exhausted")
+
+    def _submit(self, write: Callable[..., object], *args: Any, **kwargs: Any) -> None:
+        def attempt() -> None:
+            try:
+                write(*args, **kwargs)
+            except Exception as exc:
+                self.log.warning("a store write failed: %s", exc)
+
+        try:
+            self._writer.submit(attempt)
+        except RuntimeError:  # shut down: write inline rather than lose it
+            attempt()
+
+    # ---------------------------------------------------------------- the follower
+
+    def _follow(self) -> None:
+        last = dict.fromkeys(("sweep", "beat", "prune"), 0.0)
+        while not self._stop.is_set():
+            try:
+                self._follow_once(last)
+            except Exception as exc:
+                self._note_outage(exc)
+            self._pause()
+
+    def _pause(self) -> None:
+        interval = self.store.poll_interval.total_seconds()
+        if self.store.notifies and not self._broken:
+            self.store.wait_for_change(interval)
+        else:
+            self._stop.wait(interval)
+
+    def _follow_once(self, last: dict[str, float]) -> None:
+        if self._broken:
+            self.load()
+            self._broken = False
+            self.log.warning(
+                "the store %s answers again; jobs resynchronised", self.store.describe()
+            )
+        self.poll()
+        now = time.monotonic()
+        if now - last["beat"] >= _HEARTBEAT:
+            last["beat"] = now
+            self.store.heartbeat(self.instance_id, self.node, self.started_at, leader=False)
+        if now - last["sweep"] >= _SWEEP_EVERY:
+            last["sweep"] = now
+            self._sweep()
+        if now - last["prune"] >= _PRUNE_EVERY:
+            last["prune"] = now
+            self.store.prune(self.store.now() - self.retention)
+
+    def poll(self) -> None:
+        """Apply every row that changed since the last poll."""
+        if self.store.seq() <= self._cursor:
+            return
+        with self._apply_lock:
+            for row in self.store.jobs(since=self._cursor, include_removed=True):
+                self._apply(row, None)
+                self._cursor = max(self._cursor, row.seq)
+
+    def _sweep(self) -> None:
+        """Offer the occurrences of dead holders again: the claim decides their fate."""
+        if not self.engine.started:
+            return
+        for record in self.store.expired_claims():
+            state = self.engine.jobs.get(record.job_id.int)
+            if state is not None and state.durable is not None:
+                self.engine.recover(state, record.scheduled_at, record.occurrence_key)
+
+    def _note_outage(self, exc: Exception) -> None:
+        if not self._broken:
+            self._broken = True
+            level = logging.WARNING if isinstance(exc, StoreUnavailable) else logging.ERROR
+            self.log.log(
+                level,
+                "following the store %s failed (%s); loaded jobs keep their schedule, "
+                "and the store is retried",
+                self.store.describe(),
+                exc,
+                exc_info=level == logging.ERROR,
+            )

@@ -1,0 +1,100 @@
+"""Claims in a store, seen by the run pipeline as a ``Locker`` and its ``Lease``.
+
+A durable job's occurrence is always claimed in its store. The claim needs more than the
+key (the job, the fire time, the progress to write with it), so the pipeline asks this
+locker with ``acquire_run``; renewals and the release go through the usual ``Lease``
+methods, and the release writes the run's outcome, which is its history record.
+
+Store calls block (sqlite3, psycopg's sync pool), so they run in a worker thread; the
+loop that drives the pipeline never waits on the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, timedelta
+from typing import TYPE_CHECKING
+
+from gnomon._distributed import Lease, Locker
+from gnomon._events import Outcome, Recovery
+from gnomon._stores.contract import ClaimRequest, describe_error
+
+if TYPE_CHECKING:
+    from gnomon._run import Run
+    from gnomon._stores.contract import Claim, Store
+
+__all__ = ["StoreLease", "StoreLocker"]
+
+
+class StoreLease(Lease):
+    """A claim on one occurrence in a store, held by one run."""
+
+    def __init__(self, locker: StoreLocker, run: Run, claim: Claim) -> None:
+        self._locker = locker
+        self._run = run
+        self.key = claim.key
+        self.token = claim.token
+        self.attempt = claim.attempt
+        self.ttl = locker.lease_ttl
+
+    async def renew(self) -> None:
+        store = self._locker.store
+        await asyncio.to_thread(store.renew, self.key, self.token, self.ttl)
+
+    async def release(self) -> None:
+        """Write the run's outcome: the occurrence is done."""
+        await asyncio.to_thread(self._write_outcome)
+
+    def _write_outcome(self) -> None:
+        run = self._run
+        started = run.started_at
+        self._locker.store.finish(
+            self.key,
+            self.token,
+            run.outcome if run.outcome is not None else Outcome.FAILED,
+            finished_at=run.engine.now().astimezone(UTC),
+            started_at=None if started is None else started.astimezone(UTC),
+            error=describe_error(run.error),
+        )
+
+    def __repr__(self) -> str:
+        return f"<StoreLease {self.key!r} token={self.token} attempt={self.attempt}>"
+
+
+class StoreLocker(Locker):
+    """Claims durable occurrences in ``store`` for one scheduler instance."""
+
+    def __init__(self, store: Store, *, node: str, instance_id: str) -> None:
+        self.store = store
+        self.node = node
+        self.instance_id = instance_id
+        self.lease_ttl = store.lease_ttl
+        self.renew_interval = store.renew_interval
+
+    async def acquire(
+        self, key: str, ttl: timedelta, *, recovery: Recovery = Recovery.AT_MOST_ONCE
+    ) -> Lease:
+        raise TypeError("a store claims runs, not bare keys: use acquire_run")
+
+    async def acquire_run(self, run: Run) -> Lease:
+        """Claim ``run``'s occurrence, counting it on its job and writing its progress."""
+        state, spec = run.state, run.spec
+        upcoming = state.next_fire
+        request = ClaimRequest(
+            key=run.key,
+            job_id=state.uuid(),
+            job_name=spec.name,
+            scheduled_at=run.scheduled_at.astimezone(UTC),
+            node=self.node,
+            instance_id=self.instance_id,
+            ttl=self.lease_ttl,
+            recovery=spec.recovery,
+            max_runs=spec.max_runs,
+            next_fire=None if upcoming is None else upcoming.astimezone(UTC),
+            actor=run.actor,
+        )
+        claim = await asyncio.to_thread(self.store.claim, request)
+        return StoreLease(self, run, claim)
+
+    def __repr__(self) -> str:
+        return f"StoreLocker({self.store.describe()}, node={self.node!r})"
