@@ -15,6 +15,8 @@ from gnomon._errors import (
     InvalidJobArguments,
     InvalidOption,
     InvalidRule,
+    JobChanged,
+    JobExists,
     JobNotFound,
     LeaseLost,
     LockHeld,
@@ -22,6 +24,9 @@ from gnomon._errors import (
     SchedulerForked,
     SchedulerShutDown,
     ShutdownTimedOut,
+    StoreUnavailable,
+    StoreVersionError,
+    UnknownTask,
 )
 from gnomon._events import JobContext, LimitMode, Monitor, Outcome, Recovery, RunEvent
 from gnomon._job import Job
@@ -37,6 +42,7 @@ from gnomon._rules import (
     weekly,
 )
 from gnomon._scheduler import AsyncScheduler, Scheduler
+from gnomon._stores.contract import NodeInfo, RunRecord, Store
 
 __all__ = [
     "AsyncScheduler",
@@ -47,7 +53,9 @@ __all__ = [
     "InvalidOption",
     "InvalidRule",
     "Job",
+    "JobChanged",
     "JobContext",
+    "JobExists",
     "JobNotFound",
     "Lease",
     "LeaseLost",
@@ -55,15 +63,21 @@ __all__ = [
     "LockHeld",
     "Locker",
     "Monitor",
+    "NodeInfo",
     "OccurrenceAbandoned",
     "Outcome",
     "Recovery",
     "Rule",
     "RunEvent",
+    "RunRecord",
     "Scheduler",
     "SchedulerForked",
     "SchedulerShutDown",
     "ShutdownTimedOut",
+    "Store",
+    "StoreUnavailable",
+    "StoreVersionError",
+    "UnknownTask",
     "Weekday",
     "cron",
     "daily",

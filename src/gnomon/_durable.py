@@ -174,7 +174,7 @@ class DurableJobs:
             NewJob(job_id, name, task.name, definition, anchor=self.engine.now().astimezone(UTC)),
             if_exists=if_exists if named else IfExists.ERROR,
             keep_next_fire=True,
-            tombstone_after=self.store.now() - self.retention,
+            tombstone_after=self.engine.now().astimezone(UTC) - self.retention,
         )
         if row is None:
             return None
@@ -372,18 +372,29 @@ class DurableJobs:
 
     # ---------------------------------------------------------------- engine hooks
 
-    def _sink(self, record: RunRecord) -> None:
-        self._submit(self.store.record, record)
+    def _sink(self, record: RunRecord, done: Callable[[], None]) -> None:
+        self._submit(self.store.record, record, done=done)
 
     def _expired(self, state: JobState, reason: str) -> None:
         self._submit(self.store.remove_job, state.uuid(), reason="exhausted")
 
-    def _submit(self, write: Callable[..., object], *args: Any, **kwargs: Any) -> None:
+    def _submit(
+        self,
+        write: Callable[..., object],
+        *args: Any,
+        done: Callable[[], None] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Write in the background, in order; a failed write is logged, never raised."""
+
         def attempt() -> None:
             try:
                 write(*args, **kwargs)
             except Exception as exc:
                 self.log.warning("a store write failed: %s", exc)
+            finally:
+                if done is not None:
+                    done()
 
         try:
             self._writer.submit(attempt)
@@ -425,7 +436,7 @@ class DurableJobs:
             self._sweep()
         if now - last["prune"] >= _PRUNE_EVERY:
             last["prune"] = now
-            self.store.prune(self.store.now() - self.retention)
+            self.store.prune(self.engine.now().astimezone(UTC) - self.retention)
 
     def poll(self) -> None:
         """Apply every row that changed since the last poll."""

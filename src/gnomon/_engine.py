@@ -189,8 +189,8 @@ class Engine:
         self.history: deque[RunRecord] = deque(maxlen=1000)
         self.store_locker: StoreLocker | None = None
         """Claims durable jobs' occurrences in the store (set by a store-backed face)."""
-        self.store_sink: Callable[[RunRecord], None] | None = None
-        """Records a durable job's skip in the store (runs off the lock, may block)."""
+        self.store_sink: Callable[[RunRecord, Callable[[], None]], None] | None = None
+        """Records a durable job's skip in the store, then calls its second argument."""
         self.on_expired: Callable[[JobState, str], None] | None = None
         """Told (off the lock) when a durable job ran out of fire times or runs."""
 
@@ -910,7 +910,7 @@ class Engine:
         run: Run,
         outcome: Outcome,
         error: BaseException | None,
-        effects: Effects | None,
+        effects: Effects,
         *,
         count: int = 1,
         detail: str | None = None,
@@ -929,10 +929,13 @@ class Engine:
         if sink is None or run.lease is not None or outcome is Outcome.ABANDONED:
             return
         record = run.record(outcome, error, self.now(), count=count, detail=detail)
-        if effects is None:
-            sink(record)
-        else:
-            effects.append(lambda: sink(record))
+        self._reports += 1  # wait_idle() waits until the record is written
+        effects.append(lambda: sink(record, self._report_done))
+
+    def _report_done(self) -> None:
+        with self.lock:
+            self._reports -= 1
+            self._signal_change()
 
     def schedule_retry(self, run: Run, delay: timedelta) -> None:
         """Ask the locker again about the same occurrence (same key) after ``delay``: once a

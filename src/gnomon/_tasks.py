@@ -42,7 +42,7 @@ class TaskRegistry:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._by_name: dict[str, Task] = {}
-        self._names: dict[int, str] = {}
+        self._names: dict[object, str] = {}
 
     def register(self, func: object, name: object, listeners: Mapping[str, Any]) -> Task:
         if not callable(func):
@@ -52,13 +52,13 @@ class TaskRegistry:
         task = Task(task_name, func, checked)
         with self._lock:
             known = self._by_name.get(task_name)
-            if known is not None and known.func is not func:
+            if known is not None and known.func != func:
                 raise InvalidJob(
                     f"the task name {task_name!r} is already registered to {known.func!r}; "
                     "give this one another name="
                 )
             self._by_name[task_name] = task
-            self._names[id(func)] = task_name
+            self._names[_identity(func)] = task_name
         return task
 
     def get(self, name: str) -> Task | None:
@@ -76,14 +76,24 @@ class TaskRegistry:
         return task
 
     def name_of(self, func: object) -> str | None:
-        name = self._names.get(id(func))
+        name = self._names.get(_identity(func))
         if name is None:
             return None
         task = self._by_name.get(name)
-        return name if task is not None and task.func is func else None
+        return name if task is not None and task.func == func else None
 
     def __contains__(self, name: object) -> bool:
         return name in self._by_name
+
+
+def _identity(func: object) -> object:
+    """How a function is recognised again: by equality (a bound method is a new object
+    at every attribute access, but equal), else by identity when it is unhashable."""
+    try:
+        hash(func)
+    except TypeError:
+        return ("id", id(func))
+    return func
 
 
 def _check_task_name(func: object, name: object) -> str:

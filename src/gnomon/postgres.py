@@ -1,9 +1,11 @@
-"""PostgreSQL backends: ``PostgresLocker``, ``PostgresElector`` (psycopg 3, async), and
-fenced writes for a job's own side effects.
+"""PostgreSQL backends: ``PostgresStore`` (durable jobs, psycopg 3, synchronous),
+``PostgresLocker`` and ``PostgresElector`` (psycopg 3, async), and fenced writes for a
+job's own side effects.
 
-Install with ``pip install 'gnomon[postgres]'``. Claims and the leadership lease are rows
-in one schema (``gnomon`` by default), created on first use; every lease is judged by the
-server's ``clock_timestamp()``; tokens come from one sequence, so they only grow.
+Install with ``pip install 'gnomon[postgres]'``. Everything lives in one schema (``gnomon``
+by default), created on first use: the store's ``store_*`` tables, the locker's claims and
+the elector's leadership lease. Every lease is judged by the server's
+``clock_timestamp()``; fencing tokens come from sequences, so they only grow.
 """
 
 from __future__ import annotations
@@ -32,10 +34,12 @@ from gnomon._errors import LeaseLost, LockHeld
 from gnomon._events import Recovery
 from gnomon._memory import CampaigningElector
 from gnomon._postgres_pool import Pool, PostgresConnections, bounded
+from gnomon._stores.postgres import PostgresStore
 
 __all__ = [
     "PostgresElector",
     "PostgresLocker",
+    "PostgresStore",
     "fenced_write",
     "fenced_write_async",
     "insert_once",

@@ -10,12 +10,21 @@
 
 ``OffsetClock`` is the real clock shifted by an offset (a node with a skewed clock).
 ``MemoryLocker`` and ``MemoryElector`` honour the Locker and Elector contracts within one
-process, so cluster behaviour can be tested without Redis or PostgreSQL.
+process, so cluster behaviour can be tested without Redis or PostgreSQL; ``MemoryStore``
+does the same for the store contract (durable jobs, claims, history).
 """
 
 from __future__ import annotations
 
 from gnomon._clock import FakeClock, OffsetClock, SystemClock
 from gnomon._memory import MemoryElector, MemoryLocker
+from gnomon._stores.memory import MemoryStore
 
-__all__ = ["FakeClock", "MemoryElector", "MemoryLocker", "OffsetClock", "SystemClock"]
+__all__ = [
+    "FakeClock",
+    "MemoryElector",
+    "MemoryLocker",
+    "MemoryStore",
+    "OffsetClock",
+    "SystemClock",
+]

@@ -1,8 +1,8 @@
 """A durable job's definition (rule, arguments, options) as JSON text, and back.
 
 No pickle, and nothing named in the data is ever imported: the decoder maps every name it
-reads (rule kinds, envelope tags, enum classes) through fixed tables, and zone keys only
-through ``zoneinfo``.
+reads (rule kinds, envelope tags, enum classes) through fixed tables, and zone keys, once
+they have the shape of an IANA key, through ``zoneinfo`` alone.
 
 Values use an envelope, so that nothing a user stores is read back as something else:
 
@@ -11,11 +11,13 @@ Values use an envelope, so that nothing a user stores is read back as something 
 - Every other value, *every dict included*, is a JSON object with exactly one ``$``-key
   naming its type: ``{"$dict": {...}}`` (the keys inside are the user's, never read as
   tags), ``{"$tuple": [...]}``, ``{"$date": "2024-05-01"}``, ``{"$uuid": "..."}``,
-  ``{"$decimal": "1.10"}``, ``{"$timedelta": <microseconds>}``,
-  ``{"$datetime": [<naive ISO>, <zone>]}`` and ``{"$time": [<naive ISO>, <zone or null>]}``
-  (a third item ``1`` when ``fold=1``). A zone is a ``ZoneInfo`` key (``"Europe/Riga"``) or,
-  for a fixed ``datetime.timezone``, ``[<offset in microseconds>]`` plus its name if it was
-  given one (``timezone.utc`` is ``[0]``).
+  ``{"$decimal": "1.10"}``, ``{"$timedelta": <microseconds>}``.
+- ``{"$datetime": ...}`` and ``{"$time": ...}`` hold the ISO text alone when its offset, or
+  its lack of one, is the whole zone (no tzinfo, ``timezone.utc`` or an unnamed fixed
+  ``timezone``, and ``fold=0``): ``"2024-05-01T09:30:00+00:00"``. Otherwise
+  ``[<naive ISO>, <zone>]``, plus ``1`` when ``fold=1``; a zone is a ``ZoneInfo`` key
+  (``"Europe/Riga"``), ``[<offset in microseconds>, <name>]`` for a named fixed
+  ``timezone``, ``[<offset in microseconds>]`` for an unnamed one, or ``null``.
 - Options may also hold ``{"$frozenset": [<sorted str>...]}`` (tags) and
   ``{"$enum": ["LimitMode" | "Recovery", <value>]}``; arguments may not.
 
@@ -32,6 +34,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import re
 import reprlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -230,9 +233,9 @@ class _Encoder:
     def encode(self, value: object, where: str) -> object:
         encoder = self.table.get(type(value))
         if encoder is None:
-            kind = type(value)
-            shown = kind.__qualname__ if kind.__module__ == "builtins" else _type_name(kind)
-            raise InvalidJob(f"{where} is {_shown(value)}, a {shown}; {self.allowed}")
+            raise InvalidJob(
+                f"{where} is {_shown(value)} of type {_type_name(value)}; {self.allowed}"
+            )
         return encoder(self, value, where)
 
     def enter(self, container: object, where: str) -> None:
@@ -321,7 +324,10 @@ def _encode_zone(zone: tzinfo | None, where: str) -> object:
         unnamed = timezone(offset)
         micros = offset // _MICROSECOND
         return [micros] if repr(zone) == repr(unnamed) else [micros, zone.tzname(None)]
-    raise InvalidJob(f"{where} has the tzinfo {_shown(zone)}; durable jobs allow {_ZONES_ALLOWED}")
+    raise InvalidJob(
+        f"{where} has the tzinfo {_shown(zone)} of type {_type_name(zone)}; "
+        f"durable jobs allow {_ZONES_ALLOWED}"
+    )
 
 
 def _encode_date(encoder: _Encoder, value: date, where: str) -> object:
@@ -343,10 +349,12 @@ def _encode_decimal(encoder: _Encoder, value: Decimal, where: str) -> object:
 
 
 def _encode_frozenset(encoder: _Encoder, value: frozenset[object], where: str) -> object:
+    items: list[str] = []
     for item in value:
         if type(item) is not str:
             raise InvalidJob(f"{where} holds {_shown(item)}; a frozenset option holds only str")
-    return {"$frozenset": sorted(value)}  # type: ignore[type-var]
+        items.append(item)
+    return {"$frozenset": sorted(items)}
 
 
 def _encode_enum(encoder: _Encoder, value: LimitMode | Recovery, where: str) -> object:
@@ -378,11 +386,20 @@ _OPTION_ENCODERS: Final[Mapping[type, _ValueEncoder]] = {
 
 
 def _shown(value: object) -> str:
-    return reprlib.repr(value)
+    return _REPR.repr(value)
 
 
-def _type_name(kind: type) -> str:
-    return f"{kind.__module__}.{kind.__qualname__}"
+def _type_name(value: object) -> str:
+    kind = type(value)
+    return (
+        kind.__qualname__
+        if kind.__module__ == "builtins"
+        else f"{kind.__module__}.{kind.__qualname__}"
+    )
+
+
+_REPR: Final = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 80
 
 
 def _all_of_type(values: list[object], kind: type) -> bool:
@@ -397,21 +414,20 @@ _PLAIN_TYPES: Final = frozenset({str, int, float, bool, type(None)})
 
 def decode_value(data: object) -> object:
     """The value that ``encode_value`` turned into ``data``."""
-    kind = type(data)
-    if kind in _PLAIN_TYPES:
+    if type(data) in _PLAIN_TYPES:
         return data
-    if kind is list:
-        return [decode_value(item) for item in data]  # type: ignore[attr-defined]
-    if kind is dict:
-        return _decode_envelope(data)  # type: ignore[arg-type]
+    if type(data) is list:
+        return [decode_value(item) for item in data]
+    if type(data) is dict:
+        return _decode_envelope(data)
     raise UndecodableDefinition(f"{_shown(data)} is not a JSON value")
 
 
-def _decode_envelope(data: dict[object, object]) -> object:
+def _decode_envelope(data: dict[Any, object]) -> object:
     if len(data) != 1:
         raise UndecodableDefinition(f"a value envelope has one key, got {_shown(list(data))}")
     ((tag, payload),) = data.items()
-    reader = _VALUE_READERS.get(tag)  # type: ignore[call-overload]
+    reader = _VALUE_READERS.get(tag)
     if reader is None:
         raise UndecodableDefinition(f"unknown value envelope {_shown(tag)}")
     return reader(payload)
@@ -429,7 +445,7 @@ def _read_dict(payload: object) -> object:
 
 
 def _read_tuple(payload: object) -> object:
-    return tuple(decode_value(item) for item in _payload("$tuple", payload, list))
+    return tuple([decode_value(item) for item in _payload("$tuple", payload, list)])
 
 
 def _read_int(payload: object) -> object:
@@ -509,13 +525,21 @@ def _fixed_zone(micros: int, name: str | None) -> timezone:
         raise UndecodableDefinition(f"fixed zone offset {micros} is out of range") from None
 
 
+@functools.lru_cache(maxsize=1024)
 def _zone_info(key: str | None) -> ZoneInfo | None:
     if key is None:
         return None
+    # Only IANA-shaped keys reach zoneinfo, whose fallback looks the key up as a resource
+    # of the tzdata package.
+    if _ZONE_KEY.fullmatch(key) is None:
+        raise UndecodableDefinition(f"unknown time zone {_shown(key)}")
     try:
         return ZoneInfo(key)
     except (ZoneInfoNotFoundError, ValueError, OSError):
         raise UndecodableDefinition(f"unknown time zone {key!r}") from None
+
+
+_ZONE_KEY: Final = re.compile(r"[A-Za-z0-9_+\-]+(?:/[A-Za-z0-9_+\-]+)*")
 
 
 def _read_frozenset(payload: object) -> object:
@@ -567,7 +591,7 @@ def encode_rule(rule: Rule) -> dict[str, object]:
     if writer is None:
         raise InvalidJob(
             f"durable jobs need one of gnomon's rules (cron, every, every_random, daily, "
-            f"weekly, monthly, once), got {_shown(rule)} ({_type_name(type(rule))})"
+            f"weekly, monthly, once), got {_shown(rule)} of type {_type_name(rule)}"
         )
     return writer(rule)
 
@@ -685,8 +709,8 @@ def _items(data: dict[str, object], name: str, kind: type) -> tuple[Any, ...]:
     return tuple(values)
 
 
-def _zone_field(data: dict[str, object]) -> str | None:
-    return None if data.get("timezone") is None else _field(data, "timezone", str)
+def _zone_field(data: dict[str, object]) -> ZoneInfo | None:
+    return None if data.get("timezone") is None else _zone_info(_field(data, "timezone", str))
 
 
 # Rebuilding a rule parses and validates it (a cron expression's matcher is the costly
@@ -695,23 +719,27 @@ _cached = functools.lru_cache(maxsize=_RULE_CACHE_SIZE)
 
 
 @_cached
-def _cron(expr: str, seconds: bool, zone: str | None) -> Rule:
+def _cron(expr: str, seconds: bool, zone: ZoneInfo | None) -> Rule:
     # CronRule itself rather than cron(): cron() would re-read a zone prefix or "@every".
-    return CronRule(expr, seconds=seconds, timezone=_zone_info(zone))
+    return CronRule(expr, seconds=seconds, timezone=zone)
 
 
 @_cached
-def _daily(at: tuple[str, ...], interval: int, zone: str | None) -> Rule:
+def _daily(at: tuple[str, ...], interval: int, zone: ZoneInfo | None) -> Rule:
     return daily(at, interval=interval, timezone=zone)
 
 
 @_cached
-def _weekly(days: tuple[str, ...], at: tuple[str, ...], interval: int, zone: str | None) -> Rule:
+def _weekly(
+    days: tuple[str, ...], at: tuple[str, ...], interval: int, zone: ZoneInfo | None
+) -> Rule:
     return weekly(days, at, interval=interval, timezone=zone)
 
 
 @_cached
-def _monthly(days: tuple[int, ...], at: tuple[str, ...], interval: int, zone: str | None) -> Rule:
+def _monthly(
+    days: tuple[int, ...], at: tuple[str, ...], interval: int, zone: ZoneInfo | None
+) -> Rule:
     return monthly(days, at, interval=interval, timezone=zone)
 
 

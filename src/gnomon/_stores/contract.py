@@ -172,6 +172,9 @@ class ClaimRequest:
     counts: bool = True
     """Whether the claim counts a run on the job (retries and re-claims do not)."""
     actor: str | None = None
+    started_at: datetime | None = None
+    """The run's start by the scheduler's clock: the job's ``last_run`` when the claim
+    counts; ``None``: the store's now."""
 
 
 class Store(abc.ABC):

@@ -92,6 +92,7 @@ class StoreLocker(Locker):
             max_runs=spec.max_runs,
             next_fire=None if upcoming is None else upcoming.astimezone(UTC),
             actor=run.actor,
+            started_at=run.engine.now().astimezone(UTC),
         )
         claim = await asyncio.to_thread(self.store.claim, request)
         return StoreLease(self, run, claim)

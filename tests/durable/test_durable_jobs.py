@@ -1,0 +1,587 @@
+"""Durable jobs: stored, shared by every scheduler on the store, surviving restarts."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from conftest import T0, SchedulerFactory, StoreFactory
+
+import gnomon
+from gnomon import Outcome
+from gnomon.testing import FakeClock
+
+MINUTE = timedelta(minutes=1)
+
+
+class Calls:
+    """What the tasks were called with, from any thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.values: list[object] = []
+        self.keys: list[str] = []
+
+    def record(self, value: object, ctx: gnomon.JobContext) -> None:
+        with self._lock:
+            self.values.append(value)
+            self.keys.append(ctx.occurrence_key)
+
+
+def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting until {what}")
+        time.sleep(0.01)
+
+
+def scheduler_with_task(
+    make: SchedulerFactory, calls: Calls, **options: object
+) -> gnomon.Scheduler:
+    s = make(**options)
+    s.register(calls.record, name="record")
+    return s
+
+
+# ---------------------------------------------------------------- adding and naming
+
+
+def test_a_job_added_by_registered_function_is_stored_and_loaded_by_another_scheduler(
+    make: SchedulerFactory,
+) -> None:
+    calls = Calls()
+    a = scheduler_with_task(make, calls)
+    a.start()
+    job = a.add_job(calls.record, gnomon.every("1m"), args=[7])
+    b = scheduler_with_task(make, calls)
+    b.start()
+    [seen] = b.jobs()
+    assert seen.id == job.id
+    assert seen.durable
+    assert seen.name == f"record:{job.id}"
+    assert seen.next_run == T0 + MINUTE
+
+
+def test_a_job_added_by_task_name_runs_the_registered_function(
+    make: SchedulerFactory, clock: FakeClock
+) -> None:
+    calls = Calls()
+    s = scheduler_with_task(make, calls)
+    s.start()
+    s.add_job("record", gnomon.every("1m"), args=[Decimal("1.10")])
+    clock.advance(MINUTE)
+    s.wait_idle()
+    assert calls.values == [Decimal("1.10")]
+    assert str(calls.values[0]) == "1.10"
+
+
+def test_an_unregistered_task_name_is_unknown_task(make: SchedulerFactory) -> None:
+    s = make()
+    with pytest.raises(gnomon.UnknownTask, match="'reports.daily'"):
+        s.add_job("reports.daily", gnomon.every("1m"))
+
+
+@pytest.mark.parametrize(
+    "func",
+    [lambda: None, (lambda n: lambda: n)(1), threading.Event().set],
+    ids=["lambda", "closure", "bound-method"],
+)
+def test_an_unregistered_callable_is_invalid_and_says_to_register_it(
+    make: SchedulerFactory, func: Callable[[], object]
+) -> None:
+    s = make()
+    with pytest.raises(gnomon.InvalidJob, match="register"):
+        s.add_job(func, gnomon.every("1m"))
+    assert s.jobs() == []
+
+
+def test_a_lambda_can_be_registered_only_with_a_name(make: SchedulerFactory) -> None:
+    s = make()
+    with pytest.raises(gnomon.InvalidJob, match="name="):
+        s.register(lambda: None)
+    assert s.register(lambda: None, name="noop") == "noop"
+
+
+def test_nested_functions_register_under_their_qualified_name(make: SchedulerFactory) -> None:
+    s = make()
+
+    def inner() -> None:
+        pass
+
+    assert s.register(inner) == f"{__name__}.{inner.__qualname__}"
+
+
+def test_the_job_decorator_registers_the_function_it_decorates(
+    make: SchedulerFactory, clock: FakeClock
+) -> None:
+    s = make()
+    ran = threading.Event()
+
+    @s.job(gnomon.every("1m"), name="decorated")
+    def tick() -> None:
+        ran.set()
+
+    s.start()
+    clock.advance(MINUTE)
+    s.wait_idle()
+    assert ran.is_set()
+    assert [j.name for j in s.jobs()] == ["decorated"]
+
+
+def test_jobs_without_a_name_are_each_new(make: SchedulerFactory) -> None:
+    calls = Calls()
+    s = scheduler_with_task(make, calls)
+    first = s.add_job("record", gnomon.every("1m"), args=[1])
+    second = s.add_job("record", gnomon.every("1m"), args=[1])
+    assert first.id != second.id
+    assert len(s.jobs()) == 2
+
+
+def test_declaring_a_named_job_again_replaces_it_in_place_and_keeps_its_version(
+    make: SchedulerFactory,
+) -> None:
+    calls = Calls()
+    s = scheduler_with_task(make, calls)
+    first = s.add_job("record", gnomon.every("1m"), args=[1], name="daily")
+    again = s.add_job("record", gnomon.every("1m"), args=[1], name="daily")
+    assert again is not None and first is not None
+    assert again.id == first.id
+    assert again.version == first.version == 1
+    changed = s.add_job("record", gnomon.every("2m"), args=[1], name="daily")
+    assert changed is not None
+    assert changed.id == first.id
+    assert changed.version == 2
+    assert changed.rule == gnomon.every("2m")
+    assert len(s.jobs()) == 1
+
+
+def test_if_exists_keep_returns_the_stored_job_and_error_raises_job_exists(
+    make: SchedulerFactory,
+) -> None:
+    calls = Calls()
+    s = scheduler_with_task(make, calls)
+    s.add_job("record", gnomon.every("1m"), args=[1], name="daily")
+    kept = s.add_job("record", gnomon.every("5m"), args=[2], name="daily", if_exists="keep")
+    assert kept is not None
+    assert kept.rule == gnomon.every("1m")
+    with pytest.raises(gnomon.JobExists, match="daily"):
+        s.add_job("record", gnomon.every("5m"), args=[2], name="daily", if_exists="error")
+    with pytest.raises(gnomon.InvalidJob, match="if_exists"):
+        s.add_job("record", gnomon.every("5m"), args=[2], name="daily", if_exists="merge")
+
+
+def test_a_finished_once_job_leaves_a_tombstone_so_declaring_it_again_returns_none(
+    make: SchedulerFactory, clock: FakeClock
+) -> None:
+    calls = Calls()
+    s = scheduler_with_task(make, calls)
+    s.start()
+    when = T0 + MINUTE
+    s.add_job("record", gnomon.once(when), args=[1], name="launch")
+    clock.advance(MINUTE)
+    s.wait_idle()
+    assert calls.values == [1]
+    wait_until(
+        lambda: (
+            s.store is not None
+            and s.store.get_job(name="launch") is not None
+            and s.store.get_job(name="launch").removed is not None
+        ),
+        "the tombstone is written",
+    )
+    assert s.add_job("record", gnomon.once(when), args=[1], name="launch") is None
+    assert s.jobs() == []
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def test_an_argument_the_encoding_cannot_hold_names_the_argument(make: SchedulerFactory) -> None:
+    calls = Calls()
+    s = scheduler_with_task(make, calls)
+    with pytest.raises(gnomon.InvalidJob, match=r"args\[0\]"):
+        s.add_job("record", gnomon.every("1m"), args=[{1, 2}])
+    with pytest.raises(gnomon.InvalidJob, match="naive"):
+        s.add_job("record", gnomon.every("1m"), args=[datetime(2026, 1, 1)])
+    assert s.jobs() == []
+
+
+def test_a_listener_on_a_durable_job_is_invalid(make: SchedulerFactory) -> None:
+    calls = Calls()
+    s = scheduler_with_task(make, calls)
+    with pytest.raises(gnomon.InvalidJob, match="after_error"):
+        s.add_job("record", gnomon.every("1m"), args=[1], after_error=print)
+
+
+def test_locker_false_on_a_durable_job_is_invalid(make: SchedulerFactory) -> None:
+    calls = Calls()
+    s = scheduler_with_task(make, calls)
+    with pytest.raises(gnomon.InvalidJob, match="locker=False"):
+        s.add_job("record", gnomon.every("1m"), args=[1], locker=False)
+
+
+def test_a_non_durable_job_lives_in_memory_and_cannot_take_a_durable_name(
+    make: SchedulerFactory, new_store: StoreFactory
+) -> None:
+    calls = Calls()
+    s = scheduler_with_task(make, calls)
+    s.add_job("record", gnomon.every("1m"), args=[1], name="shared")
+    local = s.add_job(lambda: None, gnomon.every("1m"), name="local", durable=False)
+    assert not local.durable
+    with pytest.raises(gnomon.InvalidJob, match="shared"):
+        s.add_job(lambda: None, gnomon.every("1m"), name="shared", durable=False)
+    other = make()
+    other.register(calls.record, name="record")
+    other.start()
+    assert [j.name for j in other.jobs()] == ["shared"]
+
+
+def test_a_stale_expected_version_raises_job_changed_and_writes_nothing(
+    make: SchedulerFactory,
+) -> None:
+    calls = Calls()
+    s = scheduler_with_task(make, calls)
+    job = s.add_job("record", gnomon.every("1m"), args=[1], name="v")
+    assert job is not None
+    s.update_job(job.id, args=[2], expected_version=1)
+    assert job.version == 2
+    with pytest.raises(gnomon.JobChanged):
+        s.update_job(job.id, args=[3], expected_version=1)
+    assert job.version == 2
+    stored = s.store.get_job(job_id=job.id) if s.store else None
+    assert stored is not None and stored.version == 2
+
+
+# ---------------------------------------------------------------- running once
+
+
+def test_every_occurrence_runs_once_across_three_schedulers(
+    make: SchedulerFactory, clock: FakeClock
+) -> None:
+    calls = Calls()
+    schedulers = [scheduler_with_task(make, calls) for _ in range(3)]
+    for s in schedulers:
+        s.start()
+    schedulers[0].add_job("record", gnomon.every("1m"), args=["x"], name="shared")
+    for s in schedulers[1:]:
+        s._durable.poll()  # type: ignore[union-attr]
+        assert [j.name for j in s.jobs()] == ["shared"]
+    clock.advance(10 * MINUTE)
+    for s in schedulers:
+        s.wait_idle()
+    counts = Counter(calls.keys)
+    assert len(counts) == 10
+    assert set(counts.values()) == {1}
+    records = schedulers[0].history(job="shared", limit=50)
+    assert [r.outcome for r in records] == [Outcome.SUCCESS] * 10
+    assert len({r.fencing_token for r in records}) == 10
+
+
+def test_durable_interval_jobs_are_anchored_where_first_stored(
+    make: SchedulerFactory, clock: FakeClock
+) -> None:
+    calls = Calls()
+    a = scheduler_with_task(make, calls)
+    a.start()
+    clock.advance(timedelta(seconds=17))
+    job = a.add_job("record", gnomon.every("1m"), args=[1], name="anchored")
+    assert job is not None
+    clock.advance(timedelta(seconds=20))
+    b = scheduler_with_task(make, calls)
+    b.start()
+    [seen] = b.jobs()
+    assert job.next_run == seen.next_run == T0 + timedelta(seconds=77)
+
+
+# ---------------------------------------------------------------- restarts and catch-up
+
+
+def restart_after(
+    make: SchedulerFactory, clock: FakeClock, calls: Calls, gap: timedelta, **options: object
+) -> gnomon.Scheduler:
+    first = scheduler_with_task(make, calls)
+    first.start()
+    first.add_job("record", gnomon.every("1m"), args=["tick"], name="ticker", **options)
+    clock.advance(2 * MINUTE)
+    first.wait_idle()
+    first.shutdown()
+    clock.advance(gap)
+    second = scheduler_with_task(make, calls)
+    second.start()
+    second.wait_idle()
+    return second
+
+
+def test_progress_survives_a_restart(make: SchedulerFactory, clock: FakeClock) -> None:
+    calls = Calls()
+    s = restart_after(make, clock, calls, timedelta(seconds=30))
+    [job] = s.jobs()
+    assert job.last_run == T0 + 2 * MINUTE
+    assert job.next_run == T0 + 3 * MINUTE
+    assert len(calls.values) == 2
+
+
+@pytest.mark.parametrize(
+    ("options", "runs_after_restart", "missed"),
+    [
+        ({}, 1, 9),
+        ({"catch_up": "latest"}, 1, 9),
+        ({"catch_up": "skip"}, 0, 10),
+        ({"catch_up": "all"}, 10, 0),
+        ({"catch_up": "all", "catch_up_limit": 3}, 3, 7),
+        ({"catch_up": "all", "catch_up_window": "4m15s"}, 4, 6),
+    ],
+)
+def test_catch_up_after_downtime_follows_the_jobs_policy(
+    make: SchedulerFactory,
+    clock: FakeClock,
+    options: dict[str, object],
+    runs_after_restart: int,
+    missed: int,
+) -> None:
+    calls = Calls()
+    # down from 00:02 to 00:12:30: the fire times 00:03 .. 00:12 were missed
+    s = restart_after(make, clock, calls, timedelta(minutes=10, seconds=30), **options)
+    assert len(calls.values) == 2 + runs_after_restart
+    skips = s.history(job="ticker", outcome=Outcome.SKIPPED_MISSED)
+    if missed:
+        [skip] = skips
+        assert skip.count == missed
+        assert skip.scheduled_at == T0 + 3 * MINUTE
+    else:
+        assert skips == []
+    ran = sorted(
+        s.history(job="ticker", outcome=Outcome.SUCCESS, limit=50), key=lambda r: r.scheduled_at
+    )
+    assert len(ran) == 2 + runs_after_restart
+    assert len({r.occurrence_key for r in ran}) == len(ran)
+    [job] = s.jobs()
+    assert job.next_run == T0 + 13 * MINUTE
+
+
+def test_an_occurrence_due_within_the_grace_is_late_not_missed(
+    make: SchedulerFactory, clock: FakeClock
+) -> None:
+    calls = Calls()
+    s = restart_after(make, clock, calls, timedelta(seconds=60.5), catch_up="skip")
+    assert len(calls.values) == 3
+    assert s.history(job="ticker", outcome=Outcome.SKIPPED_MISSED) == []
+
+
+# ---------------------------------------------------------------- sharing changes
+
+
+def test_changes_on_one_scheduler_take_effect_on_another(make: SchedulerFactory) -> None:
+    calls = Calls()
+    a = scheduler_with_task(make, calls, clock=None)
+    b = scheduler_with_task(make, calls, clock=None)
+    a.start()
+    b.start()
+    job = a.add_job("record", gnomon.every("1h"), args=[1], name="shared")
+    assert job is not None
+    wait_until(lambda: [j.name for j in b.jobs()] == ["shared"], "b sees the new job")
+    a.update_job(job.id, rule=gnomon.every("2h"))
+    wait_until(lambda: b.get_job(job.id).rule == gnomon.every("2h"), "b sees the update")
+    job.pause("maintenance")
+    wait_until(lambda: b.get_job(job.id).paused, "b sees the pause")
+    assert b.get_job(job.id).pause_reason == "maintenance"
+    job.resume()
+    wait_until(lambda: not b.get_job(job.id).paused, "b sees the resume")
+    a.remove_job(job.id)
+    wait_until(lambda: b.jobs() == [], "b sees the removal")
+
+
+def test_a_job_whose_task_is_unknown_here_is_kept_and_runs_once_the_task_is_registered(
+    make: SchedulerFactory, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    calls = Calls()
+    a = scheduler_with_task(make, calls)
+    a.add_job("record", gnomon.every("1m"), args=[1], name="needs-record")
+    b = make()
+    with caplog.at_level(logging.WARNING, logger="gnomon"):
+        b.start()
+    assert b.jobs() == []
+    assert any(
+        "needs-record" in r.getMessage() and "not registered" in r.getMessage()
+        for r in caplog.records
+    )
+    b.register(calls.record, name="record")
+    assert [j.name for j in b.jobs()] == ["needs-record"]
+    clock.advance(MINUTE)
+    b.wait_idle()
+    assert calls.values == [1]
+
+
+def test_a_row_that_cannot_be_decoded_is_kept_untouched_and_the_others_run(
+    make: SchedulerFactory, new_store: StoreFactory, clock: FakeClock
+) -> None:
+    calls = Calls()
+    a = scheduler_with_task(make, calls)
+    a.add_job("record", gnomon.every("1m"), args=[1], name="good")
+    store = new_store()
+    store.open()
+    from gnomon._stores.contract import IfExists, NewJob
+
+    broken, _ = store.put_job(
+        NewJob(uuid.uuid4(), "broken", "record", '{"format": 99}'), if_exists=IfExists.ERROR
+    )
+    assert broken is not None
+    b = scheduler_with_task(make, calls)
+    b.start()
+    assert [j.name for j in b.jobs()] == ["good"]
+    clock.advance(MINUTE)
+    b.wait_idle()
+    assert calls.values == [1]
+    kept = store.get_job(name="broken")
+    assert kept is not None and kept.definition == '{"format": 99}' and kept.removed is None
+
+
+# ---------------------------------------------------------------- history, retry, nodes
+
+
+def test_history_records_failures_with_their_error(
+    make: SchedulerFactory, clock: FakeClock
+) -> None:
+    s = make()
+
+    def explode() -> None:
+        raise ValueError("bad input 42")
+
+    s.register(explode, name="explode")
+    s.start()
+    s.add_job("explode", gnomon.every("1m"), name="exploder")
+    clock.advance(MINUTE)
+    s.wait_idle()
+    [record] = s.history(job="exploder")
+    assert record.outcome is Outcome.FAILED
+    assert record.error == "ValueError: bad input 42"
+    assert record.attempts == 1
+    assert s.history(outcome=[Outcome.SUCCESS]) == []
+    assert s.history(since=T0 + 2 * MINUTE) == []
+
+
+def test_retry_runs_a_finished_occurrence_again_with_the_next_attempt(
+    make: SchedulerFactory, clock: FakeClock
+) -> None:
+    calls = Calls()
+    s = scheduler_with_task(make, calls)
+    s.start()
+    s.add_job("record", gnomon.every("1h"), args=[1], name="hourly")
+    clock.advance(timedelta(hours=1))
+    s.wait_idle()
+    [record] = s.history(job="hourly")
+    s.retry(record.occurrence_key)
+    s.wait_idle()
+    assert calls.keys == [record.occurrence_key] * 2
+    [again] = s.history(job="hourly")
+    assert again.attempt == 2
+    assert again.outcome is Outcome.SUCCESS
+    with pytest.raises(gnomon.JobNotFound):
+        s.retry("nothing@2026-01-01T00:00:00.000000Z")
+
+
+def test_nodes_lists_every_scheduler_on_the_store(make: SchedulerFactory) -> None:
+    a = make(node="alpha", clock=None)
+    b = make(node="beta", clock=None)
+    a.start()
+    b.start()
+    wait_until(lambda: {n.node for n in a.nodes()} == {"alpha", "beta"}, "both heartbeat")
+    assert len({n.instance_id for n in a.nodes()}) == 2
+
+
+def test_history_without_a_store_keeps_the_newest_records_in_memory(clock: FakeClock) -> None:
+    s = gnomon.Scheduler(clock=clock, timezone="UTC", history_limit=3)
+    try:
+        s.start()
+        s.add_job(lambda: None, gnomon.every("1m"), name="memory")
+        clock.advance(5 * MINUTE)
+        s.wait_idle()
+        records = s.history()
+        assert [r.scheduled_at for r in records] == [T0 + n * MINUTE for n in (5, 4, 3)]
+        assert {r.outcome for r in records} == {Outcome.SUCCESS}
+    finally:
+        s.shutdown()
+
+
+def test_a_store_that_is_down_makes_job_changes_raise_and_change_nothing(
+    make: SchedulerFactory, new_store: StoreFactory, kind: str
+) -> None:
+    calls = Calls()
+    store = new_store()
+    s = scheduler_with_task(make, calls, store=store)
+    s.start()
+    job = s.add_job("record", gnomon.every("1m"), args=[1], name="kept")
+    assert job is not None
+
+    def down(*args: object, **kwargs: object) -> object:
+        raise gnomon.StoreUnavailable("the store is down (test)")
+
+    for method in ("put_job", "update_job", "remove_job", "set_paused"):
+        setattr(store, method, down)
+    with pytest.raises(gnomon.StoreUnavailable):
+        s.add_job("record", gnomon.every("1m"), args=[2], name="new")
+    with pytest.raises(gnomon.StoreUnavailable):
+        s.update_job(job.id, args=[3])
+    with pytest.raises(gnomon.StoreUnavailable):
+        job.pause()
+    with pytest.raises(gnomon.StoreUnavailable):
+        job.remove()
+    assert [j.name for j in s.jobs()] == ["kept"]
+    assert not job.paused
+    assert job.version == 1
+
+
+def test_listeners_registered_with_the_task_are_called_for_its_jobs(
+    make: SchedulerFactory, clock: FakeClock
+) -> None:
+    s = make()
+    seen: list[Outcome | None] = []
+
+    def explode() -> None:
+        raise RuntimeError("no")
+
+    s.register(explode, name="explode", after_error=lambda e: seen.append(e.outcome))
+    s.start()
+    s.add_job("explode", gnomon.every("1m"))
+    clock.advance(MINUTE)
+    s.wait_idle()
+    assert seen == [Outcome.FAILED]
+
+
+def test_the_async_face_adds_and_runs_durable_jobs(
+    new_store: StoreFactory, clock: FakeClock
+) -> None:
+    import asyncio
+
+    calls = Calls()
+
+    async def main() -> list[object]:
+        async with gnomon.AsyncScheduler(store=new_store(), clock=clock, timezone="UTC") as s:
+            s.register(calls.record, name="record")
+            job = await s.add_job("record", gnomon.every("1m"), args=[5], name="async")
+            assert job is not None and job.durable
+            clock.advance(MINUTE)
+            await s.wait_idle()
+            records = await s.history(job=job)
+            assert [r.outcome for r in records] == [Outcome.SUCCESS]
+        return calls.values
+
+    assert asyncio.run(main()) == [5]
+
+
+def test_scheduled_times_are_returned_in_the_schedulers_zone(make: SchedulerFactory) -> None:
+    calls = Calls()
+    s = scheduler_with_task(make, calls, timezone="Europe/Riga")
+    s.start()
+    job = s.add_job("record", gnomon.daily("09:30"), args=[1], name="riga")
+    assert job is not None and job.next_run is not None
+    assert str(job.next_run.tzinfo) == "Europe/Riga"
+    assert job.next_run.astimezone(UTC) == datetime(2026, 3, 1, 7, 30, tzinfo=UTC)
