@@ -85,13 +85,20 @@ def test_a_job_added_by_task_name_runs_the_registered_function(
 
 def test_an_unregistered_task_name_is_unknown_task(make: SchedulerFactory) -> None:
     s = make()
-    with pytest.raises(gnomon.UnknownTask, match="'reports.daily'"):
+    with pytest.raises(gnomon.UnknownTask, match=r"'reports\.daily'"):
         s.add_job("reports.daily", gnomon.every("1m"))
+
+
+def closure(n: int) -> Callable[[], int]:
+    def inner() -> int:
+        return n
+
+    return inner
 
 
 @pytest.mark.parametrize(
     "func",
-    [lambda: None, (lambda n: lambda: n)(1), threading.Event().set],
+    [lambda: None, closure(1), threading.Event().set],
     ids=["lambda", "closure", "bound-method"],
 )
 def test_an_unregistered_callable_is_invalid_and_says_to_register_it(
@@ -152,7 +159,8 @@ def test_declaring_a_named_job_again_replaces_it_in_place_and_keeps_its_version(
     s = scheduler_with_task(make, calls)
     first = s.add_job("record", gnomon.every("1m"), args=[1], name="daily")
     again = s.add_job("record", gnomon.every("1m"), args=[1], name="daily")
-    assert again is not None and first is not None
+    assert again is not None
+    assert first is not None
     assert again.id == first.id
     assert again.version == first.version == 1
     changed = s.add_job("record", gnomon.every("2m"), args=[1], name="daily")
@@ -257,7 +265,8 @@ def test_a_stale_expected_version_raises_job_changed_and_writes_nothing(
         s.update_job(job.id, args=[3], expected_version=1)
     assert job.version == 2
     stored = s.store.get_job(job_id=job.id) if s.store else None
-    assert stored is not None and stored.version == 2
+    assert stored is not None
+    assert stored.version == 2
 
 
 # ---------------------------------------------------------------- running once
@@ -441,7 +450,9 @@ def test_a_row_that_cannot_be_decoded_is_kept_untouched_and_the_others_run(
     b.wait_idle()
     assert calls.values == [1]
     kept = store.get_job(name="broken")
-    assert kept is not None and kept.definition == '{"format": 99}' and kept.removed is None
+    assert kept is not None
+    assert kept.definition == '{"format": 99}'
+    assert kept.removed is None
 
 
 # ---------------------------------------------------------------- history, retry, nodes
@@ -567,7 +578,8 @@ def test_the_async_face_adds_and_runs_durable_jobs(
         async with gnomon.AsyncScheduler(store=new_store(), clock=clock, timezone="UTC") as s:
             s.register(calls.record, name="record")
             job = await s.add_job("record", gnomon.every("1m"), args=[5], name="async")
-            assert job is not None and job.durable
+            assert job is not None
+            assert job.durable
             clock.advance(MINUTE)
             await s.wait_idle()
             records = await s.history(job=job)
@@ -582,6 +594,7 @@ def test_scheduled_times_are_returned_in_the_schedulers_zone(make: SchedulerFact
     s = scheduler_with_task(make, calls, timezone="Europe/Riga")
     s.start()
     job = s.add_job("record", gnomon.daily("09:30"), args=[1], name="riga")
-    assert job is not None and job.next_run is not None
+    assert job is not None
+    assert job.next_run is not None
     assert str(job.next_run.tzinfo) == "Europe/Riga"
     assert job.next_run.astimezone(UTC) == datetime(2026, 3, 1, 7, 30, tzinfo=UTC)
