@@ -162,6 +162,7 @@ class DurableJobs:
         *,
         job_id: uuid.UUID,
         if_exists: IfExists,
+        source: str | None = None,
     ) -> JobState | None:
         """Store a new job (or act on the stored one of its name) and mirror it."""
         named = options.get("name") is not None
@@ -171,7 +172,14 @@ class DurableJobs:
         definition = self._encode(checked, spec)
         self.open()
         row, created = self.store.put_job(
-            NewJob(job_id, name, task.name, definition, anchor=self.engine.now().astimezone(UTC)),
+            NewJob(
+                job_id,
+                name,
+                task.name,
+                definition,
+                source=source,
+                anchor=self.engine.now().astimezone(UTC),
+            ),
             if_exists=if_exists if named else IfExists.ERROR,
             keep_next_fire=True,
             tombstone_after=self.engine.now().astimezone(UTC) - self.retention,

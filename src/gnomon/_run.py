@@ -65,6 +65,7 @@ class Run:
         "manual",
         "outcome",
         "reported",
+        "result",
         "retries",
         "scheduled_at",
         "settled",
@@ -114,6 +115,7 @@ class Run:
         self.error: BaseException | None = None
         self.settled = False
         self.actor: str | None = None
+        self.result: object = None
 
     # ---------------------------------------------------------------- values
 
@@ -348,7 +350,7 @@ class Run:
     async def _complete_async(
         self, outcome: Outcome, result: object, exc: BaseException | None
     ) -> None:
-        self.outcome, self.error = outcome, exc
+        self.outcome, self.error, self.result = outcome, exc, result
         listener = self.spec.after_run if outcome is Outcome.SUCCESS else self.spec.after_error
         if self._quiet(outcome, listener):
             self.engine.finish(self)
@@ -541,7 +543,7 @@ class Run:
         exc: BaseException | None,
         call: Callable[[logging.Logger, Callable[[RunEvent], object] | None, RunEvent], object],
     ) -> None:
-        self.outcome, self.error = outcome, exc
+        self.outcome, self.error, self.result = outcome, exc, result
         listener = self.spec.after_run if outcome is Outcome.SUCCESS else self.spec.after_error
         quiet = self._quiet(outcome, listener)
         if quiet or (self.spec.timeout is not None and not self.engine.claim_report(self)):

@@ -137,6 +137,8 @@ class _SchedulerCore(JobOwner):
         self._pool = WorkerPool(_check_workers(max_workers))
         self._forked = False
         self._started_at: datetime | None = None
+        self._declaring: str | None = None
+        """The source (a schedule file) whose jobs are being declared, if any."""
         self._engine = Engine(
             timezone=self.timezone,
             clock=self.clock,
@@ -285,7 +287,14 @@ class _SchedulerCore(JobOwner):
         given = {k: v for k, v in options.items() if k not in ("id", *ADD_ONLY_OPTIONS)}
         check_option_names(given, "add_job")
         defaults = {k: v for k, v in self._defaults.items() if k not in LISTENER_OPTIONS}
-        state = durable.add(task, rule, {**defaults, **given}, job_id=job_id, if_exists=if_exists)
+        state = durable.add(
+            task,
+            rule,
+            {**defaults, **given},
+            job_id=job_id,
+            if_exists=if_exists,
+            source=self._declaring,
+        )
         if state is None:
             return None
         job = Job(self, state)

@@ -40,6 +40,7 @@ from gnomon._events import Outcome, Recovery
 __all__ = [
     "SCHEMA_VERSION",
     "Claim",
+    "CommandResult",
     "IfExists",
     "NewJob",
     "NodeInfo",
@@ -392,6 +393,15 @@ def describe_error(error: BaseException | None) -> str | None:
     text = str(error)
     name = type(error).__qualname__
     return f"{name}: {text}" if text else name
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    """A task's return value that history keeps beside the outcome: an exit status and
+    the tail of its output (the ``gnomon`` command's command jobs return one)."""
+
+    exit_status: int | None
+    output: str | None
 
 
 def outcome_names(outcomes: Sequence[Outcome | None]) -> list[str | None]:

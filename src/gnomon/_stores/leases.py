@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from gnomon._distributed import Lease, Locker
 from gnomon._events import Outcome, Recovery
-from gnomon._stores.contract import ClaimRequest, describe_error
+from gnomon._stores.contract import ClaimRequest, CommandResult, describe_error
 
 if TYPE_CHECKING:
     from gnomon._run import Run
@@ -48,6 +48,7 @@ class StoreLease(Lease):
     def _write_outcome(self) -> None:
         run = self._run
         started = run.started_at
+        result = run.result if isinstance(run.result, CommandResult) else None
         self._locker.store.finish(
             self.key,
             self.token,
@@ -55,6 +56,8 @@ class StoreLease(Lease):
             finished_at=run.engine.now().astimezone(UTC),
             started_at=None if started is None else started.astimezone(UTC),
             error=describe_error(run.error),
+            exit_status=None if result is None else result.exit_status,
+            output=None if result is None else result.output,
         )
 
     def __repr__(self) -> str:
