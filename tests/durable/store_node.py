@@ -91,7 +91,7 @@ def act(s: gnomon.Scheduler, op: str, command: dict[str, Any]) -> object:
     if op == "jobs":
         return [describe(job) for job in s.jobs()]
     if op == "add":
-        options = {k: v for k, v in command.get("options", {}).items()}
+        options = dict(command.get("options", {}))
         job = s.add_job(command["task"], rule_of(command), name=command["name"], **options)
         return None if job is None else describe(job)
     job = next(j for j in s.jobs() if j.name == command["name"])
