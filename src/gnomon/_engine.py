@@ -739,13 +739,16 @@ class Engine:
                 return Outcome.CANCELLED
             if not self.accepting and not run.manual:
                 return Outcome.SKIPPED_STOPPING
-            if spec.max_runs is not None and state.runs_started >= spec.max_runs:
+            # A durable job's runs are counted by its store, which removes it when they
+            # are used up; this process's count is only what it has seen.
+            max_runs = spec.max_runs if state.durable is None else None
+            if max_runs is not None and state.runs_started >= max_runs:
                 return Outcome.SKIPPED_LIMIT
             state.runs_started += 1
             state.last_run = now
             run.started_at = now
-            if spec.max_runs is not None and state.runs_started >= spec.max_runs:
-                reason = f"max_runs={spec.max_runs} reached"
+            if max_runs is not None and state.runs_started >= max_runs:
+                reason = f"max_runs={max_runs} reached"
                 self._remove(state, reason, cancel=False, effects=effects, expired=True)
             if spec.timeout is not None:
                 self.push_timed(now + spec.timeout, _Timeout(run))

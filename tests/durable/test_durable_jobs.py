@@ -598,3 +598,27 @@ def test_scheduled_times_are_returned_in_the_schedulers_zone(make: SchedulerFact
     assert job.next_run is not None
     assert str(job.next_run.tzinfo) == "Europe/Riga"
     assert job.next_run.astimezone(UTC) == datetime(2026, 3, 1, 7, 30, tzinfo=UTC)
+
+
+def test_max_runs_counts_occurrences_across_every_scheduler_on_the_store(
+    make: SchedulerFactory, clock: FakeClock
+) -> None:
+    calls = Calls()
+    a = scheduler_with_task(make, calls)
+    b = scheduler_with_task(make, calls)
+    a.start()
+    b.start()
+    a.add_job("record", gnomon.every("1m"), args=[1], name="thrice", max_runs=3)
+    b._durable.poll()  # type: ignore[union-attr]
+    for _ in range(5):
+        clock.advance(MINUTE)
+        a.wait_idle()
+        b.wait_idle()
+    assert len(calls.values) == 3
+    stored = a.store.get_job(name="thrice") if a.store else None
+    assert stored is not None
+    assert stored.removed == "exhausted"
+    assert stored.runs == 3
+    for s in (a, b):
+        s._durable.poll()  # type: ignore[union-attr]
+        assert s.jobs() == []

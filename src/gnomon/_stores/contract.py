@@ -309,8 +309,9 @@ class Store(abc.ABC):
 
         - no row, a skip row (no token), or a row put up by ``retry``: a new claim,
           attempt 1 (after ``retry``: the old attempt + 1), a token larger than every
-          earlier one; ``runs + 1`` and ``last_run`` on the job when ``counts``, and
-          ``next_fire`` when given;
+          earlier one; ``runs + 1`` and ``last_run`` (``started_at``) on the job when
+          ``counts``, and ``next_fire`` when given; when that run is the job's
+          ``max_runs``-th, the job is removed as ``"exhausted"`` in the same transaction;
         - a running row with a live lease: ``LockHeld(retry_after=time left)``;
         - a running row whose lease expired: ``AT_LEAST_ONCE`` re-claims it (attempt + 1,
           new token); ``AT_MOST_ONCE`` records it ``ABANDONED`` and raises

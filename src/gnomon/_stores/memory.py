@@ -643,10 +643,14 @@ def progressed(
     job: StoredJob, request: ClaimRequest, stored: StoredClaim | None, now: datetime
 ) -> StoredJob:
     """``job`` after a new claim of one of its occurrences: the run counted (see
-    ``counted``) and the progress the request carries written."""
+    ``counted``), the progress the request carries written, and the job removed as
+    ``"exhausted"`` when this run is its ``max_runs``-th."""
     if counted(request, stored):
         started = optional_utc(request.started_at, "started_at") or now
         job = dataclasses.replace(job, runs=job.runs + 1, last_run=started)
+        if request.max_runs is not None and job.runs >= request.max_runs and job.removed is None:
+            # the store, not one process's count, decides that the job is used up
+            job = dataclasses.replace(job, removed="exhausted", removed_at=now)
     next_fire = optional_utc(request.next_fire, "next_fire")
     return job if next_fire is None else dataclasses.replace(job, next_fire=next_fire)
 
