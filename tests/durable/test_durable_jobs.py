@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sqlite3
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -10,12 +14,15 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from conftest import T0, SchedulerFactory, StoreFactory
 
 import gnomon
 from gnomon import Outcome
+from gnomon._stores.codec import decode_definition
+from gnomon.sqlite import SQLiteStore
 from gnomon.testing import FakeClock
 
 MINUTE = timedelta(minutes=1)
@@ -622,3 +629,55 @@ def test_max_runs_counts_occurrences_across_every_scheduler_on_the_store(
     for s in (a, b):
         s._durable.poll()  # type: ignore[union-attr]
         assert s.jobs() == []
+
+
+def test_a_store_written_by_a_newer_gnomon_is_refused_at_start_and_left_unchanged(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "jobs.db"
+    store = SQLiteStore(path)
+    store.open()
+    store.close()
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute("UPDATE gnomon_meta SET value = 99 WHERE name = 'schema_version'")
+    before = path.read_bytes()
+    newer = SQLiteStore(path)
+    s = gnomon.Scheduler(store=newer, timezone="UTC")
+    try:
+        with pytest.raises(gnomon.StoreVersionError, match="99"):
+            s.start()
+        assert not s.running
+    finally:
+        s.shutdown()
+        newer.close()
+    assert path.read_bytes() == before
+
+
+def test_a_process_killed_while_adding_jobs_leaves_no_half_written_job(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.db"
+    script = (
+        "import gnomon, sys\n"
+        "from gnomon.sqlite import SQLiteStore\n"
+        f"s = gnomon.Scheduler(store=SQLiteStore({str(path)!r}), timezone='UTC')\n"
+        "s.register(print, name='print')\n"
+        "for n in range(100000):\n"
+        "    s.add_job('print', gnomon.every('1h'), args=[n, 'x' * 500], name=f'job-{n}')\n"
+        "    if n == 50: print('going', flush=True)\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None
+    assert child.stdout.readline().strip() == "going"
+    child.kill()
+    child.wait(10)
+    child.stdout.close()
+    store = SQLiteStore(path)
+    try:
+        store.open()
+        rows = store.jobs()
+        assert len(rows) > 50
+        for row in rows:
+            definition = decode_definition(row.definition)
+            assert definition.args[0] == int(row.name.removeprefix("job-"))
+        assert sorted(int(r.name.removeprefix("job-")) for r in rows) == list(range(len(rows)))
+    finally:
+        store.close()
