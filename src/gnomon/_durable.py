@@ -27,7 +27,6 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -68,6 +67,20 @@ _SWEEP_EVERY = 1.0
 _TEMPLATES = 4096
 
 SpecBuilder = Callable[[Mapping[str, Any], object], JobSpec]
+
+
+_SPEC_FIELDS = tuple(JobSpec.__dataclass_fields__)
+_NAME, _ARGS, _KWARGS = (_SPEC_FIELDS.index(f) for f in ("name", "args", "kwargs"))
+
+
+def _copy_spec(
+    template: JobSpec, name: str, args: tuple[object, ...], kwargs: Mapping[str, object]
+) -> JobSpec:
+    """``template`` with another name and arguments: ``dataclasses.replace`` without its
+    per-call field introspection, which dominates loading many stored jobs."""
+    values = [getattr(template, field) for field in _SPEC_FIELDS]
+    values[_NAME], values[_ARGS], values[_KWARGS] = name, args, kwargs
+    return JobSpec(*values)
 
 
 def default_node() -> str:
@@ -187,8 +200,8 @@ class DurableJobs:
         if row is None:
             return None
         with self._apply_lock:
-            self._cursor = max(self._cursor, 0)
-            state = self._apply(row, spec if row.definition == definition else None)
+            known = (spec, checked) if row.definition == definition else None
+            state = self._apply(row, known)
         if state is not None and created and spec.start_immediately:
             state.immediate = True
         return state
@@ -251,7 +264,8 @@ class DurableJobs:
             self._apply(row, None)
             self._cursor = max(self._cursor, row.seq)
 
-    def _apply(self, row: StoredJob, spec: JobSpec | None) -> JobState | None:
+    def _apply(self, row: StoredJob, known: tuple[JobSpec, Rule] | None) -> JobState | None:
+        """Mirror one row. ``known``: its spec and rule, when the caller just built them."""
         state = self.engine.jobs.get(row.id.int)
         if row.removed is not None:
             self._parked.pop(row.id, None)
@@ -261,22 +275,19 @@ class DurableJobs:
             return None
         try:
             if state is None:
-                return self._mirror_new(row, spec)
-            self._mirror_change(state, row, spec)
+                return self._mirror_new(row, known)
+            self._mirror_change(state, row, known)
         except (UndecodableDefinition, GnomonError) as exc:
             self._park(row, str(exc))
             return None
         return state
 
-    def _mirror_new(self, row: StoredJob, spec: JobSpec | None) -> JobState | None:
+    def _mirror_new(self, row: StoredJob, known: tuple[JobSpec, Rule] | None) -> JobState | None:
         task = self.tasks.get(row.task)
         if task is None:
             self._park(row, f"its task {row.task!r} is not registered in this process")
             return None
-        if spec is None:
-            spec, rule = self._decode(task, row)
-        else:
-            rule = decode_definition(row.definition).rule
+        spec, rule = self._decode(task, row) if known is None else known
         self._parked.pop(row.id, None)
         durable = Durable(
             task=row.task,
@@ -298,17 +309,16 @@ class DurableJobs:
 
         return self.engine.add(row.id.int, spec, rule, self.engine.now(), setup=setup)
 
-    def _mirror_change(self, state: JobState, row: StoredJob, spec: JobSpec | None) -> None:
+    def _mirror_change(
+        self, state: JobState, row: StoredJob, known: tuple[JobSpec, Rule] | None
+    ) -> None:
         durable = state.durable
         if durable is None:
             return  # an in-memory job with a colliding id: not ours to touch
         self.engine.sync_progress(state, row.runs, row.last_run)
         if row.definition != durable.definition:
             task = self.tasks.require(row.task)
-            if spec is None:
-                spec, rule = self._decode(task, row)
-            else:
-                rule = decode_definition(row.definition).rule
+            spec, rule = self._decode(task, row) if known is None else known
             durable.definition = row.definition
             self.engine.update(state.id, spec, rule, self.engine.now(), new_rule=True)
         durable.version, durable.pause_reason, durable.source = (
@@ -375,8 +385,7 @@ class DurableJobs:
                 self._templates.clear()
             self._templates[key] = spec
             return spec, check_rule(spec, definition.rule, clustered=True)
-        spec = replace(template, name=row.name, args=definition.args, kwargs=definition.kwargs)
-        return spec, definition.rule
+        return _copy_spec(template, row.name, definition.args, definition.kwargs), definition.rule
 
     # ---------------------------------------------------------------- engine hooks
 
