@@ -98,6 +98,18 @@ class FakeClock:
             self._now = target
             return target
 
+    def jump(self, delta: timedelta | float | str) -> datetime:
+        """Move forward by ``delta`` *without* dispatching what falls due on the way, as
+        a suspended process or a stepped wall clock would: the next ``advance`` (even
+        ``advance(0)``) finds it all due at once, and each job's catch-up policy decides
+        what still runs."""
+        step = parse_duration(delta, field="jump delta", error=InvalidOption, positive=False)
+        if step < timedelta(0):
+            raise InvalidOption(f"a FakeClock cannot go backwards, got jump({delta!r})")
+        with self._lock:
+            self._now += step
+            return self._now
+
     def _run_until(self, target: float) -> None:
         while True:
             due: list[tuple[float, Engine]] = []
