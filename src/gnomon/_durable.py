@@ -184,7 +184,7 @@ class DurableJobs:
         checked = check_rule(spec, rule, clustered=True)
         definition = self._encode(checked, spec)
         self.open()
-        row, created = self.store.put_job(
+        row, _ = self.store.put_job(
             NewJob(
                 job_id,
                 name,
@@ -202,8 +202,6 @@ class DurableJobs:
         with self._apply_lock:
             known = (spec, checked) if row.definition == definition else None
             state = self._apply(row, known)
-        if state is not None and created and spec.start_immediately:
-            state.immediate = True
         return state
 
     def update(
