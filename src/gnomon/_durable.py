@@ -201,8 +201,7 @@ class DurableJobs:
             return None
         with self._apply_lock:
             known = (spec, checked) if row.definition == definition else None
-            state = self._apply(row, known)
-        return state
+            return self._apply(row, known)
 
     def update(
         self,
