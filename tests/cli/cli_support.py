@@ -18,6 +18,12 @@ import pytest
 
 T = TypeVar("T")
 
+OCCURRENCES = (
+    "SELECT job_name, COALESCE(outcome, 'running') FROM gnomon_occurrences"
+    " ORDER BY scheduled_ts, occurrence_key"
+)
+"""Each occurrence's job and outcome (``running`` while it runs), in the store's table."""
+
 WAIT = 20.0
 """Generous: CI machines are slow, and every wait ends as soon as its event happens."""
 
@@ -45,7 +51,8 @@ def environment(**extra: str) -> dict[str, str]:
 
 
 class Workspace:
-    """A temporary directory holding a schedule file (``gnomon.toml``) and its state file."""
+    """A temporary directory holding a schedule file (``gnomon.toml``) and its state file
+    (a ``SQLiteStore``)."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -68,11 +75,12 @@ class Workspace:
             check=False,
         )
 
-    def rows(self, sql: str = "SELECT job, outcome FROM runs ORDER BY id") -> list[tuple[Any, ...]]:
-        """Rows of the state file, read the way another process would."""
-        if not self.state.exists():
+    def rows(self, sql: str = OCCURRENCES, path: Path | None = None) -> list[tuple[Any, ...]]:
+        """Rows of the state file (or of ``path``), read the way another process would."""
+        path = path or self.state
+        if not path.exists():
             return []
-        connection = sqlite3.connect(self.state, timeout=10)
+        connection = sqlite3.connect(path, timeout=10)
         try:
             return list(connection.execute(sql))
         except sqlite3.OperationalError:
@@ -82,6 +90,18 @@ class Workspace:
 
     def outcomes(self, job: str) -> list[str]:
         return [outcome for name, outcome in self.rows() if name == job]
+
+    def history(self, *arguments: str) -> list[dict[str, Any]]:
+        """``gnomon history --json`` (up to 1000 records), parsed."""
+        result = self.gnomon("history", "--json", "--limit", "1000", *arguments)
+        assert result.returncode == 0, result.stderr
+        records: list[dict[str, Any]] = json.loads(result.stdout)
+        return records
+
+    def lines(self, name: str) -> list[str]:
+        """The lines of a file that commands append to (none while it does not exist)."""
+        path = self.root / name
+        return path.read_text(encoding="utf-8").splitlines() if path.exists() else []
 
 
 class Daemon:
@@ -138,6 +158,45 @@ class Daemon:
 
 
 REDIS_URL = os.environ.get("GNOMON_REDIS_URL", "redis://127.0.0.1:6379/0")
+POSTGRES_URL = os.environ.get("GNOMON_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def _unavailable(problem: str, variable: str) -> None:
+    """Skip, naming the problem, or fail when services are required (the repository's
+    convention: see tests/distributed/distributed_support.py)."""
+    if os.environ.get("GNOMON_REQUIRE_SERVICES") == "1":
+        pytest.fail(f"{problem}, and GNOMON_REQUIRE_SERVICES=1")
+    pytest.skip(f"{problem}; set {variable} to run this test")
+
+
+def require_postgres() -> str:
+    """The PostgreSQL URL to share a store on; skip when ``gnomon.postgres`` cannot be
+    imported, and skip (or fail, when services are required) if no server answers."""
+    try:
+        import psycopg
+
+        from gnomon.postgres import PostgresStore  # noqa: F401 - importing is the check
+    except ImportError as error:
+        pytest.skip(f"gnomon.postgres.PostgresStore is not importable here: {error}")
+    try:
+        with psycopg.connect(POSTGRES_URL, connect_timeout=2) as connection:
+            connection.execute("SELECT 1")
+    except psycopg.Error as error:
+        _unavailable(
+            f"no PostgreSQL answers at {POSTGRES_URL} ({type(error).__name__})",
+            "GNOMON_POSTGRES_URL",
+        )
+    return POSTGRES_URL
+
+
+def drop_postgres_schema(schema: str) -> None:
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as connection:
+        connection.execute(
+            sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
+        )
 
 
 def require_redis() -> str:
@@ -152,8 +211,5 @@ def require_redis() -> str:
         finally:
             client.close()
     except redis.RedisError as error:
-        problem = f"no Redis answers at {REDIS_URL} ({error})"
-        if os.environ.get("GNOMON_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"{problem}, and GNOMON_REQUIRE_SERVICES=1")
-        pytest.skip(f"{problem}; set GNOMON_REDIS_URL to run this test")
+        _unavailable(f"no Redis answers at {REDIS_URL} ({error})", "GNOMON_REDIS_URL")
     return REDIS_URL

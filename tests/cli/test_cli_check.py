@@ -156,6 +156,38 @@ BAD_FILES = {
         ),
         ["job 'a': start_immediately=True and start_at are contradictory"],
     ),
+    "bad catch_up": (
+        '[[jobs]]\nname = "a"\nevery = "1m"\ncommand = "true"\ncatch_up = "sometimes"',
+        ["job 'a': catch_up must be one of 'latest', 'skip', 'all', got 'sometimes'"],
+    ),
+    "bad catch_up_window": (
+        '[[jobs]]\nname = "a"\nevery = "1m"\ncommand = "true"\ncatch_up_window = "soon"',
+        ["job 'a': catch_up_window must be", "'soon'"],
+    ),
+    "bad catch_up_limit": (
+        '[[jobs]]\nname = "a"\nevery = "1m"\ncommand = "true"\ncatch_up_limit = 0',
+        ["job 'a': catch_up_limit must be a whole number of at least 1, got 0"],
+    ),
+    "bad scheduler catch_up": (
+        '[scheduler]\ncatch_up = "never"\n',
+        ["[scheduler]: catch_up must be one of 'latest', 'skip', 'all', got 'never'"],
+    ),
+    "state and store": (
+        '[scheduler]\nstate = "a.db"\nstore = "sqlite:b.db"\n',
+        ["[scheduler]: state and store are both given"],
+    ),
+    "unknown store scheme": (
+        '[scheduler]\nstore = "mysql://root:s3cret@db/x"\n',
+        ['[scheduler]: store must be "sqlite:PATH"', "mysql://root:***@db/x"],
+    ),
+    "empty sqlite path": (
+        '[scheduler]\nstore = "sqlite:"\n',
+        ['[scheduler]: store must be "sqlite:PATH"', "got 'sqlite:'"],
+    ),
+    "bad postgresql schema": (
+        '[scheduler]\nstore = "postgresql://db/x?schema=9lives"\n',
+        ["[scheduler]: store: ?schema= must be a plain identifier", "'9lives'"],
+    ),
     "unknown locker scheme": (
         '[scheduler]\nlocker = "mysql://root:s3cret@db/x"\n',
         ["[scheduler]: locker must be a Redis or PostgreSQL URL", "mysql://root:***@db/x"],

@@ -1,9 +1,15 @@
-"""Two ``gnomon run`` daemons sharing a Redis locker run each occurrence once between them."""
+"""Two ``gnomon run`` daemons, each on its own state file, sharing a Redis locker run each
+occurrence once between them.
+
+Each state file anchors an ``every`` job where it was first stored, so the two daemons
+would not share fire times; a cron rule gives both the same ones.
+"""
 
 from __future__ import annotations
 
 import signal
 import uuid
+from collections import Counter
 from collections.abc import Callable
 
 import pytest
@@ -15,6 +21,12 @@ StartDaemon = Callable[..., Daemon]
 
 
 @pytest.mark.services
+@pytest.mark.xfail(
+    strict=True,
+    reason="a durable job's occurrence is claimed in its store only: the scheduler ignores "
+    "its locker for durable jobs (gnomon._run.Run._claim), where GNOMON.md §3.8 says a "
+    "locker given as well adds a condition on who may run",
+)
 def test_two_daemons_with_a_redis_locker_run_each_occurrence_once(
     workspace: Workspace, start_daemon: StartDaemon
 ) -> None:
@@ -27,35 +39,24 @@ def test_two_daemons_with_a_redis_locker_run_each_occurrence_once(
 
         [[jobs]]
         name = "{job}"
-        every = "300ms"
-        command = "true"
+        cron = "* * * * * *"
+        command = "echo $GNOMON_OCCURRENCE >> runs.txt"
         """
     )
     first = start_daemon("--state", "first.sqlite3")
     second = start_daemon("--state", "second.sqlite3")
-    first_state = Workspace(workspace.root)
-    first_state.state = workspace.root / "first.sqlite3"
-    second_state = Workspace(workspace.root)
-    second_state.state = workspace.root / "second.sqlite3"
-    query = "SELECT occurrence, outcome FROM runs"
-
-    def both_saw_refusals() -> bool:
-        rows = first_state.rows(query) + second_state.rows(query)
-        return sum(outcome == "skipped_locked" for _, outcome in rows) >= 3
-
-    wait_for("each node to find occurrences claimed by the other", both_saw_refusals)
+    # Every second (a cron rule: both daemons compute the same fire times).
+    wait_for("four runs between them", lambda: len(workspace.lines("runs.txt")) >= 4)
     for daemon in (first, second):
         daemon.signal(signal.SIGTERM)
     assert [first.wait(), second.wait()] == [EXIT_OK, EXIT_OK]
 
-    ran_first = {o for o, outcome in first_state.rows(query) if outcome == "success"}
-    ran_second = {o for o, outcome in second_state.rows(query) if outcome == "success"}
-    assert ran_first or ran_second
-    assert not ran_first & ran_second, "an occurrence ran on both nodes"
-    refused = {
-        o
-        for state in (first_state, second_state)
-        for o, outcome in state.rows(query)
-        if outcome == "skipped_locked"
-    }
-    assert refused & (ran_first | ran_second), "a refused occurrence must have run elsewhere"
+    ran = Counter(workspace.lines("runs.txt"))
+    assert set(ran.values()) == {1}, "an occurrence ran on both nodes"
+    query = "SELECT occurrence_key FROM gnomon_occurrences WHERE outcome = 'success'"
+    recorded = [
+        key
+        for state in ("first.sqlite3", "second.sqlite3")
+        for (key,) in workspace.rows(query, workspace.root / state)
+    ]
+    assert Counter(recorded) == ran

@@ -16,7 +16,7 @@ def test_health_names_a_stopped_scheduler_a_stalled_main_loop_and_an_overdue_job
     workspace: Workspace,
 ) -> None:
     workspace.write('[[jobs]]\nname = "hourly"\nevery = "1h"\ncommand = "true"\n')
-    daemon = Daemon(load_schedule(workspace.schedule), workspace.state)
+    daemon = Daemon(load_schedule(workspace.schedule))
     assert daemon.health() == "the scheduler is not running"
     daemon.start()
     try:

@@ -1,6 +1,6 @@
 """The ``gnomon`` command: run a schedule file as a daemon, check it, and read its history.
 
-Exit statuses: 0 clean, 1 invalid schedule (or unusable state file), 2 usage error,
+Exit statuses: 0 clean, 1 invalid schedule (or unusable store), 2 usage error,
 3 stopped with runs that had to be terminated.
 """
 
@@ -94,7 +94,7 @@ def _state_option(parser: argparse.ArgumentParser) -> None:
         "--state",
         type=Path,
         metavar="PATH",
-        help="the state file (default: the schedule file's 'state' setting, else beside it)",
+        help="a SQLite store file (default: the schedule file's store, else beside it)",
     )
 
 
@@ -202,10 +202,14 @@ def _handle_next(arguments: argparse.Namespace) -> int:
 
 
 def _handle_history(arguments: argparse.Namespace) -> int:
-    from gnomon._cli._commands import history, state_path
+    from gnomon._cli._commands import history, read_settings
+    from gnomon._cli._logging import quiet_drivers
 
+    quiet_drivers()
+    location, zone = read_settings(arguments.file, arguments.state)
     return history(
-        state_path(arguments.file, arguments.state),
+        location,
+        zone=zone,
         job=arguments.job,
         limit=arguments.limit,
         failed=arguments.failed,
@@ -215,8 +219,9 @@ def _handle_history(arguments: argparse.Namespace) -> int:
 
 
 def _handle_status(arguments: argparse.Namespace) -> int:
-    from gnomon._cli._commands import state_path, status
+    from gnomon._cli._commands import read_settings, status
+    from gnomon._cli._logging import quiet_drivers
 
-    return status(
-        state_path(arguments.file, arguments.state), as_json=arguments.json, out=sys.stdout
-    )
+    quiet_drivers()
+    location, zone = read_settings(arguments.file, arguments.state)
+    return status(location, zone=zone, as_json=arguments.json, out=sys.stdout)

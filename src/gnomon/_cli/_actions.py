@@ -3,6 +3,10 @@
 A command runs with ``start_new_session=True`` so that terminating it reaches everything
 it started (a shell's children included), and its output is read line by line: each line
 is logged, and a bounded tail is kept for the failure report.
+
+A command job's task is registered under ``command:<job name>`` and looks its command up
+when it runs, so that a reload that changes the command needs no new registration (a task
+name stays bound to one function for the life of a process).
 """
 
 from __future__ import annotations
@@ -14,14 +18,15 @@ import subprocess
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from typing import IO
 
 from gnomon._cli._config import CommandAction
+from gnomon._cli._secrets import mask_secrets
 from gnomon._events import JobContext
+from gnomon._stores.contract import CommandResult
 
-__all__ = ["KILL_GRACE", "CommandFailed", "CommandResult", "ProcessGroups", "command_task"]
+__all__ = ["KILL_GRACE", "CommandFailed", "ProcessGroups", "command_task"]
 
 KILL_GRACE = 5.0
 """Seconds between SIGTERM and SIGKILL when a command's process group is terminated."""
@@ -33,19 +38,17 @@ _POLL = 0.05
 OutputSink = Callable[[JobContext, str], None]
 
 
-@dataclass(frozen=True, slots=True)
-class CommandResult:
-    """What a command run returns when it exits with status 0."""
-
-    exit_status: int
-
-
 class CommandFailed(Exception):
-    """A command exited with a non-zero status, or was killed by a signal."""
+    """A command exited with a non-zero status, or was killed by a signal.
+
+    ``result`` is what history keeps of it: the exit status and the output's tail, with
+    passwords in URLs masked.
+    """
 
     def __init__(self, exit_status: int, output: str, *, terminated_because: str = "") -> None:
         self.exit_status = exit_status
         self.output = output
+        self.result = CommandResult(exit_status, mask_secrets(output) or None)
         ending = describe_exit(exit_status)
         super().__init__(
             f"terminated {terminated_because}: {ending}" if terminated_because else ending
@@ -114,12 +117,13 @@ class _Tail:
 
 
 def command_task(
-    action: CommandAction, groups: ProcessGroups, sink: OutputSink
+    name: str, commands: Mapping[str, CommandAction], groups: ProcessGroups, sink: OutputSink
 ) -> Callable[[JobContext], CommandResult]:
-    """A task function running ``action``; the scheduler injects its ``JobContext``."""
+    """The task of the command job ``name``: it runs ``commands[name]`` as it is when the
+    run starts; the scheduler injects its ``JobContext``."""
 
     def run_command(context: JobContext) -> CommandResult:
-        return _run(action, groups, sink, context)
+        return _run(commands[name], groups, sink, context)
 
     return run_command
 
@@ -145,7 +149,8 @@ def _run(
     reader.join(timeout=1.0)
     if exit_status != 0:
         raise CommandFailed(exit_status, tail.text(), terminated_because=terminated_because)
-    return CommandResult(exit_status)
+    # A success keeps no output, as before stores: the log has every line.
+    return CommandResult(exit_status, None)
 
 
 def _spawn(action: CommandAction, context: JobContext) -> subprocess.Popen[bytes]:

@@ -1,26 +1,45 @@
-"""The read-only commands: ``check``, ``next``, ``history`` and ``status``."""
+"""The read-only commands: ``check``, ``next``, ``history`` and ``status``.
+
+``history`` and ``status`` read the store, whether a daemon runs or not: the history is
+the store's, the jobs are its stored jobs, and whether a daemon runs is whether any
+scheduler on the store has sent a heartbeat lately.
+"""
 
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TextIO
 from zoneinfo import ZoneInfo
 
 from gnomon import _rules as rules
 from gnomon._cli import EXIT_OK
-from gnomon._cli._config import JobSpec, configured_state_path, load_schedule
-from gnomon._cli._history import DaemonRecord, History, JobRecord, RunRecord
+from gnomon._cli._config import JobSpec, configured_store, load_schedule
+from gnomon._cli._monitors import outcome_reason
 from gnomon._cli._output import render_json, render_table
 from gnomon._cli._scheduling import check_with_engine
 from gnomon._cli._secrets import mask_secrets
+from gnomon._cli._store import StoreLocation, open_store
+from gnomon._events import Outcome
 from gnomon._job import Job
 from gnomon._rules import Rule
+from gnomon._stores.codec import UndecodableDefinition, decode_definition
+from gnomon._stores.contract import NodeInfo, RunRecord, Store, StoredJob
 
-__all__ = ["check", "history", "next_times", "state_path", "status"]
+__all__ = ["check", "history", "next_times", "read_settings", "status"]
 
 PREVIEW_COUNT = 3
+ALIVE_WITHIN = timedelta(seconds=15)
+"""A scheduler heartbeats every 5 s; three missed beats and it is presumed gone."""
+FAILED_OUTCOMES = frozenset(
+    {Outcome.FAILED, Outcome.TIMED_OUT, Outcome.CANCELLED, Outcome.ABANDONED}
+)
+_RAN = frozenset({Outcome.SUCCESS, *FAILED_OUTCOMES, None})
+_FAILURES_SHOWN = 10_000
 
 
 def check(path: Path, out: TextIO) -> int:
@@ -30,7 +49,7 @@ def check(path: Path, out: TextIO) -> int:
     zone = schedule.scheduler.timezone
     count = len(schedule.jobs)
     summary = f"{path}: {count} job{'s' if count != 1 else ''}, timezone {zone.key}"
-    lines = [f"{summary}, state file {schedule.scheduler.state}"]
+    lines = [f"{summary}, store {schedule.scheduler.store.describe()}"]
     lines.extend("\n" + _describe_job(job, handles[job.name]) for job in schedule.jobs)
     out.write(mask_secrets("\n".join(lines)) + "\n")
     return EXIT_OK
@@ -69,14 +88,29 @@ def next_times(expression: str, count: int, zone: ZoneInfo, *, seconds: bool, ou
     return EXIT_OK
 
 
-def state_path(schedule_path: Path, state: Path | None) -> Path:
-    """``--state`` when given; else the schedule file's ``state`` setting, else its default."""
-    return state if state is not None else configured_state_path(schedule_path)
+def read_settings(schedule_path: Path, state: Path | None) -> tuple[StoreLocation, ZoneInfo]:
+    """The store (``--state`` when given, else the schedule file's) and the zone to show
+    times in."""
+    location, zone = configured_store(schedule_path)
+    return (location if state is None else StoreLocation(path=state)), zone
+
+
+@contextmanager
+def _opened(location: StoreLocation) -> Iterator[Store]:
+    store = open_store(location, create=False)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+# ---------------------------------------------------------------- history
 
 
 def history(
-    state: Path,
+    location: StoreLocation,
     *,
+    zone: ZoneInfo,
     job: str | None,
     limit: int,
     failed: bool,
@@ -84,136 +118,210 @@ def history(
     out: TextIO = sys.stdout,
 ) -> int:
     """Show the latest occurrences, newest first."""
-    with History(state, create=False) as store:
-        records = store.runs(job=job, limit=limit, failed=failed)
+    with _opened(location) as store:
+        records = store.history(
+            job_name=job, outcomes=FAILED_OUTCOMES if failed else None, limit=limit
+        )
     if as_json:
-        out.write(render_json([_run_json(record) for record in records]) + "\n")
-        return EXIT_OK
+        out.write(render_json([_run_json(record, zone) for record in records]) + "\n")
+    else:
+        out.write(_history_table(records, zone) + "\n")
+    return EXIT_OK
+
+
+def _history_table(records: list[RunRecord], zone: ZoneInfo) -> str:
     headers = ["JOB", "SCHEDULED", "STARTED", "DURATION", "OUTCOME", "EXIT", "DETAIL"]
     rows = [
         [
-            record.job,
-            _short(record.scheduled_at),
-            _short(record.started_at),
-            _seconds(record.duration),
-            record.outcome,
+            record.job_name,
+            _short(record.scheduled_at, zone),
+            _short(record.started_at, zone),
+            _seconds(_duration(record)),
+            _outcome(record.outcome),
             record.exit_status,
             _detail(record),
         ]
         for record in records
     ]
-    out.write(render_table(headers, rows) + "\n")
-    return EXIT_OK
+    return render_table(headers, rows)
 
 
-def _short(moment: str | None) -> str | None:
+def _iso(moment: datetime | None, zone: ZoneInfo) -> str | None:
+    return None if moment is None else moment.astimezone(zone).isoformat()
+
+
+def _short(moment: datetime | None, zone: ZoneInfo) -> str | None:
     """Tables show whole seconds; JSON keeps the stored precision."""
     if moment is None:
         return None
-    return datetime.fromisoformat(moment).isoformat(sep=" ", timespec="seconds")
+    return moment.astimezone(zone).isoformat(sep=" ", timespec="seconds")
+
+
+def _duration(record: RunRecord) -> float | None:
+    if record.started_at is None or record.finished_at is None:
+        return None
+    return (record.finished_at - record.started_at).total_seconds()
 
 
 def _seconds(duration: float | None) -> str | None:
     return None if duration is None else f"{duration:.3f}s"
 
 
+def _outcome(outcome: Outcome | None) -> str:
+    return "running" if outcome is None else outcome.value
+
+
+def _reason(record: RunRecord) -> str | None:
+    """The record's own detail, else why its outcome happens (skips, abandoned runs)."""
+    return record.detail or outcome_reason(record.outcome)
+
+
 def _detail(record: RunRecord) -> str | None:
-    if record.count > 1:
-        return f"{record.detail} (x{record.count})" if record.detail else f"x{record.count}"
-    return record.detail
+    """The reason or the error; an aggregated record's own text already gives its count."""
+    text = _reason(record) or record.error
+    if text is None and record.count > 1:
+        return f"x{record.count}"
+    return text
 
 
-def _run_json(record: RunRecord) -> dict[str, object]:
+def _run_json(record: RunRecord, zone: ZoneInfo) -> dict[str, object]:
     return {
-        "job": record.job,
-        "occurrence": record.occurrence,
+        "job": record.job_name,
+        "occurrence": record.occurrence_key,
         "attempt": record.attempt,
-        "scheduled_at": record.scheduled_at,
-        "started_at": record.started_at,
-        "finished_at": record.finished_at,
-        "duration": record.duration,
-        "outcome": record.outcome,
+        "attempts": record.attempts,
+        "scheduled_at": _iso(record.scheduled_at, zone),
+        "started_at": _iso(record.started_at, zone),
+        "finished_at": _iso(record.finished_at, zone),
+        "duration": _duration(record),
+        "outcome": _outcome(record.outcome),
         "exit_status": record.exit_status,
-        "detail": record.detail,
+        "detail": _reason(record),
+        "error": record.error,
         "output": record.output,
         "count": record.count,
+        "node": record.node,
     }
 
 
-def status(state: Path, *, as_json: bool, out: TextIO = sys.stdout) -> int:
-    """Each job of the daemon's schedule: last outcome and run, next run, recent failures."""
-    with History(state, create=False) as store:
-        daemon = store.daemon()
-        jobs = store.jobs(datetime.now(UTC))
-    running = daemon is not None and daemon.running
-    if not running:
+# ---------------------------------------------------------------- status
+
+
+@dataclass(frozen=True, slots=True)
+class JobSummary:
+    """A stored job, with its history summarised."""
+
+    name: str
+    rule: str
+    task: str
+    source: str | None
+    paused: bool
+    next_run: datetime | None
+    last_outcome: str | None
+    last_run: datetime | None
+    failures_24h: int
+
+
+def status(
+    location: StoreLocation, *, zone: ZoneInfo, as_json: bool, out: TextIO = sys.stdout
+) -> int:
+    """Whether a daemon runs on the store, and each stored job: its last outcome and run,
+    its next run, its recent failures."""
+    now = datetime.now(UTC)
+    with _opened(location) as store:
+        nodes = store.nodes(alive_within=ALIVE_WITHIN)
+        jobs = [_summary(store, row, now) for row in sorted(store.jobs(), key=_by_name)]
+    if not nodes:
         # Without a daemon nothing will run; a stale next time would mislead.
-        jobs = [_without_next_run(job) for job in jobs]
+        jobs = [replace(job, next_run=None) for job in jobs]
     if as_json:
         document = {
-            "daemon": _daemon_json(daemon, running=running),
-            "jobs": [_job_json(job) for job in jobs],
+            "daemon": {"running": bool(nodes), "nodes": [_node_json(n, zone) for n in nodes]},
+            "jobs": [_job_json(job, zone) for job in jobs],
         }
         out.write(render_json(document) + "\n")
         return EXIT_OK
-    out.write(_daemon_line(daemon, running=running) + "\n\n")
+    out.write(_daemon_line(nodes, zone) + "\n\n")
+    out.write(_jobs_table(jobs, zone) + "\n")
+    return EXIT_OK
+
+
+def _by_name(row: StoredJob) -> str:
+    return row.name
+
+
+def _summary(store: Store, row: StoredJob, now: datetime) -> JobSummary:
+    latest = store.history(job_name=row.name, limit=1)
+    ran = store.history(job_name=row.name, outcomes=_RAN, limit=1)
+    failures = store.history(
+        job_name=row.name,
+        outcomes=FAILED_OUTCOMES,
+        since=now - timedelta(days=1),
+        limit=_FAILURES_SHOWN,
+    )
+    return JobSummary(
+        name=row.name,
+        rule=_rule(row),
+        task=row.task,
+        source=row.source,
+        paused=row.paused,
+        next_run=row.next_fire,
+        last_outcome=_outcome(latest[0].outcome) if latest else None,
+        last_run=ran[0].started_at if ran else None,
+        failures_24h=len(failures),
+    )
+
+
+def _rule(row: StoredJob) -> str:
+    try:
+        return decode_definition(row.definition).rule.describe()
+    except UndecodableDefinition as error:
+        return f"(cannot be read by this gnomon: {error})"
+
+
+def _daemon_line(nodes: list[NodeInfo], zone: ZoneInfo) -> str:
+    if not nodes:
+        seconds = int(ALIVE_WITHIN.total_seconds())
+        return f"daemon: not running (no scheduler on this store in the last {seconds}s)"
+    shown = ", ".join(f"{node.node} (since {_short(node.started_at, zone)})" for node in nodes)
+    return f"daemon: running on {len(nodes)} node{'s' if len(nodes) != 1 else ''}: {shown}"
+
+
+def _jobs_table(jobs: list[JobSummary], zone: ZoneInfo) -> str:
     headers = ["JOB", "RULE", "LAST OUTCOME", "LAST RUN", "NEXT RUN", "FAILURES (24H)"]
     rows = [
         [
-            job.name,
+            job.name + (" (paused)" if job.paused else ""),
             job.rule,
             job.last_outcome,
-            _short(job.last_run),
-            _short(job.next_run),
+            _short(job.last_run, zone),
+            _short(job.next_run, zone),
             job.failures_24h,
         ]
         for job in jobs
     ]
-    out.write(render_table(headers, rows) + "\n")
-    return EXIT_OK
+    return render_table(headers, rows)
 
 
-def _without_next_run(job: JobRecord) -> JobRecord:
-    return JobRecord(
-        job.name, job.rule, job.action, None, job.last_outcome, job.last_run, job.failures_24h
-    )
-
-
-def _daemon_line(daemon: DaemonRecord | None, *, running: bool) -> str:
-    if daemon is None:
-        return "daemon: never started with this state file"
-    if running:
-        cluster = f", {daemon.cluster}" if daemon.cluster else ""
-        return (
-            f"daemon: running (pid {daemon.pid} on {daemon.host}, since {daemon.started_at}, "
-            f"schedule {daemon.schedule_file}{cluster})"
-        )
-    ended = f", stopped {daemon.stopped_at}" if daemon.stopped_at else ""
-    return f"daemon: not running (last pid {daemon.pid} on {daemon.host}{ended})"
-
-
-def _daemon_json(daemon: DaemonRecord | None, *, running: bool) -> dict[str, object] | None:
-    if daemon is None:
-        return None
+def _node_json(node: NodeInfo, zone: ZoneInfo) -> dict[str, object]:
     return {
-        "running": running,
-        "pid": daemon.pid,
-        "host": daemon.host,
-        "schedule_file": daemon.schedule_file,
-        "cluster": daemon.cluster,
-        "timezone": daemon.timezone,
-        "started_at": daemon.started_at,
-        "stopped_at": daemon.stopped_at,
+        "node": node.node,
+        "instance_id": node.instance_id,
+        "started_at": _iso(node.started_at, zone),
+        "last_seen": _iso(node.last_seen, zone),
+        "leader": node.leader,
     }
 
 
-def _job_json(job: JobRecord) -> dict[str, object]:
+def _job_json(job: JobSummary, zone: ZoneInfo) -> dict[str, object]:
     return {
         "name": job.name,
         "rule": job.rule,
-        "action": job.action,
+        "task": job.task,
+        "source": job.source,
+        "paused": job.paused,
         "last_outcome": job.last_outcome,
-        "last_run": job.last_run,
-        "next_run": job.next_run,
+        "last_run": _iso(job.last_run, zone),
+        "next_run": _iso(job.next_run, zone),
         "failures_24h": job.failures_24h,
     }

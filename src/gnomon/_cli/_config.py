@@ -19,9 +19,11 @@ from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from gnomon._cli._rules import RULE_KEYS, read_moment, read_rule
+from gnomon._cli._store import StoreLocation, read_store
 from gnomon._durations import parse_duration
 from gnomon._errors import GnomonError, InvalidJob
 from gnomon._events import LimitMode
+from gnomon._options import CATCH_UP_POLICIES
 from gnomon._rules import Rule
 from gnomon._scheduler import _local_zone
 
@@ -32,6 +34,7 @@ __all__ = [
     "JobSpec",
     "Schedule",
     "SchedulerSpec",
+    "configured_store",
     "load_schedule",
     "local_timezone",
 ]
@@ -39,7 +42,17 @@ __all__ = [
 _T = TypeVar("_T")
 _D = TypeVar("_D")
 
-SCHEDULER_KEYS = ("timezone", "max_concurrent", "stop_timeout", "state", "locker", "elector")
+CATCH_UP_KEYS = ("catch_up", "catch_up_window", "catch_up_limit")
+SCHEDULER_KEYS = (
+    "timezone",
+    "max_concurrent",
+    "stop_timeout",
+    "state",
+    "store",
+    "locker",
+    "elector",
+    *CATCH_UP_KEYS,
+)
 ACTION_KEYS = ("command", "call")
 JOB_KEYS = (
     "name",
@@ -57,6 +70,7 @@ JOB_KEYS = (
     "stop_at",
     "jitter",
     "start_immediately",
+    *CATCH_UP_KEYS,
 )
 DEFAULT_STOP_TIMEOUT = timedelta(seconds=10)
 BACKEND_SCHEMES = ("redis", "rediss", "unix", "postgres", "postgresql")
@@ -119,11 +133,16 @@ class JobSpec:
     stop_at: datetime | None = None
     jitter: timedelta | None = None
     start_immediately: bool = False
+    catch_up: str | None = None
+    catch_up_window: timedelta | None = None
+    catch_up_limit: int | None = None
+    """The catch-up keys are ``None`` where the job leaves them to ``[scheduler]``."""
 
     def options(self) -> dict[str, object]:
-        """The ``add_job``/``update_job`` keywords (besides the task and its arguments)."""
+        """The ``add_job`` keywords (besides the task, its arguments and the name)."""
+        catch_up = {key: getattr(self, key) for key in CATCH_UP_KEYS}
         return {
-            "name": self.name,
+            **{key: value for key, value in catch_up.items() if value is not None},
             "tags": self.tags,
             "singleton": self.singleton,
             "timeout": self.timeout,
@@ -142,9 +161,16 @@ class SchedulerSpec:
     timezone: ZoneInfo
     max_concurrent: int | None
     stop_timeout: timedelta
-    state: Path
+    store: StoreLocation
     locker: str | None = None
     elector: str | None = None
+    catch_up: str = "latest"
+    catch_up_window: timedelta | None = None
+    catch_up_limit: int = 100
+
+    def job_defaults(self) -> dict[str, object]:
+        """What every job gets unless it says otherwise."""
+        return {key: getattr(self, key) for key in CATCH_UP_KEYS}
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,18 +192,29 @@ def default_state_path(schedule_path: Path) -> Path:
     return schedule_path.with_name(f"{schedule_path.stem}.state.sqlite3")
 
 
-def configured_state_path(path: Path) -> Path:
-    """Where the schedule file keeps its state, read without loading its jobs (or their
-    modules): its ``[scheduler] state`` when readable, else the default beside it."""
+def configured_store(path: Path) -> tuple[StoreLocation, ZoneInfo]:
+    """Where the schedule file keeps its jobs and history, and the zone it shows times in,
+    read without loading its jobs (or their modules): its ``[scheduler]`` store or state,
+    else the file beside it; its timezone, else the local one.
+
+    An unreadable schedule file means the defaults; a bad setting is an
+    ``InvalidSchedule``, since guessing another store would show the wrong history.
+    """
+    default = StoreLocation(path=default_state_path(path))
     try:
         document = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-        return default_state_path(path)
-    scheduler = document.get("scheduler")
-    state = scheduler.get("state") if isinstance(scheduler, dict) else None
-    if isinstance(state, str) and state:
-        return path.resolve().parent / state
-    return default_state_path(path)
+        return default, local_timezone()
+    table = document.get("scheduler")
+    if not isinstance(table, dict):
+        return default, local_timezone()
+    problems: list[str] = []
+    fields = _Fields(table, "[scheduler]", problems)
+    location = _read_store(fields, path, default)
+    zone = fields.take("timezone", _timezone, local_timezone())
+    if problems:
+        raise InvalidSchedule(path, problems)
+    return location, zone
 
 
 def load_schedule(path: Path) -> Schedule:
@@ -253,20 +290,38 @@ class _Fields:
 
 def _read_scheduler(path: Path, table: object, problems: list[str]) -> SchedulerSpec:
     local = local_timezone()
-    default_state = default_state_path(path)
+    default_store = StoreLocation(path=default_state_path(path))
     if not isinstance(table, dict):
         problems.append("[scheduler] must be a table")
-        return SchedulerSpec(local, None, DEFAULT_STOP_TIMEOUT, default_state)
+        return SchedulerSpec(local, None, DEFAULT_STOP_TIMEOUT, default_store)
     fields = _Fields(table, "[scheduler]", problems)
     fields.check_keys(SCHEDULER_KEYS)
-    base = path.resolve().parent
     return SchedulerSpec(
         timezone=fields.take("timezone", _timezone, local),
         max_concurrent=fields.take("max_concurrent", _positive_int("max_concurrent"), None),
         stop_timeout=fields.take("stop_timeout", _duration("stop_timeout"), DEFAULT_STOP_TIMEOUT),
-        state=fields.take("state", lambda value: base / _text("state")(value), default_state),
+        store=_read_store(fields, path, default_store),
         locker=fields.take("locker", _url("locker"), None),
         elector=fields.take("elector", _url("elector"), None),
+        catch_up=fields.take("catch_up", _catch_up, "latest"),
+        catch_up_window=fields.take("catch_up_window", _duration("catch_up_window"), None),
+        catch_up_limit=fields.take("catch_up_limit", _positive_int("catch_up_limit"), 100),
+    )
+
+
+def _read_store(fields: _Fields, path: Path, default: StoreLocation) -> StoreLocation:
+    """``store``, or ``state`` (a SQLite file), both relative to the schedule file."""
+    base = path.resolve().parent
+    if "state" in fields.table and "store" in fields.table:
+        fields.fail(
+            "state and store are both given, and both name the store: give one "
+            '(state = PATH is short for store = "sqlite:PATH")'
+        )
+        return default
+    if "store" in fields.table:
+        return fields.take("store", lambda value: read_store(value, base), default)
+    return fields.take(
+        "state", lambda value: StoreLocation(path=base / _text("state")(value)), default
     )
 
 
@@ -373,6 +428,9 @@ def _read_options(fields: _Fields, zone: ZoneInfo) -> dict[str, Any]:
         "start_immediately": fields.take(
             "start_immediately", _flag("start_immediately"), default=False
         ),
+        "catch_up": fields.take("catch_up", _catch_up, None),
+        "catch_up_window": fields.take("catch_up_window", _duration("catch_up_window"), None),
+        "catch_up_limit": fields.take("catch_up_limit", _positive_int("catch_up_limit"), None),
     }
 
 
@@ -452,6 +510,13 @@ def _tags(value: object) -> frozenset[str]:
     if not isinstance(value, list) or not all(isinstance(tag, str) and tag for tag in value):
         raise InvalidJob(f"tags must be a list of non-empty strings, got {value!r}")
     return frozenset(value)
+
+
+def _catch_up(value: object) -> str:
+    if not isinstance(value, str) or value not in CATCH_UP_POLICIES:
+        valid = ", ".join(repr(policy) for policy in CATCH_UP_POLICIES)
+        raise InvalidJob(f"catch_up must be one of {valid}, got {value!r}")
+    return value
 
 
 def _limit_mode(value: object) -> LimitMode:

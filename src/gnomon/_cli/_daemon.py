@@ -1,15 +1,18 @@
 """``gnomon run``: the schedule file's jobs in the foreground, until SIGTERM or SIGINT.
 
+The jobs live in a store (the state file, a ``SQLiteStore``, unless ``[scheduler] store``
+names another), which records every occurrence and lets replicas share the work: each
+occurrence is claimed in the store, so it runs once among all the daemons on it.
+
 SIGHUP reloads the file. Signal handlers only put the signal on a queue; the main
 thread does the work, so a handler never runs scheduler code in the middle of it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import queue
 import signal
-import sqlite3
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,21 +21,20 @@ from types import FrameType
 import gnomon
 from gnomon._cli import EXIT_OK, EXIT_TERMINATED, UsageError
 from gnomon._cli._actions import KILL_GRACE, ProcessGroups
-from gnomon._cli._config import InvalidSchedule, JobSpec, Schedule, SchedulerSpec, load_schedule
-from gnomon._cli._history import History
+from gnomon._cli._config import InvalidSchedule, JobSpec, Schedule, load_schedule
 from gnomon._cli._logging import LOGGER, configure_logging, log_fields
 from gnomon._cli._metrics import MetricsServer, parse_address, prometheus_missing
-from gnomon._cli._missed import record_missed
-from gnomon._cli._monitors import MonitorGroup, RunLog, RunRecorder
-from gnomon._cli._scheduling import add_job, build_scheduler, check_with_engine, update_job
-from gnomon._cli._secrets import mask_secrets
+from gnomon._cli._monitors import MonitorGroup, RunLog
+from gnomon._cli._scheduling import Declarations, build_scheduler, check_with_engine
+from gnomon._cli._store import StoreLocation, migrate_old_history, open_built
 from gnomon._durations import format_duration
 from gnomon._events import Monitor
+from gnomon._stores.contract import Store
 
 __all__ = ["Daemon", "run_daemon"]
 
 HEARTBEAT = 1.0
-"""Seconds between writes of the daemon's liveness and next run times to the state file."""
+"""Seconds between the main loop's checks (liveness for ``/healthz``, next run times)."""
 STUCK_AFTER = timedelta(seconds=10)
 """A job due longer ago than this (plus its jitter) means the scheduler loop is stuck."""
 
@@ -57,39 +59,37 @@ def run_daemon(
     configure_logging(log_format, log_level)
     schedule = load_schedule(path)
     check_with_engine(schedule)
-    daemon = Daemon(schedule, state or schedule.scheduler.state, metrics_address=address)
+    location = StoreLocation(path=state) if state is not None else None
+    daemon = Daemon(schedule, location, metrics_address=address)
     terminated = daemon.run()
     return EXIT_TERMINATED if terminated else EXIT_OK
 
 
-def _cluster(spec: SchedulerSpec) -> str | None:
-    parts = [
-        f"{role} {mask_secrets(url)}"
-        for role, url in (("locker", spec.locker), ("elector", spec.elector))
-        if url is not None
-    ]
-    return ", ".join(parts) or None
-
-
 class Daemon:
-    """One ``gnomon run``: a scheduler, its state file, and the signals that steer it."""
+    """One ``gnomon run``: a scheduler on a store, and the signals that steer it."""
 
     def __init__(
-        self, schedule: Schedule, state: Path, *, metrics_address: tuple[str, int] | None = None
+        self,
+        schedule: Schedule,
+        location: StoreLocation | None = None,
+        *,
+        metrics_address: tuple[str, int] | None = None,
     ) -> None:
         self.schedule = schedule
-        self.history = History(state, create=True)
-        self.recorder = RunRecorder(self.history)
+        self.location = location or schedule.scheduler.store
         self.groups = ProcessGroups()
         self.signals: queue.SimpleQueue[int] = queue.SimpleQueue()
         self.jobs: dict[str, gnomon.Job] = {}
         self.specs: dict[str, JobSpec] = {}
         self._last_beat = datetime.now(UTC)
-        monitors: list[Monitor] = [RunLog(), self.recorder]
+        monitors: list[Monitor] = [RunLog()]
         self.metrics: MetricsServer | None = None
         if metrics_address is not None:
             self.metrics = self._metrics_server(metrics_address, monitors)
-        self.scheduler = build_scheduler(schedule.scheduler, MonitorGroup(monitors))
+        self.store = self.location.build()
+        self.scheduler = build_scheduler(schedule.scheduler, MonitorGroup(monitors), self.store)
+        source = str(schedule.path.resolve())
+        self.declarations = Declarations(self.scheduler, source, self.groups)
 
     def _metrics_server(self, address: tuple[str, int], monitors: list[Monitor]) -> MetricsServer:
         # Imported here: without prometheus-client, `--metrics` was refused before this.
@@ -116,29 +116,20 @@ class Daemon:
         self.signals.put(signum)  # SimpleQueue.put is safe in a signal handler
 
     def start(self) -> None:
-        """Record what happened while no daemon ran, register the jobs, start the scheduler."""
-        now = datetime.now(self.schedule.scheduler.timezone)
-        abandoned = self.history.close_interrupted_runs(
-            "gnomon stopped during the run (killed, or the machine went down)"
-        )
-        if abandoned:
-            LOGGER.warning(f"{abandoned} run(s) of an earlier daemon never finished: abandoned")
-        for job in self.schedule.jobs:
-            record_missed(self.history, job, now)
-            self._add(job)
-        self.history.daemon_started(
-            schedule_file=str(self.schedule.path.resolve()),
-            timezone=self.schedule.scheduler.timezone.key,
-            cluster=_cluster(self.schedule.scheduler),
-            started_at=now,
-        )
-        self._write_jobs()
+        """Open the store, declare the file's jobs in it, then start the scheduler, which
+        catches up on what fell due while no daemon ran (each job's ``catch_up``)."""
+        open_built(self.store, self.location, create=True)
+        for spec in self.schedule.jobs:
+            self._declare(spec)
+        self.declarations.remove_undeclared(self.specs.keys())
+        # After the declarations: copied records then carry their jobs' ids.
+        migrate_old_history(self.store, self.location)
         self.scheduler.start()
         self._start_metrics()
         count = len(self.schedule.jobs)
         LOGGER.info(
             f"gnomon started: {count} job{'s' if count != 1 else ''} from {self.schedule.path}",
-            extra=log_fields(state=str(self.history.path)),
+            extra=log_fields(store=self.location.describe()),
         )
 
     def _start_metrics(self) -> None:
@@ -161,18 +152,11 @@ class Daemon:
                 return signum
 
     def _beat(self) -> None:
-        now = datetime.now(UTC)
-        self._last_beat = now
+        self._last_beat = datetime.now(UTC)
         try:
-            self.history.heartbeat(now, {name: job.next_run for name, job in self.jobs.items()})
-        except sqlite3.Error as error:
-            LOGGER.warning(f"could not update the state file {self.history.path}: {error}")
-
-    def _write_jobs(self) -> None:
-        self.history.replace_jobs(
-            (job.name, job.rule.describe(), mask_secrets(job.action.describe()))
-            for job in self.schedule.jobs
-        )
+            publish_next_runs(self.store, self.jobs)
+        except gnomon.GnomonError as error:
+            LOGGER.warning(f"could not update the store {self.location.describe()}: {error}")
 
     def health(self) -> str | None:
         """``None`` while the scheduler loop keeps up; else what is wrong."""
@@ -206,7 +190,6 @@ class Daemon:
             counts = None
         # What the scheduler now runs, even after a partial failure.
         self.schedule = replace(self.schedule, jobs=tuple(self.specs.values()))
-        self._write_jobs()
         if counts is None:
             return
         LOGGER.info(
@@ -215,49 +198,32 @@ class Daemon:
         )
 
     def _apply(self, fresh: Schedule) -> dict[str, int]:
-        current = dict(self.specs)
         wanted = {job.name: job for job in fresh.jobs}
-        counts = dict.fromkeys(("added", "removed", "changed", "unchanged"), 0)
-        for name in current.keys() - wanted.keys():
-            self._remove(name)
-            counts["removed"] += 1
-        for name, job in wanted.items():
-            if name not in current:
-                self._add(job)
-                counts["added"] += 1
-            elif job != current[name]:
-                self._update(job)
-                counts["changed"] += 1
-            else:
-                counts["unchanged"] += 1
-        # The file's order is the order `status` shows.
+        counts = _changes(self.specs, wanted)
+        for name in self.specs.keys() - wanted.keys():
+            self.specs.pop(name)
+            self.jobs.pop(name, None)
+        for job in fresh.jobs:
+            if job != self.specs.get(job.name):
+                self._declare(job)
+        self.declarations.remove_undeclared(wanted.keys())
+        # The file's order is the order the jobs are reported in.
         self.specs = {name: self.specs[name] for name in wanted}
         return counts
 
-    def _add(self, spec: JobSpec) -> None:
-        self.jobs[spec.name] = add_job(self.scheduler, spec, self.groups)
+    def _declare(self, spec: JobSpec) -> None:
+        """Store the job and track its handle; a job that finished is reported, not run."""
         self.specs[spec.name] = spec
-
-    def _remove(self, name: str) -> None:
-        self.specs.pop(name, None)
-        job = self.jobs.pop(name, None)
+        job = self.declarations.declare(spec)
         if job is None:
+            self.jobs.pop(spec.name, None)
+            LOGGER.info(
+                "job finished earlier (once, max_runs or stop_at) and is not run again; "
+                "rename it to run it anew",
+                extra=log_fields(job=spec.name),
+            )
             return
-        # It may have run out of runs on its own (max_runs, stop_at, once).
-        with contextlib.suppress(gnomon.JobNotFound):
-            self.scheduler.remove_job(job.id)
-
-    def _update(self, spec: JobSpec) -> None:
-        job = self.jobs.get(spec.name)
-        if job is not None:
-            try:
-                self.jobs[spec.name] = update_job(self.scheduler, job, spec, self.groups)
-            except gnomon.JobNotFound:
-                pass  # it ran out of runs on its own: add it afresh
-            else:
-                self.specs[spec.name] = spec
-                return
-        self._add(spec)
+        self.jobs[spec.name] = job
 
     def stop(self, signum: int) -> bool:
         """Stop as ``signum`` asks; True when runs had to be terminated."""
@@ -283,15 +249,41 @@ class Daemon:
             f"terminating them: {', '.join(unfinished)}"
         )
         # Each terminated command ends within the kill grace; Python functions cannot be
-        # terminated, so they get only a moment to report.
-        self.groups.terminate_all(KILL_GRACE + 1.0)
-        left = self.recorder.wait_for_open_runs(0.5)
+        # terminated. Their records were closed as cancelled by the scheduler's shutdown.
+        left = self.groups.terminate_all(KILL_GRACE + 1.0)
         if left:
-            LOGGER.warning(f"{left} run(s) did not end; recorded as cancelled")
+            LOGGER.warning(f"{left} command(s) did not end after SIGKILL")
 
     def _close(self) -> None:
-        self.recorder.close("still running when gnomon stopped; terminated")
-        self.history.daemon_stopped(datetime.now(self.schedule.scheduler.timezone))
-        self.history.close()
+        self.store.close()
         if self.metrics is not None:
             self.metrics.close()
+
+
+def _changes(current: Mapping[str, JobSpec], wanted: Mapping[str, JobSpec]) -> dict[str, int]:
+    """What a reload does, counted against the jobs the daemon runs now."""
+    kept = current.keys() & wanted.keys()
+    changed = sum(current[name] != wanted[name] for name in kept)
+    return {
+        "added": len(wanted.keys() - current.keys()),
+        "removed": len(current.keys() - wanted.keys()),
+        "changed": changed,
+        "unchanged": len(kept) - changed,
+    }
+
+
+def publish_next_runs(store: Store, jobs: Mapping[str, gnomon.Job]) -> int:
+    """Write each job's next fire time to its stored row where the row says otherwise;
+    returns how many were written.
+
+    ``gnomon status`` shows the stored ``next_fire``, which the scheduler writes with each
+    claim; a job that has not run since it was (re)declared would show none without this.
+    """
+    stored = {row.id: row.next_fire for row in store.jobs()}
+    written = 0
+    for job in jobs.values():
+        next_run = None if job.removed else job.next_run
+        if job.id in stored and stored[job.id] != next_run:
+            store.save_progress(job.id, None if next_run is None else next_run.astimezone(UTC))
+            written += 1
+    return written

@@ -10,12 +10,14 @@ from typing import TextIO
 
 from gnomon._cli._secrets import mask_secrets
 
-__all__ = ["FIELDS", "configure_logging", "log_fields"]
+__all__ = ["FIELDS", "configure_logging", "log_fields", "quiet_drivers"]
 
 FIELDS = "gnomon_fields"
 """The ``extra`` key under which a record carries its structured fields."""
 
 LOGGER = logging.getLogger("gnomon.cli")
+DRIVERS = logging.getLogger("psycopg")
+"""The PostgreSQL driver's pool logs each failed connection attempt itself."""
 
 
 def log_fields(**fields: object) -> dict[str, object]:
@@ -38,6 +40,17 @@ def configure_logging(log_format: str, level: str, stream: TextIO = sys.stderr) 
     chosen = getattr(logging, level.upper())
     engine.setLevel(chosen if chosen == logging.DEBUG else max(chosen, logging.WARNING))
     LOGGER.setLevel(chosen)
+    # Through gnomon's handler, so that they are formatted and masked like its own.
+    DRIVERS.handlers[:] = [handler]
+    DRIVERS.propagate = False
+    DRIVERS.setLevel(max(chosen, logging.WARNING))
+
+
+def quiet_drivers() -> None:
+    """For the commands that print a report: a store they cannot reach is reported once,
+    as their error, not by the driver's pool at every attempt."""
+    DRIVERS.handlers[:] = [logging.NullHandler()]
+    DRIVERS.propagate = False
 
 
 def _drop_reported_command_failures(record: logging.LogRecord) -> bool:

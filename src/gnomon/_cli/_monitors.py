@@ -1,25 +1,21 @@
-"""What the daemon does with each occurrence: log it, and record it in the state file."""
+"""What the daemon does with each occurrence: log it. The store records it: a run's
+record is written by its claim and its end, a skip by the scheduler."""
 
 from __future__ import annotations
 
 import logging
-import threading
-import time
-import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from gnomon._cli._actions import CommandFailed, CommandResult
-from gnomon._cli._history import RUNNING, History
+from gnomon._cli._actions import CommandFailed
 from gnomon._cli._logging import LOGGER, log_fields
-from gnomon._cli._secrets import mask_secrets
 from gnomon._events import Monitor, Outcome, RunEvent
+from gnomon._stores.contract import CommandResult
 
 if TYPE_CHECKING:
     from gnomon._job import Job
 
-__all__ = ["MonitorGroup", "RunLog", "RunRecorder", "skip_reason"]
+__all__ = ["MonitorGroup", "RunLog", "outcome_reason", "skip_reason"]
 
 _SKIP_REASONS = {
     Outcome.SKIPPED_SINGLETON: "the job's previous run was still going (singleton)",
@@ -27,7 +23,7 @@ _SKIP_REASONS = {
     Outcome.SKIPPED_LOCKED: "another node holds or ran this occurrence",
     Outcome.SKIPPED_LOCK_ERROR: "the locker failed",
     Outcome.SKIPPED_NOT_LEADER: "this node is not the leader",
-    Outcome.SKIPPED_MISSED: "missed: the process was suspended or the clock jumped",
+    Outcome.SKIPPED_MISSED: "missed while gnomon was not running or was suspended",
     Outcome.SKIPPED_BEFORE_RUN: "a before_run listener refused it",
     Outcome.SKIPPED_STOPPING: "gnomon was stopping",
     Outcome.ABANDONED: "its runner died during the run (at-most-once)",
@@ -49,8 +45,16 @@ _SKIP_LEVELS = {
 _log = logging.getLogger("gnomon.cli.monitor")
 
 
+def outcome_reason(outcome: Outcome | None) -> str | None:
+    """Why an occurrence did not run, or ran no further, as ``outcome`` tells it."""
+    return None if outcome is None else _SKIP_REASONS.get(outcome)
+
+
 def skip_reason(event: RunEvent) -> str:
     reason = _SKIP_REASONS.get(event.outcome, "skipped") if event.outcome else "skipped"
+    if event.outcome is Outcome.SKIPPED_MISSED and isinstance(event.result, int):
+        # The scheduler reports one event per gap, its result the number of fire times.
+        reason += f": {event.result} occurrence(s) from {event.scheduled_at.isoformat()}"
     if event.exception is not None:
         reason += f": {_describe_exception(event.exception)}"
     return reason
@@ -162,105 +166,3 @@ class RunLog(Monitor):
                 job=event.job_name, occurrence=event.occurrence_key, outcome=outcome.value
             ),
         )
-
-
-class RunRecorder(Monitor):
-    """One state-file record per occurrence: inserted at start, completed at the end."""
-
-    def __init__(self, history: History) -> None:
-        self._history = history
-        self._open: dict[tuple[uuid.UUID, str, int], int] = {}
-        self._changed = threading.Condition()
-        self._closed = False
-
-    @staticmethod
-    def _key(event: RunEvent) -> tuple[uuid.UUID, str, int]:
-        return (event.job_id, event.occurrence_key, event.attempt)
-
-    def run_started(self, event: RunEvent) -> None:
-        with self._changed:
-            if self._closed:
-                return
-            self._open[self._key(event)] = self._history.insert_run(
-                job=event.job_name,
-                occurrence=event.occurrence_key,
-                attempt=event.attempt,
-                scheduled_at=event.scheduled_at,
-                started_at=event.started_at,
-                outcome=RUNNING,
-            )
-
-    def run_finished(self, event: RunEvent) -> None:
-        with self._changed:
-            if self._closed:
-                return
-            run_id = self._open.pop(self._key(event), None)
-            if run_id is None:
-                run_id = self._history.insert_run(
-                    job=event.job_name,
-                    occurrence=event.occurrence_key,
-                    attempt=event.attempt,
-                    scheduled_at=event.scheduled_at,
-                    started_at=event.started_at,
-                    outcome=RUNNING,
-                )
-            self._finish(run_id, event)
-            self._changed.notify_all()
-
-    def _finish(self, run_id: int, event: RunEvent) -> None:
-        exit_status, detail, output = run_result(event)
-        outcome = event.outcome or Outcome.FAILED
-        self._history.finish_run(
-            run_id,
-            finished_at=event.finished_at or event.scheduled_at,
-            duration=_duration(event),
-            outcome=outcome.value,
-            exit_status=exit_status,
-            detail=_masked(detail),
-            output=_masked(output) if outcome is not Outcome.SUCCESS else None,
-        )
-
-    def run_skipped(self, event: RunEvent) -> None:
-        with self._changed:
-            if self._closed:
-                return
-            self._history.insert_run(
-                job=event.job_name,
-                occurrence=event.occurrence_key,
-                attempt=event.attempt,
-                scheduled_at=event.scheduled_at,
-                outcome=(event.outcome or Outcome.SKIPPED_MISSED).value,
-                detail=mask_secrets(skip_reason(event)),
-            )
-
-    def wait_for_open_runs(self, timeout: float) -> int:
-        """Wait until every started run is recorded as finished; returns how many are not."""
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while self._open and (remaining := deadline - time.monotonic()) > 0:
-                self._changed.wait(remaining)
-            return len(self._open)
-
-    def close(self, unfinished_detail: str) -> None:
-        """Record runs that never reported an end as cancelled, then stop recording."""
-        with self._changed:
-            self._closed = True
-            for run_id in self._open.values():
-                self._history.finish_run(
-                    run_id,
-                    finished_at=_now(),
-                    duration=None,
-                    outcome=Outcome.CANCELLED.value,
-                    exit_status=None,
-                    detail=unfinished_detail,
-                    output=None,
-                )
-            self._open.clear()
-
-
-def _masked(text: str | None) -> str | None:
-    return None if text is None else mask_secrets(text)
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
