@@ -39,6 +39,7 @@ from gnomon._stores.leases import StoreLocker
 from gnomon._tasks import LISTENER_OPTIONS, Task, TaskRegistry
 
 if TYPE_CHECKING:
+    from gnomon._distributed import Locker
     from gnomon._engine import Engine
     from gnomon._rules import Rule
     from gnomon._stores.contract import RunRecord, Store
@@ -101,6 +102,7 @@ class DurableJobs:
         node: str,
         retention: timedelta,
         log: logging.Logger,
+        condition: Locker | None = None,
     ) -> None:
         self.store = store
         self.engine = engine
@@ -115,13 +117,17 @@ class DurableJobs:
         self._parked: dict[uuid.UUID, tuple[StoredJob, str]] = {}
         self._reported: set[tuple[uuid.UUID, str]] = set()
         self._templates: dict[tuple[object, ...], JobSpec] = {}
+        self._unsaved: set[int] = set()
+        """Ids of mirrored jobs whose row has no next fire time yet."""
         self._cursor = 0
         self._opened = False
         self._broken = False
         self._stop = threading.Event()
         self._follower: threading.Thread | None = None
         self.started_at = datetime.now(UTC)
-        engine.store_locker = StoreLocker(store, node=node, instance_id=self.instance_id)
+        engine.store_locker = StoreLocker(
+            store, node=node, instance_id=self.instance_id, condition=condition
+        )
         engine.store_sink = self._sink
         engine.on_expired = self._expired
 
@@ -141,6 +147,8 @@ class DurableJobs:
             self._reconcile(rows)
 
     def start_following(self) -> None:
+        """After the engine started: store first fire times, then follow the store."""
+        self.publish_first_fires()
         if self._follower is not None:
             return
         self._stop.clear()
@@ -184,6 +192,13 @@ class DurableJobs:
         checked = check_rule(spec, rule, clustered=True)
         definition = self._encode(checked, spec)
         self.open()
+        try:
+            self.engine.check_timing(spec, checked, self.engine.now())
+        except InvalidJob:
+            if named and self._finished(name):
+                return None  # declared again after it ran out: its tombstone answers
+            raise
+        keep = not named or self._same_timing(name, checked, spec)
         row, _ = self.store.put_job(
             NewJob(
                 job_id,
@@ -194,7 +209,7 @@ class DurableJobs:
                 anchor=self.engine.now().astimezone(UTC),
             ),
             if_exists=if_exists if named else IfExists.ERROR,
-            keep_next_fire=True,
+            keep_next_fire=keep,
             tombstone_after=self.engine.now().astimezone(UTC) - self.retention,
         )
         if row is None:
@@ -202,6 +217,37 @@ class DurableJobs:
         with self._apply_lock:
             known = (spec, checked) if row.definition == definition else None
             return self._apply(row, known)
+
+    def _finished(self, name: str) -> bool:
+        stored = self.store.get_job(name=name)
+        return stored is not None and stored.removed == "exhausted"
+
+    def _same_timing(self, name: str, rule: Rule, spec: JobSpec) -> bool:
+        """Whether the stored job of ``name`` (if any) has the same rule, start_at and
+        stop_at: only then does re-declaring it keep its stored next fire time."""
+        stored = self.store.get_job(name=name)
+        if stored is None or stored.removed is not None:
+            return True
+        try:
+            old = decode_definition(stored.definition)
+        except UndecodableDefinition:
+            return False
+        options = old.options
+        return (
+            old.rule == rule
+            and options.get("start_at") == spec.start_at
+            and options.get("stop_at") == spec.stop_at
+        )
+
+    def publish_first_fires(self) -> None:
+        """Store the first fire time of jobs that never had one (added, never armed), so
+        that downtime before their first run is caught up too."""
+        for job_id in self._unsaved:
+            state = self.engine.jobs.get(job_id)
+            if state is not None and state.durable is not None and state.next_fire is not None:
+                next_fire = state.next_fire.astimezone(UTC)
+                self._submit(self.store.save_progress, state.uuid(), next_fire)
+        self._unsaved.clear()
 
     def update(
         self,
@@ -227,6 +273,16 @@ class DurableJobs:
 
     def remove(self, state: JobState) -> None:
         self.store.remove_job(state.uuid(), reason="removed")
+
+    def remove_parked(self, job_id: uuid.UUID) -> bool:
+        """Remove a stored job this process could not load (its task is unknown here, or
+        its row cannot be decoded): an explicit removal may act on such a row."""
+        with self._apply_lock:
+            if job_id not in self._parked:
+                return False
+            self.store.remove_job(job_id, reason="removed")
+            del self._parked[job_id]
+            return True
 
     def set_paused(self, state: JobState, paused: bool, reason: str | None) -> None:
         durable = state.durable
@@ -304,7 +360,12 @@ class DurableJobs:
             )
             state.paused = row.paused
 
-        return self.engine.add(row.id.int, spec, rule, self.engine.now(), setup=setup)
+        state = self.engine.add(row.id.int, spec, rule, self.engine.now(), setup=setup)
+        if row.next_fire is None:
+            self._unsaved.add(row.id.int)
+            if self.engine.started:
+                self.publish_first_fires()
+        return state
 
     def _mirror_change(
         self, state: JobState, row: StoredJob, known: tuple[JobSpec, Rule] | None

@@ -258,6 +258,10 @@ class Engine:
                 "name is part of each occurrence's key, so names must be unique"
             )
 
+    def check_timing(self, spec: JobSpec, rule: Rule, now: datetime) -> None:
+        """Reject a job that could never fire (``stop_at`` or every instant passed)."""
+        self._check_timing(JobState(0, spec, rule), now)
+
     def _check_timing(self, state: JobState, now: datetime) -> None:
         spec, rule = state.spec, state.rule
         if spec.stop_at is not None and _ts(spec.stop_at) <= _ts(now):

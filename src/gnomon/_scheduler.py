@@ -186,6 +186,7 @@ class _SchedulerCore(JobOwner):
             node=label,
             retention=kept,
             log=self._log,
+            condition=self._locker,
         )
 
     @property
@@ -599,6 +600,8 @@ class Scheduler(_SchedulerCore):
         state = self._engine.jobs.get(_id_int(job_id))
         if state is not None:
             self._remove_durable(state)
+        elif self._durable is not None and self._durable.remove_parked(job_id):
+            return
         self._engine.remove(_id_int(job_id))
 
     def remove_by_tags(self, *tags: str) -> int:
@@ -985,6 +988,10 @@ class AsyncScheduler(_SchedulerCore):
         state = self._engine.jobs.get(_id_int(job_id))
         if state is not None and state.durable is not None:
             await self._off_loop(self._remove_durable, state)
+        elif self._durable is not None and state is None:
+            parked = await self._off_loop(self._durable.remove_parked, job_id)
+            if parked:
+                return
         self._engine.remove(_id_int(job_id))
 
     async def remove_by_tags(self, *tags: str) -> int:

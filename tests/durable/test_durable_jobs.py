@@ -681,3 +681,78 @@ def test_a_process_killed_while_adding_jobs_leaves_no_half_written_job(tmp_path:
         assert sorted(int(r.name.removeprefix("job-")) for r in rows) == list(range(len(rows)))
     finally:
         store.close()
+
+
+def test_redeclaring_a_named_job_with_a_new_rule_resets_its_stored_next_fire(
+    make: SchedulerFactory, clock: FakeClock
+) -> None:
+    calls = Calls()
+    first = scheduler_with_task(make, calls)
+    first.add_job("record", gnomon.daily("09:30"), args=[1], name="digest")
+    first.start()
+    clock.advance(timedelta(hours=2))
+    first.wait_idle()
+    first.shutdown()
+    second = scheduler_with_task(make, calls)
+    job = second.add_job("record", gnomon.daily("18:00"), args=[1], name="digest")
+    second.start()
+    assert job is not None
+    assert job.next_run == T0 + timedelta(hours=18)
+    third = scheduler_with_task(make, calls)
+    third.start()
+    assert third.get_job(job.id).next_run == T0 + timedelta(hours=18)
+
+
+def test_a_durable_once_job_whose_instants_passed_is_invalid(
+    make: SchedulerFactory, clock: FakeClock
+) -> None:
+    calls = Calls()
+    s = scheduler_with_task(make, calls)
+    clock.advance(MINUTE)
+    with pytest.raises(gnomon.InvalidJob, match="in the past"):
+        s.add_job("record", gnomon.once(T0), args=[1])
+    assert s.jobs() == []
+
+
+def test_remove_job_removes_a_stored_job_this_process_cannot_load(
+    make: SchedulerFactory, new_store: StoreFactory
+) -> None:
+    calls = Calls()
+    a = scheduler_with_task(make, calls)
+    job = a.add_job("record", gnomon.every("1m"), args=[1], name="foreign")
+    assert job is not None
+    b = make()
+    b.start()
+    assert b.jobs() == []
+    b.remove_job(job.id)
+    store = new_store()
+    stored = store.get_job(job_id=job.id)
+    assert stored is not None
+    assert stored.removed == "removed"
+    with pytest.raises(gnomon.JobNotFound):
+        b.remove_job(job.id)
+
+
+class RefuseAll(gnomon.Locker):
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    async def acquire(
+        self, key: str, ttl: timedelta, *, recovery: gnomon.Recovery = gnomon.Recovery.AT_MOST_ONCE
+    ) -> gnomon.Lease:
+        self.asked.append(key)
+        raise gnomon.LockHeld(key)
+
+
+def test_a_scheduler_locker_adds_a_condition_on_durable_runs(
+    make: SchedulerFactory, clock: FakeClock
+) -> None:
+    calls = Calls()
+    locker = RefuseAll()
+    s = scheduler_with_task(make, calls, locker=locker)
+    s.start()
+    s.add_job("record", gnomon.every("1m"), args=[1], name="guarded")
+    clock.advance(MINUTE)
+    s.wait_idle()
+    assert calls.values == []
+    assert locker.asked == ["guarded@2026-03-01T00:01:00.000000Z"]

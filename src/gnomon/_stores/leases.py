@@ -12,6 +12,7 @@ loop that drives the pipeline never waits on the store.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import UTC, timedelta
 from typing import TYPE_CHECKING
 
@@ -48,7 +49,7 @@ class StoreLease(Lease):
     def _write_outcome(self) -> None:
         run = self._run
         started = run.started_at
-        result = run.result if isinstance(run.result, CommandResult) else None
+        result = _command_result(run)
         self._locker.store.finish(
             self.key,
             self.token,
@@ -64,15 +65,58 @@ class StoreLease(Lease):
         return f"<StoreLease {self.key!r} token={self.token} attempt={self.attempt}>"
 
 
-class StoreLocker(Locker):
-    """Claims durable occurrences in ``store`` for one scheduler instance."""
+def _command_result(run: Run) -> CommandResult | None:
+    """What a command kept for history: returned, or carried by the error it raised."""
+    for candidate in (run.result, getattr(run.error, "result", None)):
+        if isinstance(candidate, CommandResult):
+            return candidate
+    return None
 
-    def __init__(self, store: Store, *, node: str, instance_id: str) -> None:
+
+class _PairedLease(Lease):
+    """The store's claim plus the claim of a scheduler-level locker (a condition)."""
+
+    def __init__(self, claim: Lease, condition: Lease) -> None:
+        self._claim = claim
+        self._condition = condition
+        self.key = claim.key
+        self.token = claim.token
+        self.attempt = claim.attempt
+        self.ttl = min(claim.ttl, condition.ttl)
+
+    async def renew(self) -> None:
+        await self._claim.renew()
+        await self._condition.renew()
+
+    async def release(self) -> None:
+        try:
+            await self._claim.release()
+        finally:
+            await self._condition.release()
+
+    def __repr__(self) -> str:
+        return f"<PairedLease {self._claim!r} with {self._condition!r}>"
+
+
+class StoreLocker(Locker):
+    """Claims durable occurrences in ``store`` for one scheduler instance.
+
+    ``condition``, a scheduler-level locker given as well, is claimed first: it only
+    adds a condition on who may run; the store's claim is what makes a run once.
+    """
+
+    def __init__(
+        self, store: Store, *, node: str, instance_id: str, condition: Locker | None = None
+    ) -> None:
         self.store = store
         self.node = node
         self.instance_id = instance_id
+        self.condition = condition
         self.lease_ttl = store.lease_ttl
         self.renew_interval = store.renew_interval
+        if condition is not None:
+            self.lease_ttl = min(self.lease_ttl, condition.lease_ttl)
+            self.renew_interval = min(self.renew_interval, condition.renew_interval)
 
     async def acquire(
         self, key: str, ttl: timedelta, *, recovery: Recovery = Recovery.AT_MOST_ONCE
@@ -80,6 +124,20 @@ class StoreLocker(Locker):
         raise TypeError("a store claims runs, not bare keys: use acquire_run")
 
     async def acquire_run(self, run: Run) -> Lease:
+        """Claim ``run``'s occurrence (after the condition, if any)."""
+        condition = self.condition
+        if condition is None:
+            return await self._claim(run)
+        held = await condition.acquire(run.key, condition.lease_ttl, recovery=run.spec.recovery)
+        try:
+            claim = await self._claim(run)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await held.release()
+            raise
+        return _PairedLease(claim, held)
+
+    async def _claim(self, run: Run) -> Lease:
         """Claim ``run``'s occurrence, counting it on its job and writing its progress."""
         state, spec = run.state, run.spec
         upcoming = state.next_fire

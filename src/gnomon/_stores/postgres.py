@@ -225,7 +225,8 @@ WITH w AS (
     UPDATE {jobs} SET name = %(name)s, task = %(task)s, definition = %(definition)s,
         source = %(source)s, next_fire = %(next_fire)s, runs = %(runs)s,
         last_run = %(last_run)s, paused = %(paused)s, pause_reason = %(pause_reason)s,
-        version = %(version)s, seq = nextval({seq})
+        version = %(version)s, removed = %(removed)s, removed_at = %(removed_at)s,
+        seq = nextval({seq})
     WHERE id = %(id)s
     RETURNING {cols})
 {notifying}"""
@@ -943,8 +944,7 @@ class PostgresStore(Store):
                     self._migrate(conn)
                 yield conn
             finally:
-                with _WATCHDOG.guard(conn, _round_trip_limit(self.timeout)):
-                    _checkin(pool, conn, autocommit=not manual)
+                _checkin(pool, conn, autocommit=not manual, limit=_round_trip_limit(self.timeout))
         except _UNAVAILABLE as exc:
             raise self._unavailable(exc) from exc
 
@@ -1350,10 +1350,12 @@ def _checkout(pool: Pool) -> Connection:
     return last
 
 
-def _checkin(pool: Pool, conn: Connection, *, autocommit: bool) -> None:
+def _checkin(pool: Pool, conn: Connection, *, autocommit: bool, limit: float) -> None:
+    """Give ``conn`` back, its transaction ended (the watchdog must be done with it
+    before the pool may hand it to another caller)."""
     if not conn.closed and conn.info.transaction_status != TransactionStatus.IDLE:
         # a call that raised between its phases: end its transaction
-        with contextlib.suppress(psycopg.Error):
+        with contextlib.suppress(psycopg.Error), _WATCHDOG.guard(conn, limit):
             conn.execute("ROLLBACK")
     if not autocommit:
         with contextlib.suppress(psycopg.Error):
