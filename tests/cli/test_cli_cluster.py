@@ -21,12 +21,6 @@ StartDaemon = Callable[..., Daemon]
 
 
 @pytest.mark.services
-@pytest.mark.xfail(
-    strict=True,
-    reason="a durable job's occurrence is claimed in its store only: the scheduler ignores "
-    "its locker for durable jobs (gnomon._run.Run._claim), where GNOMON.md §3.8 says a "
-    "locker given as well adds a condition on who may run",
-)
 def test_two_daemons_with_a_redis_locker_run_each_occurrence_once(
     workspace: Workspace, start_daemon: StartDaemon
 ) -> None:

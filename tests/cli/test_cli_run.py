@@ -107,11 +107,6 @@ def test_a_failed_command_is_logged_with_its_exit_status_and_output_tail(
     assert row == ("failed", "CommandFailed: exited with status 3")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs gnomon._stores.leases.StoreLease._write_outcome to keep the CommandResult "
-    "that a failed task's exception carries (CommandFailed.result), as it keeps a returned one",
-)
 def test_a_failed_commands_exit_status_and_output_tail_are_in_its_history(
     workspace: Workspace, start_daemon: StartDaemon
 ) -> None:
@@ -379,7 +374,7 @@ def test_history_and_status_show_the_state_while_the_daemon_runs_and_after(
     records = workspace.history()
     assert {r["outcome"] for r in records if r["job"] == "ok"} == {"success"}
     assert [(r["outcome"], r["exit_status"]) for r in records if r["job"] == "bad"] == [
-        ("failed", None)  # None until the store keeps a failed command's exit status
+        ("failed", 4)
     ]
 
 

@@ -22,7 +22,14 @@ store; this module only reads and writes rows. Why it reads and writes them as i
   deadlock against row locks.
 - Round trips are what a call costs, so the statements of one phase travel as one
   simple-protocol query (``ClientCursor`` binds the parameters): most calls are one
-  round trip, a claim (which reads, decides, then writes) two.
+  round trip, a claim (which reads, decides, then writes) two. No named prepared
+  statements and no session state beyond the startup ``options``, so it can run
+  behind PgBouncer's transaction pooling (told to accept ``options``; LISTEN does not
+  work there, and followers fall back to polling).
+- Every round trip is bounded: statement_timeout and idle_in_transaction_session_timeout
+  on the server, connect and TCP timeouts in the kernel, and a watchdog for a peer that
+  acknowledges but never answers. A call that fails raises ``StoreUnavailable`` and,
+  its transaction never committed, changed nothing.
 - Leases are judged by the server's ``clock_timestamp()``, never by a node's clock.
 - Every job write runs ``pg_notify`` in its own transaction, so a notification means a
   committed change; ``wait_for_change`` listens on a connection of its own.
