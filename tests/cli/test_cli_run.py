@@ -14,7 +14,6 @@ import time
 import uuid
 from collections.abc import Callable
 
-import pytest
 from cli_support import WAIT, Daemon, Workspace, wait_for
 
 from gnomon._cli import EXIT_INVALID, EXIT_OK, EXIT_TERMINATED, EXIT_USAGE
