@@ -117,8 +117,6 @@ class DurableJobs:
         self._parked: dict[uuid.UUID, tuple[StoredJob, str]] = {}
         self._reported: set[tuple[uuid.UUID, str]] = set()
         self._templates: dict[tuple[object, ...], JobSpec] = {}
-        self._unsaved: set[int] = set()
-        """Ids of mirrored jobs whose row has no next fire time yet."""
         self._cursor = 0
         self._opened = False
         self._broken = False
@@ -147,8 +145,6 @@ class DurableJobs:
             self._reconcile(rows)
 
     def start_following(self) -> None:
-        """After the engine started: store first fire times, then follow the store."""
-        self.publish_first_fires()
         if self._follower is not None:
             return
         self._stop.clear()
@@ -239,16 +235,6 @@ class DurableJobs:
             and options.get("stop_at") == spec.stop_at
         )
 
-    def publish_first_fires(self) -> None:
-        """Store the first fire time of jobs that never had one (added, never armed), so
-        that downtime before their first run is caught up too."""
-        for job_id in self._unsaved:
-            state = self.engine.jobs.get(job_id)
-            if state is not None and state.durable is not None and state.next_fire is not None:
-                next_fire = state.next_fire.astimezone(UTC)
-                self._submit(self.store.save_progress, state.uuid(), next_fire)
-        self._unsaved.clear()
-
     def update(
         self,
         state: JobState,
@@ -269,7 +255,7 @@ class DurableJobs:
             expected_version=expected_version,
             reset_next_fire=new_rule,
         )
-        durable.definition, durable.version = row.definition, row.version
+        durable.definition, durable.version = hash(row.definition), row.version
 
     def remove(self, state: JobState) -> None:
         self.store.remove_job(state.uuid(), reason="removed")
@@ -344,7 +330,7 @@ class DurableJobs:
         self._parked.pop(row.id, None)
         durable = Durable(
             task=row.task,
-            definition=row.definition,
+            definition=hash(row.definition),
             anchor=row.anchor,
             version=row.version,
             source=row.source,
@@ -353,19 +339,16 @@ class DurableJobs:
 
         def setup(state: JobState) -> None:
             state.durable = durable
-            state.stored_next = row.next_fire
+            # A job that never fired has no stored next fire time: its first is counted
+            # from when it was stored, so that downtime before it is caught up too.
+            state.stored_next = row.next_fire or self.engine.first_fire(state, row.anchor)
             state.runs_started = row.runs
             state.last_run = (
                 None if row.last_run is None else row.last_run.astimezone(self.engine.tz)
             )
             state.paused = row.paused
 
-        state = self.engine.add(row.id.int, spec, rule, self.engine.now(), setup=setup)
-        if row.next_fire is None:
-            self._unsaved.add(row.id.int)
-            if self.engine.started:
-                self.publish_first_fires()
-        return state
+        return self.engine.add(row.id.int, spec, rule, self.engine.now(), setup=setup)
 
     def _mirror_change(
         self, state: JobState, row: StoredJob, known: tuple[JobSpec, Rule] | None
@@ -374,10 +357,10 @@ class DurableJobs:
         if durable is None:
             return  # an in-memory job with a colliding id: not ours to touch
         self.engine.sync_progress(state, row.runs, row.last_run)
-        if row.definition != durable.definition:
+        if hash(row.definition) != durable.definition:
             task = self.tasks.require(row.task)
             spec, rule = self._decode(task, row) if known is None else known
-            durable.definition = row.definition
+            durable.definition = hash(row.definition)
             self.engine.update(state.id, spec, rule, self.engine.now(), new_rule=True)
         durable.version, durable.pause_reason, durable.source = (
             row.version,
@@ -432,7 +415,8 @@ class DurableJobs:
         rows that differ only in name and arguments share one validated template."""
         definition = decode_definition(row.definition)
         options = definition.options
-        key = (task.name, task.func, tuple(sorted(options.items())), len(definition.args))
+        options_key = definition.options_key or tuple(sorted(options.items()))
+        key = (task.name, task.func, options_key, len(definition.args))
         template = self._templates.get(key)
         if template is None or template.context_parameter is not None:
             spec = self.spec_for(

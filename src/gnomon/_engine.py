@@ -577,6 +577,10 @@ class Engine:
             return None
         return upcoming.astimezone(self.tz)
 
+    def first_fire(self, state: JobState, after: datetime) -> datetime | None:
+        """The first fire time of a job as if it were armed at ``after``."""
+        return self._first_fire(state, after.astimezone(self.tz))
+
     def _first_fire(self, state: JobState, now: datetime) -> datetime | None:
         spec, rule = state.spec, state.rule
         if state.stored_next is not None:

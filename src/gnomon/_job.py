@@ -63,7 +63,7 @@ class Durable:
         self,
         *,
         task: str,
-        definition: str,
+        definition: int,
         anchor: datetime,
         version: int,
         source: str | None = None,
@@ -71,6 +71,7 @@ class Durable:
     ) -> None:
         self.task = task
         self.definition = definition
+        """The stored definition's hash: a changed row is told by it, without the text."""
         self.anchor = anchor
         self.version = version
         self.source = source

@@ -119,6 +119,9 @@ class Definition:
     args: tuple[object, ...]
     kwargs: dict[str, object]
     options: dict[str, object]
+    """Shared between definitions with the same options text: read, never change it."""
+    options_key: str = field(default="", compare=False)
+    """The options' JSON text as stored (equal options, equal key), or ``""``."""
 
 
 # ---------------------------------------------------------------------------------------
@@ -143,8 +146,77 @@ def encode_definition(
     return json.dumps(document, separators=(",", ":"), allow_nan=False)
 
 
+_RULE_MARK: Final = '"rule":'
+_ARGS_MARK: Final = ',"args":'
+_OPTIONS_MARK: Final = ',"options":'
+
+
 def decode_definition(text: str) -> Definition:
-    """The definition in ``text``; anything unreadable is an ``UndecodableDefinition``."""
+    """The definition in ``text``; anything unreadable is an ``UndecodableDefinition``.
+
+    Many stored jobs share their rule and options: as ``encode_definition`` lays a
+    definition out (format, rule, args, kwargs, options), the rule's and the options'
+    texts are decoded once per distinct text, so loading many rows decodes mostly
+    arguments. Text laid out otherwise is decoded whole.
+    """
+    parts = _layout(text)
+    if parts is not None:
+        head, rule_text, options_text = parts
+        document = _load(head)
+        if "rule" not in document and "options" not in document:
+            args, kwargs = _decode_arguments(document)
+            rule = _cached_rule(rule_text)
+            options = _cached_options(options_text)
+            return Definition(rule, args, kwargs, options, options_text)
+    return _decode_whole(text)
+
+
+def _layout(text: object) -> tuple[str, str, str] | None:
+    """``text`` split as ``encode_definition`` writes it, or ``None``."""
+    if type(text) is not str or not text.endswith("}"):
+        return None
+    rule = text.find(_RULE_MARK)
+    args = text.find(_ARGS_MARK)
+    options = text.rfind(_OPTIONS_MARK)
+    if not 0 < rule < args < options:
+        return None
+    head = text[:rule] + text[args + 1 : options] + "}"
+    return head, text[rule + len(_RULE_MARK) : args], text[options + len(_OPTIONS_MARK) : -1]
+
+
+def _decode_arguments(document: dict[str, object]) -> tuple[tuple[object, ...], dict[str, object]]:
+    try:
+        args = [decode_value(item) for item in _member(document, "args", list)]
+        kwargs = _decode_mapping(_member(document, "kwargs", dict))
+    except RecursionError:
+        raise UndecodableDefinition("values are nested too deeply") from None
+    return tuple(args), kwargs
+
+
+@functools.lru_cache(maxsize=4096)
+def _cached_rule(text: str) -> Rule:
+    return decode_rule(_json_member(text, "rule"))
+
+
+@functools.lru_cache(maxsize=4096)
+def _cached_options(text: str) -> dict[str, object]:
+    data = _json_member(text, "options")
+    if type(data) is not dict:
+        raise UndecodableDefinition(f"definition 'options' is {_shown(data)}, not a dict")
+    try:
+        return _decode_mapping(data)
+    except RecursionError:
+        raise UndecodableDefinition("values are nested too deeply") from None
+
+
+def _json_member(text: str, name: str) -> object:
+    try:
+        return _JSON.decode(text)
+    except (ValueError, TypeError, RecursionError) as error:
+        raise UndecodableDefinition(f"definition {name!r} is not valid JSON: {error}") from None
+
+
+def _decode_whole(text: str) -> Definition:
     document = _load(text)
     try:
         rule = decode_rule(_member(document, "rule"))
