@@ -7,22 +7,17 @@ the fake clock, each shut down when the test ends, then the stores are closed.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from durable_support import T0, SchedulerFactory, StoreFactory
 
 import gnomon
 from gnomon._stores.contract import Store
 from gnomon.sqlite import SQLiteStore
 from gnomon.testing import FakeClock, MemoryStore
-
-T0 = datetime(2026, 3, 1, tzinfo=UTC)
-
-StoreFactory = Callable[[], Store]
-SchedulerFactory = Callable[..., gnomon.Scheduler]
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from conftest import T0, SchedulerFactory, StoreFactory
+from durable_support import T0, SchedulerFactory, StoreFactory
 
 import gnomon
 from gnomon import Outcome
