@@ -64,7 +64,7 @@ STORED_OPTIONS = (
 
 _HEARTBEAT = 5.0
 _PRUNE_EVERY = 600.0
-_SWEEP_EVERY = 1.0
+_SWEEP_MAX = 5.0
 _TEMPLATES = 4096
 
 SpecBuilder = Callable[[Mapping[str, Any], object], JobSpec]
@@ -123,6 +123,9 @@ class DurableJobs:
         self._stop = threading.Event()
         self._follower: threading.Thread | None = None
         self.started_at = datetime.now(UTC)
+        ttl = store.lease_ttl.total_seconds()
+        self._sweep_every = min(_SWEEP_MAX, ttl / 6)
+        """Dead holders' claims are found well within a lease ttl of their expiry."""
         engine.store_locker = StoreLocker(
             store, node=node, instance_id=self.instance_id, condition=condition
         )
@@ -490,7 +493,7 @@ class DurableJobs:
         if now - last["beat"] >= _HEARTBEAT:
             last["beat"] = now
             self.store.heartbeat(self.instance_id, self.node, self.started_at, leader=False)
-        if now - last["sweep"] >= _SWEEP_EVERY:
+        if now - last["sweep"] >= self._sweep_every:
             last["sweep"] = now
             self._sweep()
         if now - last["prune"] >= _PRUNE_EVERY:

@@ -209,7 +209,7 @@ class SQLiteStore(Store):
         timeout: Duration = 5.0,
         lease_ttl: Duration = timedelta(seconds=30),
         renew_interval: Duration | None = None,
-        poll_interval: Duration = "250ms",
+        poll_interval: Duration = "500ms",
     ) -> None:
         self.path = _file_path(path)
         self.synchronous = _synchronous(synchronous)
