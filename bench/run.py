@@ -28,6 +28,7 @@ from _plan import (
     cases,
 )
 from _report import machine, render
+from _store_report import carry_over
 
 WORKER = BENCH_DIR / "worker.py"
 
@@ -142,6 +143,7 @@ def write(raw: dict[str, Any], output: Path | None) -> None:
         print(table)
         return
     output.mkdir(parents=True, exist_ok=True)
+    raw, table = carry_over(output, raw, table)  # the stores results of w_store.py stay
     (output / "results.json").write_text(json.dumps(raw, indent=1) + "\n")
     (output / "RESULTS.md").write_text(table)
     print(f"wrote {output / 'RESULTS.md'}", file=sys.stderr)
