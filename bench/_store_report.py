@@ -189,7 +189,7 @@ def who(contestant: str, backend: str) -> str:
 
 
 def s1_section(raw: dict[str, Any], values: Values) -> list[str]:
-    rows = []
+    rows: list[list[str]] = []
     for backend in backends_of(raw):
         for n in add_sizes(raw, backend):
             case = f"s1-{backend}-{n}"
@@ -235,7 +235,7 @@ def s1_section(raw: dict[str, Any], values: Values) -> list[str]:
 
 
 def s2_section(raw: dict[str, Any], values: Values) -> list[str]:
-    rows = []
+    rows: list[list[str]] = []
     for backend in backends_of(raw):
         case, mem = f"s2-{backend}", f"s2mem-{backend}"
         rows.extend(
@@ -353,7 +353,7 @@ def s3_section(raw: dict[str, Any], values: Values) -> list[str]:
 
 
 def s4_section(raw: dict[str, Any], values: Values) -> list[str]:
-    rows = []
+    rows: list[list[str]] = []
     for backend in backends_of(raw):
         case = f"s4-{backend}"
         rows.extend(

@@ -80,6 +80,7 @@ class Case:
 
 def cases(profile: Profile, backends: tuple[str, ...], workloads: tuple[str, ...]) -> list[Case]:
     found: list[Case] = []
+    params: dict[str, Any]
     for backend in backends:
         if "s1" in workloads:
             for n in profile.add_sizes:

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 __all__ = ["Driver", "Effects", "Engine"]
 
 Effects = list["Callable[[], None]"]
+_Kept = tuple[Run, Outcome, "BaseException | None", datetime, int, "str | None"]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _TINY = timedelta(microseconds=1)
 _WALK_LIMIT = 100_000
@@ -186,7 +187,8 @@ class Engine:
         self.shut_down = False
         self.catch_up_grace = 1.0
         self.node: str | None = None
-        self.history: deque[RunRecord] = deque(maxlen=1000)
+        self.history: deque[_Kept] = deque(maxlen=1000)
+        """In-memory jobs' latest occurrences, kept cheaply: records are built when read."""
         self.store_locker: StoreLocker | None = None
         """Claims durable jobs' occurrences in the store (set by a store-backed face)."""
         self.store_sink: Callable[[RunRecord, Callable[[], None]], None] | None = None
@@ -519,13 +521,15 @@ class Engine:
     ) -> tuple[list[datetime], list[datetime]]:
         """Split due fire times into those that run and those recorded missed.
 
-        A fire time more than ``catch_up_grace`` old is missed; the later ones are merely
-        late and run. Of the missed, the job's policy picks what still runs: the latest
-        (unless a later one runs anyway), none, or the newest ``catch_up_limit``; none
-        older than ``catch_up_window``.
+        The newest due fire time, if it is at most ``catch_up_grace`` old, is merely late
+        and runs; every other one is missed. Of the missed, the job's policy picks what
+        still runs: the latest (unless a later one runs anyway), none, or the newest
+        ``catch_up_limit``; none older than ``catch_up_window``.
         """
-        cut = _ts(now) - self.catch_up_grace
-        late = [moment for moment in due if _ts(moment) >= cut]
+        # Of several fire times due at one wake-up, only the newest can be merely late:
+        # the earlier ones were superseded while the scheduler was not looking.
+        newest = due[-1]
+        late = [newest] if _ts(newest) >= _ts(now) - self.catch_up_grace else []
         missed = due[: len(due) - len(late)]
         spec = state.spec
         window = spec.catch_up_window
@@ -934,7 +938,7 @@ class Engine:
         if outcome in _UNRECORDED:
             return
         if run.state.durable is None:
-            self.history.append(run.record(outcome, error, self.now(), count=count, detail=detail))
+            self.history.append((run, outcome, error, self.clock.now(), count, detail))
             return
         sink = self.store_sink
         if sink is None or run.lease is not None or outcome is Outcome.ABANDONED:
@@ -1020,6 +1024,15 @@ class Engine:
         return self.clock.now().astimezone(self.tz)
 
     # ---------------------------------------------------------------- introspection
+
+    def history_records(self) -> list[RunRecord]:
+        """The kept in-memory history, oldest first, as records."""
+        with self.lock:
+            kept = list(self.history)
+        return [
+            run.record(outcome, error, finished.astimezone(self.tz), count=count, detail=detail)
+            for run, outcome, error, finished, count, detail in kept
+        ]
 
     def idle(self) -> bool:
         return (

@@ -397,9 +397,7 @@ class _SchedulerCore(JobOwner):
         limit: int,
     ) -> list[RunRecord]:
         query = HistoryQuery.parse(job, outcome, since, limit)
-        with self._engine.lock:
-            kept = list(self._engine.history)
-        records = query.select(kept)
+        records = query.select(self._engine.history_records())
         if self._durable is not None:
             records += query.ask(self._durable.store)
         return query.newest(records)
@@ -421,8 +419,7 @@ class _SchedulerCore(JobOwner):
         self._settle()
 
     def _retry_in_memory(self, key: str, actor: str | None) -> None:
-        with self._engine.lock:
-            found = [r for r in self._engine.history if r.occurrence_key == key]
+        found = [r for r in self._engine.history_records() if r.occurrence_key == key]
         if not found:
             raise JobNotFound(f"no finished occurrence has the key {key!r}")
         record = found[-1]
