@@ -772,3 +772,10 @@ def test_a_holder_may_still_finish_after_its_lease_ran_out_if_nobody_took_over()
     finish(store, claim)
     assert store.history()[0].outcome is Outcome.SUCCESS
     assert store.expired_claims() == []
+
+
+def test_a_claim_committed_late_never_moves_the_next_fire_back(store: Store) -> None:
+    row = add(store)
+    store.claim(ask(row, key="report@2", next_fire=T0 + timedelta(minutes=3)))
+    store.claim(ask(row, key="report@1", next_fire=T0 + timedelta(minutes=2)))
+    assert row_of(store, row).next_fire == T0 + timedelta(minutes=3)

@@ -652,7 +652,10 @@ def progressed(
             # the store, not one process's count, decides that the job is used up
             job = dataclasses.replace(job, removed="exhausted", removed_at=now)
     next_fire = optional_utc(request.next_fire, "next_fire")
-    return job if next_fire is None else dataclasses.replace(job, next_fire=next_fire)
+    if next_fire is None or (job.next_fire is not None and next_fire <= job.next_fire):
+        # claims of one job commit in any order: a late one must not move progress back
+        return job
+    return dataclasses.replace(job, next_fire=next_fire)
 
 
 def recorded_state(record: RunRecord) -> OccurrenceState:
