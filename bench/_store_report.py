@@ -8,13 +8,12 @@ each rewrite only their own part.
 from __future__ import annotations
 
 import json
-import math
 import statistics
 import time
-from collections import defaultdict
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+from _report import Medians, collect, fmt, median, table
 
 BEGIN = "<!-- stores:begin -->"
 END = "<!-- stores:end -->"
@@ -37,39 +36,7 @@ LIMITS = {
 MEMORY_LIMIT = 1024.0
 IDLE_LIMIT = 0.02
 
-Values = dict[tuple[str, str], dict[str, list[float]]]
-
-
-def collect(records: Iterable[dict[str, Any]]) -> Values:
-    values: Values = defaultdict(lambda: defaultdict(list))
-    for record in records:
-        for metric, value in record.get("metrics", {}).items():
-            if isinstance(value, int | float) and not math.isnan(value):
-                values[(record["case"], record["contestant"])][metric].append(float(value))
-    return values
-
-
-def median(values: Values, case: str, contestant: str, metric: str) -> float | None:
-    found = values.get((case, contestant), {}).get(metric)
-    return statistics.median(found) if found else None
-
-
-def fmt(value: float | None) -> str:
-    if value is None:
-        return "—"
-    if abs(value) >= 100:
-        return f"{value:,.0f}"
-    if abs(value) >= 10:
-        return f"{value:.1f}"
-    if abs(value) >= 1:
-        return f"{value:.2f}"
-    return f"{value:.2g}"
-
-
-def table(header: list[str], rows: Iterable[list[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    lines.extend("| " + " | ".join(row) + " |" for row in rows)
-    return [*lines, ""]
+Values = Medians
 
 
 def verdict(got: float | None, limit: float) -> str:
