@@ -117,6 +117,8 @@ class DurableJobs:
         self._parked: dict[uuid.UUID, tuple[StoredJob, str]] = {}
         self._reported: set[tuple[uuid.UUID, str]] = set()
         self._templates: dict[tuple[object, ...], JobSpec] = {}
+        self._gone: set[uuid.UUID] = set()
+        """Jobs this process removed, until their tombstone comes back from the store."""
         self._cursor = 0
         self._opened = False
         self._broken = False
@@ -262,6 +264,7 @@ class DurableJobs:
 
     def remove(self, state: JobState) -> None:
         self.store.remove_job(state.uuid(), reason="removed")
+        self._gone.add(state.uuid())
 
     def remove_parked(self, job_id: uuid.UUID) -> bool:
         """Remove a stored job this process could not load (its task is unknown here, or
@@ -309,7 +312,10 @@ class DurableJobs:
     def _apply(self, row: StoredJob, known: tuple[JobSpec, Rule] | None) -> JobState | None:
         """Mirror one row. ``known``: its spec and rule, when the caller just built them."""
         state = self.engine.jobs.get(row.id.int)
+        if row.removed is None and state is None and row.id in self._gone:
+            return None  # a row read before this process's own removal reached the store
         if row.removed is not None:
+            self._gone.discard(row.id)
             self._parked.pop(row.id, None)
             if state is not None and state.durable is not None:
                 cancel = row.removed != "exhausted"
@@ -438,6 +444,7 @@ class DurableJobs:
         self._submit(self.store.record, record, done=done)
 
     def _expired(self, state: JobState, reason: str) -> None:
+        self._gone.add(state.uuid())
         self._submit(self.store.remove_job, state.uuid(), reason="exhausted")
 
     def _submit(
