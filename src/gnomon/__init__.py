@@ -7,6 +7,7 @@ on one machine or on several that share Redis or PostgreSQL.
 
 from __future__ import annotations
 
+from gnomon._dispatch import message_id
 from gnomon._distributed import Elector, Lease, Locker, occurrence_key
 from gnomon._durations import format_duration, parse_duration
 from gnomon._errors import (
@@ -30,6 +31,8 @@ from gnomon._errors import (
 )
 from gnomon._events import JobContext, LimitMode, Monitor, Outcome, Recovery, RunEvent
 from gnomon._job import Job
+from gnomon._options import JobOptions
+from gnomon._retry import Retry
 from gnomon._rules import (
     Rule,
     Weekday,
@@ -57,6 +60,7 @@ __all__ = [
     "JobContext",
     "JobExists",
     "JobNotFound",
+    "JobOptions",
     "Lease",
     "LeaseLost",
     "LimitMode",
@@ -67,6 +71,7 @@ __all__ = [
     "OccurrenceAbandoned",
     "Outcome",
     "Recovery",
+    "Retry",
     "Rule",
     "RunEvent",
     "RunRecord",
@@ -84,6 +89,7 @@ __all__ = [
     "every",
     "every_random",
     "format_duration",
+    "message_id",
     "monthly",
     "occurrence_key",
     "once",

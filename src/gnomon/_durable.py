@@ -377,7 +377,8 @@ class DurableJobs:
             row.source,
         )
         if state.paused != row.paused:
-            self.engine.set_paused(state, row.paused, self.engine.now())
+            reason = row.pause_reason if row.paused else None
+            self.engine.set_paused(state, row.paused, self.engine.now(), reason=reason)
 
     def _park(self, row: StoredJob, reason: str) -> None:
         self._parked[row.id] = (row, reason)

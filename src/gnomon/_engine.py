@@ -111,6 +111,22 @@ class _DelayedOffer(_Timed):
             )
 
 
+class _PendingRetry(_Timed):
+    """A failed attempt's retry, waiting for its time. It holds its job's singleton slot
+    but is not a run yet: ``wait_idle`` does not wait for it."""
+
+    __slots__ = ("run",)
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+
+    def fire(self, engine: Engine, now: datetime, effects: Effects) -> None:
+        state = self.run.state
+        if state.pending_retry is self:  # not dropped meanwhile
+            state.pending_retry = None
+            engine.start_retry(self.run, now, effects)
+
+
 class _Timeout(_Timed):
     __slots__ = ("run",)
 
@@ -334,18 +350,71 @@ class Engine:
         self.apply(effects)
         return state
 
-    def set_paused(self, state: JobState, paused: bool, now: datetime) -> None:
+    def set_paused(
+        self,
+        state: JobState,
+        paused: bool,
+        now: datetime,
+        *,
+        reason: str | None = None,
+        catch_up: bool = False,
+    ) -> None:
+        """Pause a job (keeping where its schedule stood), or resume it from there."""
+        effects: Effects = []
         with self.lock:
             self._require_open()
             if state.removed:
                 raise JobNotFound(f"job {state.spec.name!r} ({_uuid(state.id)}) was removed")
+            if paused:
+                state.pause_reason = reason
             if state.paused == paused:
                 return
             state.paused = paused
             if paused:
+                if state.next_fire is not None:
+                    state.resume_from = state.next_fire
+                self._drop_retry(state, effects)
                 self._disarm(state)
-            elif self.started:
-                self._arm_first(state, now.astimezone(self.tz))
+            else:
+                why = "while paused"
+                if state.pause_reason:
+                    why = f"while paused ({state.pause_reason})"
+                state.pause_reason = None
+                if self.started:
+                    moment = now.astimezone(self.tz)
+                    self._resume(state, moment, effects, catch_up=catch_up, why=why)
+        self.apply(effects)
+
+    def _resume(
+        self, state: JobState, now: datetime, effects: Effects, *, catch_up: bool, why: str
+    ) -> None:
+        """Re-arm a paused or stopped job in its existing phase: what fell due meanwhile
+        is one missed record (``catch_up``: the job's catch-up policy decides)."""
+        resume_from, state.resume_from = state.resume_from, None
+        if resume_from is None or state.stored_next is not None:
+            self._arm_or_expire(state, now, effects)
+            return
+        if _ts(resume_from) > _ts(now):
+            self._arm(state, resume_from)
+            return
+        try:
+            following, passed = self._following(state, resume_from, now)
+        except _RuleStuck as stuck:
+            self._remove(state, str(stuck), cancel=False, effects=effects, expired=True)
+            return
+        gap = [resume_from, *passed]
+        if catch_up:
+            due, missed = self._catch_up(state, gap, now)
+        else:
+            due, missed = [], gap
+        if missed:
+            self._report_missed(state, missed, effects, why=why)
+        if following is not None:
+            self._arm(state, following)
+        for moment in due:
+            self._start(state, moment, now, effects, immediate=False)
+        if following is None and not state.spec.interval_from_completion:
+            self._remove(state, "no fire time left", cancel=False, effects=effects, expired=True)
 
     def _remove(
         self, state: JobState, reason: str, *, cancel: bool, effects: Effects, expired: bool = False
@@ -356,6 +425,7 @@ class Engine:
         on_expired = self.on_expired
         if expired and state.durable is not None and on_expired is not None:
             effects.append(lambda: on_expired(state, reason))
+        self._drop_retry(state, effects, admit=False)
         self._disarm(state)
         state.removed = True
         del self.jobs[state.id]
@@ -400,7 +470,12 @@ class Engine:
                 return False
             self.started = self.accepting = True
             for state in list(self.jobs.values()):
-                if not state.paused:
+                if state.paused:
+                    continue
+                if state.resume_from is not None:
+                    why = "while the scheduler was stopped"
+                    self._resume(state, now, effects, catch_up=False, why=why)
+                else:
                     self._arm_or_expire(state, now, effects)
         self.apply(effects)
         return True
@@ -423,9 +498,13 @@ class Engine:
             self.started = self.accepting = False
             self.shut_down = self.shut_down or shut_down
             for state in self.jobs.values():
+                if state.next_fire is not None and not shut_down:
+                    state.resume_from = state.next_fire
+                self._drop_retry(state, effects, admit=False)
                 self._disarm(state)
                 self._drop_queued(state, outcome, effects)
-            self._heap = [e for e in self._heap if not isinstance(e[2], JobState | _DelayedOffer)]
+            dropped = JobState | _DelayedOffer | _PendingRetry
+            self._heap = [e for e in self._heap if not isinstance(e[2], dropped)]
             heapq.heapify(self._heap)
             self._stale = 0
             for run in self.live_runs:
@@ -676,15 +755,140 @@ class Engine:
         if key is None:
             key = self._key(state, now, manual=manual, immediate=immediate)
         run = Run(self, state, scheduled, key, manual=manual, retries=retries)
-        singleton = state.spec.singleton
-        if singleton is not None and state.running:
-            if singleton is LimitMode.WAIT and len(state.waiting or ()) < _QUEUE_LIMIT:
-                self._enqueue_for_job(run)
-            else:
-                self._skip(run, Outcome.SKIPPED_SINGLETON, None, effects)
-            return run
-        self._admit(run, now, effects)
+        self._gate(run, now, effects)
         return run
+
+    def _gate(self, run: Run, now: datetime, effects: Effects) -> None:
+        """The singleton gate (a pending retry holds the slot too), then the limit gate."""
+        state = run.state
+        singleton = state.spec.singleton
+        if singleton is not None and (state.running or state.pending_retry is not None):
+            if singleton in (LimitMode.WAIT_LATEST, LimitMode.REPLACE):
+                self._drop_retry(state, effects)  # a new tick discards a pending retry
+                if not state.running:
+                    self._admit(run, now, effects)
+                    return
+                if singleton is LimitMode.REPLACE:
+                    self._replace_running(state, effects)
+            self._hold(run, effects)
+            return
+        self._admit(run, now, effects)
+
+    def _hold(self, run: Run, effects: Effects) -> None:
+        """A run whose job's singleton slot is taken: queue it, keep it as the latest, or
+        skip it, as the job's singleton mode says."""
+        singleton = run.spec.singleton
+        waiting = run.state.waiting
+        if singleton is LimitMode.WAIT:
+            if len(waiting or ()) < _QUEUE_LIMIT:
+                self._enqueue_for_job(run)
+                return
+        elif singleton in (LimitMode.WAIT_LATEST, LimitMode.REPLACE):
+            while waiting:
+                displaced = waiting.popleft()
+                self._waiting -= 1
+                self._skip(displaced, Outcome.SKIPPED_SINGLETON, None, effects)
+            self._enqueue_for_job(run)
+            return
+        self._skip(run, Outcome.SKIPPED_SINGLETON, None, effects)
+
+    def _replace_running(self, state: JobState, effects: Effects) -> None:
+        """``REPLACE``: ask the job's running runs to stop; each ends ``CANCELLED``."""
+        for run in self.live_runs:
+            if run.state is state and not run.finished and not run.replaced:
+                run.replaced = True
+                run.cancel()
+                effects.append(run.interrupt)
+                self.log.info(
+                    "run of %s replaced by a newer occurrence: asked to stop",
+                    state.spec.name,
+                    extra=run.log_extra(),
+                )
+
+    def _drop_retry(self, state: JobState, effects: Effects, *, admit: bool = True) -> None:
+        """Forget a job's pending retry: its occurrence keeps its last attempt's outcome."""
+        pending = state.pending_retry
+        if pending is None:
+            return
+        state.pending_retry = None
+        run = pending.run  # type: ignore[attr-defined]
+        if self.log.isEnabledFor(logging.INFO):
+            self.log.info(
+                "pending retry of %s dropped (attempt %d was its last)",
+                state.spec.name,
+                run.attempt,
+                extra=run.log_extra(),
+            )
+        if run.outcome is not None:
+            self._record(run, run.outcome, run.error, effects)
+        if admit and state.waiting:
+            self._admit_waiting(state, self.now(), effects)
+
+    def plan_retry(
+        self, run: Run, outcome: Outcome, error: BaseException | None, ended: datetime
+    ) -> None:
+        """Decide whether a failed or timed-out attempt is retried, and when
+        (``run.retry_at``). Called once per attempt, before its listeners."""
+        retry = run.spec.retry
+        if retry is None or run.attempt >= retry.attempts or not retry.retries(outcome, error):
+            return
+        when = ended + retry.wait(run.attempt)
+        with self.lock:
+            state = run.state
+            if state.removed or state.paused or state.cancelling or not self.accepting:
+                return
+            stop_at = state.spec.stop_at
+            if stop_at is not None and _ts(when) > _ts(stop_at):
+                return
+            if not retry.past_next:
+                upcoming = self._upcoming_after(run)
+                if upcoming is not None and _ts(when) >= _ts(upcoming):
+                    self.log.info(
+                        "run of %s will not be retried: its retry (at %s) would not start "
+                        "before the next fire time (%s); past_next=True allows that",
+                        run.spec.name,
+                        when.isoformat(),
+                        upcoming.isoformat(),
+                        extra=run.log_extra(),
+                    )
+                    return
+            run.retry_at = when
+
+    def _upcoming_after(self, run: Run) -> datetime | None:
+        """The job's next scheduled fire time after ``run``'s occurrence."""
+        state = run.state
+        if run.manual:
+            return state.next_fire
+        try:
+            return self._next_fire(state, run.scheduled_at)
+        except _RuleStuck:
+            return None
+
+    def _retry_later(self, run: Run) -> bool:
+        """Park a finished attempt's planned retry on the heap (under the lock)."""
+        when = run.retry_at
+        state = run.state
+        if when is None or state.removed or state.paused or state.cancelling:
+            return False
+        if not self.accepting:
+            return False
+        pending = _PendingRetry(run)
+        state.pending_retry = pending
+        now = self.now()
+        self.push_timed(when if _ts(when) > _ts(now) else now, pending)
+        return True
+
+    def start_retry(self, previous: Run, now: datetime, effects: Effects) -> None:
+        """The next attempt of ``previous``'s occurrence: same key, ``attempt + 1``."""
+        state = previous.state
+        if state.removed or state.paused or not self.accepting:
+            self._record(previous, previous.outcome or Outcome.FAILED, previous.error, effects)
+            return
+        run = Run(self, state, previous.scheduled_at, previous.key, manual=previous.manual)
+        run.attempt = run.base_attempt = previous.attempt
+        run.attempt += 1
+        run.actor = previous.actor
+        self._gate(run, now, effects)
 
     def _enqueue_for_job(self, run: Run) -> None:
         state = run.state
@@ -725,7 +929,9 @@ class Engine:
 
     # ---------------------------------------------------------------- runs
 
-    def run_now(self, state: JobState, now: datetime, *, want_event: bool) -> Run:
+    def run_now(
+        self, state: JobState, now: datetime, *, want_event: bool, actor: str | None = None
+    ) -> Run:
         effects: Effects = []
         now = now.astimezone(self.tz)
         with self.lock:
@@ -733,6 +939,7 @@ class Engine:
             if state.removed:
                 raise JobNotFound(f"job {state.spec.name!r} ({_uuid(state.id)}) was removed")
             run = self.offer(state, now, now, effects, manual=True)
+            run.actor = actor
             if want_event:
                 run.want_event()
         self.apply(effects)
@@ -808,7 +1015,7 @@ class Engine:
                 self.live_runs.discard(run)
             else:
                 self._settling += 1  # stays live until its claim is settled in the store
-            if run.outcome is not None:
+            if run.outcome is not None and not self._retry_later(run):
                 self._record(run, run.outcome, run.error, effects)
             state = run.state
             state.running -= 1
@@ -849,18 +1056,15 @@ class Engine:
             return None
 
     def _admit_waiting(self, state: JobState, now: datetime, effects: Effects) -> None:
-        if state.waiting and not state.running:
+        if state.waiting and not state.running and state.pending_retry is None:
             self._waiting -= 1
             self._admit(state.waiting.popleft(), now, effects)
         limit = self.max_concurrent
         while self._queue and (limit is None or self._running < limit):
             run = self._queue.popleft()
-            singleton = run.spec.singleton
-            if singleton is not None and run.state.running:
-                if singleton is LimitMode.WAIT:
-                    self._enqueue_for_job(run)
-                else:
-                    self._skip(run, Outcome.SKIPPED_SINGLETON, None, effects)
+            held = run.state.running or run.state.pending_retry is not None
+            if run.spec.singleton is not None and held:
+                self._hold(run, effects)
                 continue
             self._admit(run, now, effects)
 
@@ -901,12 +1105,14 @@ class Engine:
                 extra=run.log_extra(),
             )
 
-    def _report_missed(self, state: JobState, missed: list[datetime], effects: Effects) -> None:
+    def _report_missed(
+        self, state: JobState, missed: list[datetime], effects: Effects, *, why: str = ""
+    ) -> None:
         """One record and one event for every missed fire time of one gap."""
         first, count = missed[0], len(missed)
         run = Run(self, state, first, occurrence_key(state.spec.name, first))
         event = run.event(Outcome.SKIPPED_MISSED, result=count)
-        detail = f"{count} missed, the last at {missed[-1].isoformat()}"
+        detail = f"{count} missed{' ' + why if why else ''}, the last at {missed[-1].isoformat()}"
         self.log.info(
             "job %s missed %d fire time(s) from %s to %s (downtime, a suspend, a late "
             "wake-up or a pause); its catch_up=%r policy decided what still ran",

@@ -45,6 +45,10 @@ class LimitMode(enum.Enum):
     """Skip the tick; the schedule goes on."""
     WAIT = "wait"
     """Queue the tick; it runs as soon as a slot frees up."""
+    WAIT_LATEST = "wait_latest"
+    """Keep at most one waiting tick, the latest; the one it displaces is skipped."""
+    REPLACE = "replace"
+    """Cancel the running run and start the new tick as soon as it has returned."""
 
 
 class Recovery(enum.Enum):
@@ -76,6 +80,8 @@ class RunEvent:
     attempt: int
     occurrence_key: str
     fencing_token: int | None
+    will_retry: bool = False
+    """For a failed or timed-out attempt: whether the job's ``retry`` runs it again."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 
     from gnomon._distributed import Locker
     from gnomon._events import LimitMode, Recovery, RunEvent
+    from gnomon._retry import Retry
     from gnomon._rules import Rule
     from gnomon._run import Run
 
@@ -52,6 +53,7 @@ class JobSpec:
     catch_up: CatchUp = "latest"
     catch_up_window: timedelta | None = None
     catch_up_limit: int = 100
+    retry: Retry | None = None
 
 
 class Durable:
@@ -94,8 +96,11 @@ class JobState:
         "immediate",
         "last_run",
         "next_fire",
+        "pause_reason",
         "paused",
+        "pending_retry",
         "removed",
+        "resume_from",
         "rule",
         "running",
         "runs_started",
@@ -119,6 +124,11 @@ class JobState:
         self.removed = False
         self.cancelling = False
         self.paused = False
+        self.pause_reason: str | None = None
+        self.resume_from: datetime | None = None
+        """Where a paused (or stopped) job's schedule stood: ``resume`` goes on from it."""
+        self.pending_retry: object | None = None
+        """A retry waiting for its time; it holds the job's singleton slot."""
         self.uuid_value: uuid.UUID | None = None
         self.durable: Durable | None = None
         self.stored_next: datetime | None = None
@@ -137,13 +147,20 @@ class JobOwner:
     def _job_next_runs(self, state: JobState, count: int) -> list[datetime]:
         raise NotImplementedError
 
-    def _job_run_now(self, state: JobState, wait: bool) -> object:
+    def _job_run_now(self, state: JobState, wait: bool, actor: str | None = None) -> object:
         raise NotImplementedError
 
     def _job_remove(self, state: JobState) -> object:
         raise NotImplementedError
 
-    def _job_set_paused(self, state: JobState, paused: bool, reason: str | None = None) -> object:
+    def _job_set_paused(
+        self,
+        state: JobState,
+        paused: bool,
+        reason: str | None = None,
+        *,
+        catch_up: bool = False,
+    ) -> object:
         raise NotImplementedError
 
 
@@ -204,8 +221,11 @@ class Job:
     @property
     def pause_reason(self) -> str | None:
         """Why the job was paused (durable jobs keep it in their store)."""
-        durable = self._state.durable
-        return None if durable is None or not self._state.paused else durable.pause_reason
+        state = self._state
+        if not state.paused:
+            return None
+        durable = state.durable
+        return state.pause_reason if durable is None else durable.pause_reason
 
     @property
     def version(self) -> int:
@@ -222,12 +242,15 @@ class Job:
         """The next ``count`` fire times (fewer if the rule runs out or ``stop_at`` comes)."""
         return self._owner._job_next_runs(self._state, count)
 
-    def run_now(self, *, wait: bool = False) -> Any:
+    def run_now(self, *, wait: bool = False, actor: str | None = None) -> Any:
         """Run once now, through the singleton/limit gates, without moving the schedule.
 
         Returns at once; with ``wait=True`` returns the run's :class:`~gnomon.RunEvent`.
+        ``actor`` names who asked (a dashboard user); history keeps it in ``actor``.
         """
-        return self._owner._job_run_now(self._state, wait)
+        if actor is not None and not isinstance(actor, str):
+            raise TypeError(f"an actor is a string, got {actor!r}")
+        return self._owner._job_run_now(self._state, wait, actor)
 
     def remove(self) -> Any:
         return self._owner._job_remove(self._state)
@@ -238,8 +261,15 @@ class Job:
             raise TypeError(f"a pause reason is a string, got {reason!r}")
         return self._owner._job_set_paused(self._state, paused=True, reason=reason)
 
-    def resume(self) -> Any:
-        return self._owner._job_set_paused(self._state, paused=False)
+    def resume(self, *, catch_up: bool = False) -> Any:
+        """Fire again, from the first fire time after now in the job's existing phase.
+
+        What fell due while paused is recorded as one ``SKIPPED_MISSED`` record; with
+        ``catch_up=True`` the job's catch-up policy decides what of it still runs.
+        """
+        if not isinstance(catch_up, bool):
+            raise TypeError(f"catch_up must be True or False, got {catch_up!r}")
+        return self._owner._job_set_paused(self._state, paused=False, catch_up=catch_up)
 
     def __repr__(self) -> str:
         status = "removed" if self._state.removed else f"next_run={self.next_run}"

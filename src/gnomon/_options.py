@@ -2,31 +2,97 @@
 
 from __future__ import annotations
 
+import difflib
 import enum
 import functools
 import inspect
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal, TypedDict
 
 from gnomon import _rules
 from gnomon._clock import require_aware
 from gnomon._distributed import Locker
-from gnomon._durations import parse_duration
+from gnomon._durations import Duration, parse_duration
 from gnomon._errors import InvalidJob, InvalidJobArguments
-from gnomon._events import JobContext, LimitMode, Recovery
+from gnomon._events import JobContext, LimitMode, Recovery, RunEvent
 from gnomon._job import JobSpec
+from gnomon._retry import Retry
 from gnomon._rules import Every, EveryRandom, Rule
+from gnomon._stores.contract import IfExists
 
 __all__ = [
     "ADD_ONLY_OPTIONS",
     "CATCH_UP_POLICIES",
     "JOB_OPTIONS",
+    "AddOptions",
+    "DecoratorOptions",
+    "JobOptions",
+    "UpdateOptions",
     "build_spec",
     "check_option_names",
     "check_rule",
     "is_async_callable",
 ]
+
+Listener = Callable[[RunEvent], object]
+
+
+class _Options(TypedDict, total=False):
+    args: tuple[object, ...] | list[object]
+    kwargs: Mapping[str, object] | None
+    tags: Iterable[str]
+    singleton: LimitMode | None
+    max_runs: int | None
+    start_at: datetime | None
+    start_immediately: bool
+    stop_at: datetime | None
+    jitter: Duration | None
+    timeout: Duration | None
+    before_run: Listener | None
+    after_run: Listener | None
+    after_error: Listener | None
+    after_lock_error: Listener | None
+    locker: Locker | Literal[False] | None
+    recovery: Recovery
+    interval_from_completion: bool
+    catch_up: Literal["latest", "skip", "all"]
+    catch_up_window: Duration | None
+    catch_up_limit: int
+    retry: Retry | None
+
+
+class JobOptions(_Options, total=False):
+    """A job's options, for type checkers: ``**options: Unpack[JobOptions]`` on
+    ``add_job``, ``update_job`` and ``@s.job``, and ``job_defaults: JobOptions``."""
+
+    name: str | None
+
+
+class AddOptions(_Options, total=False):
+    """``add_job``'s keywords besides ``name`` (which its overloads type themselves)."""
+
+    id: uuid.UUID | None
+    durable: bool
+    if_exists: IfExists | Literal["replace", "keep", "error"]
+
+
+class DecoratorOptions(JobOptions, total=False):
+    """``@s.job``'s keywords: a job's options and ``add_job``'s own."""
+
+    id: uuid.UUID | None
+    durable: bool
+    if_exists: IfExists | Literal["replace", "keep", "error"]
+
+
+class UpdateOptions(JobOptions, total=False):
+    """``update_job``'s keywords: a job's options, a new task or rule, a version check."""
+
+    func: Callable[..., Any] | str
+    rule: Rule
+    expected_version: int | None
+
 
 JOB_OPTIONS: Mapping[str, object] = {
     "args": (),
@@ -50,6 +116,7 @@ JOB_OPTIONS: Mapping[str, object] = {
     "catch_up": "latest",
     "catch_up_window": None,
     "catch_up_limit": 100,
+    "retry": None,
 }
 ADD_ONLY_OPTIONS = frozenset({"durable", "if_exists"})
 """Options ``add_job`` takes that describe the call, not the job (not in a ``JobSpec``)."""
@@ -65,9 +132,16 @@ def check_option_names(
 ) -> None:
     unknown = sorted(set(options) - set(JOB_OPTIONS) - extra)
     if unknown:
+        valid = sorted({*JOB_OPTIONS, *extra})
+        hints = [
+            f"did you mean {close[0]!r} for {name!r}?"
+            for name in unknown
+            if (close := difflib.get_close_matches(name, valid, n=1, cutoff=0.6))
+        ]
+        hint = f" ({' '.join(hints)})" if hints else ""
         raise TypeError(
-            f"{where} got unknown option(s) {', '.join(unknown)}; "
-            f"valid options are {', '.join(sorted(JOB_OPTIONS))}"
+            f"{where} got unknown option(s) {', '.join(repr(n) for n in unknown)}{hint}; "
+            f"valid options are {', '.join(valid)}"
         )
 
 
@@ -111,6 +185,7 @@ def build_spec(
         catch_up=_check_catch_up(opts["catch_up"]),
         catch_up_window=_check_duration(opts["catch_up_window"], "catch_up_window"),
         catch_up_limit=_check_catch_up_limit(opts["catch_up_limit"]),
+        retry=_check_retry(opts["retry"]),
         **listeners,
     )
     _check_combinations(spec)
@@ -309,6 +384,15 @@ def _check_catch_up_limit(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise InvalidJob(f"catch_up_limit must be a whole number of at least 1, got {value!r}")
     return value
+
+
+def _check_retry(value: object) -> Retry | None:
+    if value is None or isinstance(value, Retry):
+        return value
+    raise InvalidJob(
+        f"retry must be a gnomon.Retry (such as Retry(attempts=3, delay='10s')) or None, "
+        f"got {value!r}"
+    )
 
 
 def _check_bool(value: object, field: str) -> bool:

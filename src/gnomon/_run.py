@@ -21,7 +21,7 @@ from gnomon._cancel import CancelEvent
 from gnomon._distributed import occurrence_key
 from gnomon._errors import LeaseLost, LockHeld, OccurrenceAbandoned
 from gnomon._events import JobContext, Outcome, RunEvent
-from gnomon._stores.contract import RunRecord, describe_error
+from gnomon._stores.contract import RunRecord, describe_error, describe_traceback
 from gnomon._stores.leases import StoreLocker
 
 if TYPE_CHECKING:
@@ -52,6 +52,7 @@ class Run:
         "actor",
         "admitted_at",
         "attempt",
+        "base_attempt",
         "calling",
         "engine",
         "error",
@@ -64,9 +65,11 @@ class Run:
         "loop",
         "manual",
         "outcome",
+        "replaced",
         "reported",
         "result",
         "retries",
+        "retry_at",
         "scheduled_at",
         "settled",
         "spec",
@@ -97,6 +100,11 @@ class Run:
         self._cancel_requested = False
         self._cancel_event: threading.Event | None = None
         self.attempt = 1
+        self.base_attempt = 0
+        """Attempts of this occurrence before this run (a retry's); 0 for a first run."""
+        self.replaced = False
+        self.retry_at: datetime | None = None
+        """When the job's ``retry`` runs this occurrence again (decided as it ends)."""
         self.token: int | None = None
         self.lease: Lease | None = None
         self.lease_deadline = 0.0
@@ -170,6 +178,7 @@ class Run:
             attempt=self.attempt,
             occurrence_key=self.key,
             fencing_token=self.token,
+            will_retry=self.retry_at is not None,
         )
 
     def record(
@@ -198,6 +207,7 @@ class Run:
             error=describe_error(error),
             detail=detail,
             count=count,
+            output=describe_traceback(error),
             actor=self.actor,
         )
 
@@ -351,6 +361,7 @@ class Run:
         self, outcome: Outcome, result: object, exc: BaseException | None
     ) -> None:
         self.outcome, self.error, self.result = outcome, exc, result
+        self._plan_retry(outcome, exc, self.engine.now())
         listener = self.spec.after_run if outcome is Outcome.SUCCESS else self.spec.after_error
         if self._quiet(outcome, listener):
             self.engine.finish(self)
@@ -383,7 +394,7 @@ class Run:
             if isinstance(locker, StoreLocker):
                 lease = await locker.acquire_run(self)
             else:
-                lease = await locker.acquire(self.key, ttl, recovery=self.spec.recovery)
+                lease = await locker.acquire(self._lock_key(), ttl, recovery=self.spec.recovery)
         except OccurrenceAbandoned as exc:
             self.attempt = exc.attempt
             return await self._refuse(Outcome.ABANDONED, exc)
@@ -395,10 +406,20 @@ class Run:
             if self.retries:  # recovering a dead holder's occurrence: keep trying
                 self.engine.schedule_retry(self, locker.renew_interval)
             return await self._refuse(Outcome.SKIPPED_LOCK_ERROR, exc)
-        self.lease, self.token, self.attempt = lease, lease.token, lease.attempt
+        self.lease, self.token = lease, lease.token
+        # A store counts attempts itself; a locker counts the claims of one lock key.
+        stored = isinstance(locker, StoreLocker)
+        self.attempt = lease.attempt if stored else self.base_attempt + lease.attempt
         self.lease_deadline = begun + _lease_window(ttl.total_seconds())
         self.keeper = asyncio.get_running_loop().create_task(self._keep_lease(locker))
         return True
+
+    def _lock_key(self) -> str:
+        """What a locker claims: the occurrence key; a retry's own key per attempt, so
+        that it is claimed again, with a larger fencing token."""
+        if self.base_attempt == 0:
+            return self.key
+        return f"{self.key}/attempt-{self.base_attempt + 1}"
 
     async def _refuse(self, outcome: Outcome, exc: BaseException | None) -> bool:
         event = self.event(outcome, exception=exc)
@@ -509,12 +530,20 @@ class Run:
             call_hook(engine.log, monitor.scheduling_delay, event, delay)
         return True
 
+    def _plan_retry(self, outcome: Outcome, exc: BaseException | None, ended: datetime) -> None:
+        if outcome is not Outcome.SUCCESS and self.spec.retry is not None:
+            self.engine.plan_retry(self, outcome, exc, ended)
+
     def _success_outcome(self) -> Outcome:
+        if self.replaced:
+            return Outcome.CANCELLED
         if self.timed_out:
             return Outcome.TIMED_OUT
         return Outcome.CANCELLED if self.lease_lost else Outcome.SUCCESS
 
     def _failure_outcome(self, exc: BaseException) -> Outcome:
+        if self.replaced:
+            return Outcome.CANCELLED
         if self.timed_out:
             return Outcome.TIMED_OUT
         # A task that raises once asked to stop (removal, stop, shutdown, a lost lease)
@@ -528,7 +557,18 @@ class Run:
     ) -> RunEvent:
         event = self.event(outcome, finished_at=self.engine.now(), exception=exc, result=result)
         log = self.engine.log
-        if outcome is Outcome.FAILED:
+        retry_at = self.retry_at
+        if retry_at is not None:
+            log.warning(
+                "run of %s ended %s (attempt %d); retrying at %s",
+                self.spec.name,
+                outcome.value,
+                self.attempt,
+                retry_at.isoformat(),
+                exc_info=exc,
+                extra=self.log_extra(),
+            )
+        elif outcome is Outcome.FAILED:
             log.error("run of %s failed", self.spec.name, exc_info=exc, extra=self.log_extra())
         elif outcome is not Outcome.SUCCESS:
             log.warning("run of %s ended %s", self.spec.name, outcome.value, extra=self.log_extra())
@@ -544,6 +584,8 @@ class Run:
         call: Callable[[logging.Logger, Callable[[RunEvent], object] | None, RunEvent], object],
     ) -> None:
         self.outcome, self.error, self.result = outcome, exc, result
+        if not self.reported:  # a timed-out sync run planned its retry at the deadline
+            self._plan_retry(outcome, exc, self.engine.now())
         listener = self.spec.after_run if outcome is Outcome.SUCCESS else self.spec.after_error
         quiet = self._quiet(outcome, listener)
         if quiet or (self.spec.timeout is not None and not self.engine.claim_report(self)):
@@ -556,6 +598,7 @@ class Run:
     def report_timed_out(self, deadline: datetime) -> None:
         """A sync run past its deadline: tell listeners and the monitor now, not when (or
         whether) the thread returns. The run keeps its slot until it does."""
+        self._plan_retry(Outcome.TIMED_OUT, None, deadline)
         event = self.event(Outcome.TIMED_OUT, finished_at=deadline)
         self.engine.log.warning(
             "run of %s timed out; its thread is still running",

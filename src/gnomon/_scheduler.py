@@ -14,10 +14,11 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Self, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Self, TypeVar, Unpack, overload
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from gnomon._clock import Clock, FakeClock, SystemClock
+from gnomon._dispatch import DispatchTarget, register_broker, register_target
 from gnomon._distributed import Elector, Locker
 from gnomon._durable import DurableJobs, default_node
 from gnomon._durations import parse_duration
@@ -34,7 +35,16 @@ from gnomon._errors import (
 from gnomon._events import LimitMode, Monitor, Outcome, RunEvent
 from gnomon._history import HistoryQuery
 from gnomon._job import Job, JobOwner, JobSpec, JobState
-from gnomon._options import ADD_ONLY_OPTIONS, build_spec, check_option_names, check_rule
+from gnomon._options import (
+    ADD_ONLY_OPTIONS,
+    AddOptions,
+    DecoratorOptions,
+    JobOptions,
+    UpdateOptions,
+    build_spec,
+    check_option_names,
+    check_rule,
+)
 from gnomon._pool import WorkerPool
 from gnomon._run import Run, call_hook, current_run
 from gnomon._stores.contract import IfExists, NodeInfo, RunRecord, Store
@@ -118,7 +128,7 @@ class _SchedulerCore(JobOwner):
         locker: Locker | None = None,
         monitor: Monitor | None = None,
         logger: logging.Logger | None = None,
-        job_defaults: Mapping[str, Any] | None = None,
+        job_defaults: JobOptions | None = None,
         store: Store | None = None,
         node: str | None = None,
         history_retention: timedelta | float | str = "30d",
@@ -132,7 +142,7 @@ class _SchedulerCore(JobOwner):
         self._elector = _check_instance(elector, Elector, "elector")
         self._monitor = _check_instance(monitor, Monitor, "monitor")
         self._log = _check_instance(logger, logging.Logger, "logger") or logging.getLogger("gnomon")
-        self._defaults = dict(job_defaults or {})
+        self._defaults: dict[str, Any] = dict(job_defaults or {})
         check_option_names(self._defaults, "job_defaults")
         self._pool = WorkerPool(_check_workers(max_workers))
         self._forked = False
@@ -198,7 +208,7 @@ class _SchedulerCore(JobOwner):
 
     def register(
         self,
-        func: Callable[..., Any],
+        func: Callable[..., Any] | DispatchTarget,
         *,
         name: str | None = None,
         **listeners: Callable[..., Any] | None,
@@ -208,10 +218,23 @@ class _SchedulerCore(JobOwner):
         ``listeners`` are ``before_run``, ``after_run``, ``after_error`` and
         ``after_lock_error``: every durable job of this task gets them.
         """
+        if isinstance(func, DispatchTarget):
+            name = name or func.describe()
+            bound = register_target(self, func, name, listeners)
+            if bound is None:
+                return name  # registered by register_broker(), once its broker is here
+            func = bound
         task = self._tasks.register(func, name, listeners)
         if self._durable is not None:
             self._durable.registered(task)
         return task.name
+
+    def register_broker(self, kind: str, app_or_broker: object) -> None:
+        """Give dispatch targets of ``kind`` this process's live broker: a ``celery.Celery``
+        app, a Dramatiq broker, or the ``redis.Redis`` connection of RQ. Targets that were
+        waiting for it are registered now."""
+        for target, name, listeners in register_broker(self, kind, app_or_broker):
+            self.register(target, name=name, **listeners)
 
     def task(self, func: F | None = None, *, name: str | None = None, **listeners: Any) -> Any:
         """Decorator form of :meth:`register`: ``@s.task`` or ``@s.task(name=...)``;
@@ -473,14 +496,14 @@ class _SchedulerCore(JobOwner):
             raise ValueError(f"next_runs needs a whole number of runs >= 0, got {count!r}")
         return self._engine.next_runs(state, count, self.clock.now())
 
-    def job(self, rule: Rule, **options: Any) -> Callable[[F], F]:
+    def job(self, rule: Rule, **options: Unpack[DecoratorOptions]) -> Callable[[F], F]:
         """Decorator form of :meth:`add_job`; registers at once, returns the function."""
 
         def register(func: F) -> F:
             stored = self._durable is not None and _is_durable(options)
             if stored and self._tasks.name_of(func) is None:
                 self.register(func)
-            self._add(func, rule, options)
+            self._add(func, rule, dict(options))
             return func
 
         return register
@@ -573,12 +596,22 @@ class Scheduler(_SchedulerCore):
 
     @overload
     def add_job(
-        self, func: Callable[..., Any] | str, rule: Rule, *, name: None = None, **options: Any
+        self,
+        func: Callable[..., Any] | str,
+        rule: Rule,
+        *,
+        name: None = None,
+        **options: Unpack[AddOptions],
     ) -> Job: ...
 
     @overload
     def add_job(
-        self, func: Callable[..., Any] | str, rule: Rule, *, name: str, **options: Any
+        self,
+        func: Callable[..., Any] | str,
+        rule: Rule,
+        *,
+        name: str,
+        **options: Unpack[AddOptions],
     ) -> Job | None: ...
 
     def add_job(self, func: Callable[..., Any] | str, rule: Rule, **options: Any) -> Job | None:
@@ -589,8 +622,8 @@ class Scheduler(_SchedulerCore):
         """
         return self._add(func, rule, options)
 
-    def update_job(self, job_id: uuid.UUID, **changes: Any) -> Job:
-        return self._update(job_id, changes)
+    def update_job(self, job_id: uuid.UUID, **changes: Unpack[UpdateOptions]) -> Job:
+        return self._update(job_id, dict(changes))
 
     def remove_job(self, job_id: uuid.UUID) -> None:
         self._check_fork()
@@ -635,9 +668,11 @@ class Scheduler(_SchedulerCore):
     def get_job(self, job_id: uuid.UUID) -> Job:
         return self._get(job_id)
 
-    def _job_run_now(self, state: JobState, wait: bool) -> RunEvent | None:
+    def _job_run_now(
+        self, state: JobState, wait: bool, actor: str | None = None
+    ) -> RunEvent | None:
         self._check_fork()
-        run = self._engine.run_now(state, self.clock.now(), want_event=wait)
+        run = self._engine.run_now(state, self.clock.now(), want_event=wait, actor=actor)
         if not wait:
             return None
         if current_run.get() is not None and run.future is not None and not run.future.done():
@@ -650,10 +685,18 @@ class Scheduler(_SchedulerCore):
         self._remove_durable(state)
         self._engine.remove_state(state)
 
-    def _job_set_paused(self, state: JobState, paused: bool, reason: str | None = None) -> None:
+    def _job_set_paused(
+        self,
+        state: JobState,
+        paused: bool,
+        reason: str | None = None,
+        *,
+        catch_up: bool = False,
+    ) -> None:
         self._check_fork()
         self._pause_durable(state, paused, reason)
-        self._engine.set_paused(state, paused, self.clock.now())
+        now = self.clock.now()
+        self._engine.set_paused(state, paused, now, reason=reason, catch_up=catch_up)
         self._settle()
 
     # ---------------------------------------------------------------- lifecycle
@@ -955,12 +998,22 @@ class AsyncScheduler(_SchedulerCore):
 
     @overload
     async def add_job(
-        self, func: Callable[..., Any] | str, rule: Rule, *, name: None = None, **options: Any
+        self,
+        func: Callable[..., Any] | str,
+        rule: Rule,
+        *,
+        name: None = None,
+        **options: Unpack[AddOptions],
     ) -> Job: ...
 
     @overload
     async def add_job(
-        self, func: Callable[..., Any] | str, rule: Rule, *, name: str, **options: Any
+        self,
+        func: Callable[..., Any] | str,
+        rule: Rule,
+        *,
+        name: str,
+        **options: Unpack[AddOptions],
     ) -> Job | None: ...
 
     async def add_job(
@@ -975,10 +1028,10 @@ class AsyncScheduler(_SchedulerCore):
             return await self._off_loop(self._add, func, rule, options)
         return self._add(func, rule, options)
 
-    async def update_job(self, job_id: uuid.UUID, **changes: Any) -> Job:
+    async def update_job(self, job_id: uuid.UUID, **changes: Unpack[UpdateOptions]) -> Job:
         if self._durable is not None:
-            return await self._off_loop(self._update, job_id, changes)
-        return self._update(job_id, changes)
+            return await self._off_loop(self._update, job_id, dict(changes))
+        return self._update(job_id, dict(changes))
 
     async def remove_job(self, job_id: uuid.UUID) -> None:
         self._check_fork()
@@ -1031,9 +1084,11 @@ class AsyncScheduler(_SchedulerCore):
     async def get_job(self, job_id: uuid.UUID) -> Job:
         return self._get(job_id)
 
-    async def _job_run_now_async(self, state: JobState, wait: bool) -> RunEvent | None:
+    async def _job_run_now_async(
+        self, state: JobState, wait: bool, actor: str | None
+    ) -> RunEvent | None:
         self._check_fork()
-        run = self._engine.run_now(state, self.clock.now(), want_event=wait)
+        run = self._engine.run_now(state, self.clock.now(), want_event=wait, actor=actor)
         if not wait:
             return None
         assert run.future is not None  # noqa: S101 - requested above
@@ -1041,8 +1096,10 @@ class AsyncScheduler(_SchedulerCore):
             raise RuntimeError("run_now(wait=True) from inside a run could wait for itself")
         return await asyncio.wrap_future(run.future)
 
-    def _job_run_now(self, state: JobState, wait: bool) -> Coroutine[Any, Any, RunEvent | None]:
-        return self._job_run_now_async(state, wait)
+    def _job_run_now(
+        self, state: JobState, wait: bool, actor: str | None = None
+    ) -> Coroutine[Any, Any, RunEvent | None]:
+        return self._job_run_now_async(state, wait, actor)
 
     async def _remove_state(self, state: JobState) -> None:
         self._check_fork()
@@ -1053,17 +1110,25 @@ class AsyncScheduler(_SchedulerCore):
     def _job_remove(self, state: JobState) -> Coroutine[Any, Any, None]:
         return self._remove_state(state)
 
-    async def _set_paused(self, state: JobState, paused: bool, reason: str | None) -> None:
+    async def _set_paused(
+        self, state: JobState, paused: bool, reason: str | None, catch_up: bool
+    ) -> None:
         self._check_fork()
         if state.durable is not None:
             await self._off_loop(self._pause_durable, state, paused, reason)
-        self._engine.set_paused(state, paused, self.clock.now())
+        now = self.clock.now()
+        self._engine.set_paused(state, paused, now, reason=reason, catch_up=catch_up)
         self._settle()
 
     def _job_set_paused(
-        self, state: JobState, paused: bool, reason: str | None = None
+        self,
+        state: JobState,
+        paused: bool,
+        reason: str | None = None,
+        *,
+        catch_up: bool = False,
     ) -> Coroutine[Any, Any, None]:
-        return self._set_paused(state, paused, reason)
+        return self._set_paused(state, paused, reason, catch_up)
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -1288,6 +1353,12 @@ def _check_limit(value: object) -> int | None:
 
 
 def _check_limit_mode(value: object) -> LimitMode:
+    if value in (LimitMode.WAIT_LATEST, LimitMode.REPLACE):
+        raise InvalidOption(
+            f"limit_mode={value} has no meaning for the whole scheduler (which run would it "
+            "keep or replace?); use it as a job's singleton, and LimitMode.RESCHEDULE or "
+            "LimitMode.WAIT here"
+        )
     if not isinstance(value, LimitMode):
         raise InvalidOption(
             f"limit_mode must be LimitMode.RESCHEDULE or LimitMode.WAIT, got {value!r}"

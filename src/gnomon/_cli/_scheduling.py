@@ -11,7 +11,7 @@ declares, never jobs that other code added to the same store.
 from __future__ import annotations
 
 from collections.abc import Collection
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import gnomon
 from gnomon._cli._actions import ProcessGroups, command_task
@@ -28,6 +28,9 @@ from gnomon._cli._migrate import HISTORY_RETENTION
 from gnomon._cli._secrets import mask_secrets
 from gnomon._cli._store import StoreLocation
 from gnomon._distributed import Elector, Locker
+
+if TYPE_CHECKING:
+    from gnomon._options import JobOptions
 from gnomon._events import JobContext, Monitor
 from gnomon._stores.contract import Store, StoredJob
 
@@ -47,7 +50,7 @@ def build_scheduler(spec: SchedulerSpec, monitor: Monitor | None, store: Store) 
         elector=None if spec.elector is None else _elector(spec.elector),
         store=store,
         history_retention=HISTORY_RETENTION,
-        job_defaults=spec.job_defaults(),
+        job_defaults=cast("JobOptions", spec.job_defaults()),
     )
 
 
