@@ -143,4 +143,5 @@ def all_cases(profile: Profile, contestants: tuple[str, ...]) -> list[Case]:
         found.append(Case(key, key, "timed", title, asdict(spec), contestants))
     if (BENCH_DIR / "w5_cron.py").exists() and "gnomon" in contestants:
         found.append(Case("w5", "w5", "w5", "W5 cron math", {}, ("gnomon",)))
+        found.append(Case("w5cold", "w5", "w5cold", "W5 cron math, cold cache", {}, ("gnomon",)))
     return found

@@ -4,15 +4,21 @@ Each engine walks the same chains of fire times: from each of 16 start instants 
 over 2026 (DST days included), 20 successive next fires, in UTC and in America/New_York.
 cronsim and croniter are given their cheapest use, one iterator per start (so parsing is
 paid once per 20 fires); gnomon's rule is built once, as a scheduler holds it. Every
-figure is the median of several repetitions, after a warm-up pass.
+figure is the median of several repetitions.
 
-Run standalone (``.venv/bin/python bench/w5_cron.py``) or through ``bench/run.py``,
-which imports :func:`run`.
+:func:`run` measures warm: a warm-up pass first, so gnomon's zone offsets are cached.
+:func:`run_cold` measures every chain from a cold cache: before each chain gnomon gets a
+rule built afresh (outside the timer, as a scheduler builds it once) and forgets every
+zone's offsets, so the chain pays for probing them; there is no warm-up pass.
+
+Run standalone (``.venv/bin/python bench/w5_cron.py [--cold]``) or through
+``bench/run.py``, which imports :func:`run` and :func:`run_cold`.
 """
 
 from __future__ import annotations
 
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, tzinfo
@@ -21,6 +27,7 @@ from zoneinfo import ZoneInfo
 from croniter import croniter
 from cronsim import CronSim
 
+from gnomon._rule_zone import forget_offsets
 from gnomon._rules import cron
 
 REPETITIONS = 5
@@ -100,11 +107,62 @@ def _us_per_next(chains: dict[str, Callable[[datetime], None]], zone: tzinfo) ->
     return {name: statistics.median(found) * 1e6 for name, found in timings.items()}
 
 
+# A cold chain: ``prepare(start)`` runs untimed and returns the timed part.
+ColdChain = Callable[[datetime], Callable[[], None]]
+
+
+def _gnomon_cold(expr: str) -> ColdChain:
+    def prepare(start: datetime) -> Callable[[], None]:
+        rule = cron(expr)
+        forget_offsets()
+
+        def chain() -> None:
+            moment: datetime | None = start
+            for _ in range(CHAIN):
+                assert moment is not None
+                moment = rule.next_after(moment)
+
+        return chain
+
+    return prepare
+
+
+def _peer_cold(chain: Callable[[datetime], None]) -> ColdChain:
+    """A peer keeps no cache between iterators: its chain as it is, parsing included."""
+    return lambda start: lambda: chain(start)
+
+
+def _us_per_next_cold(chains: dict[str, ColdChain], zone: tzinfo) -> dict[str, float]:
+    """Median µs per next for each engine, every chain from a cold cache."""
+    starts = [start.replace(tzinfo=zone) for start in STARTS]
+    timings: dict[str, list[float]] = {name: [] for name in chains}
+    for _ in range(REPETITIONS):
+        for name, prepare in chains.items():
+            spent = 0.0
+            for start in starts:
+                chain = prepare(start)
+                began = time.perf_counter()
+                chain()
+                spent += time.perf_counter() - began
+            timings[name].append(spent / (len(starts) * CHAIN))
+    return {name: statistics.median(found) * 1e6 for name, found in timings.items()}
+
+
 def _row(expr: str, croniter_expr: str | None, zone: tzinfo) -> dict[str, object]:
     chains = {"gnomon": _gnomon_chain(expr), "cronsim": _cronsim_chain(expr)}
     if croniter_expr is not None:
         chains["croniter"] = _croniter_chain(croniter_expr)
-    us = _us_per_next(chains, zone)
+    return _figures(expr, zone, _us_per_next(chains, zone))
+
+
+def _cold_row(expr: str, croniter_expr: str | None, zone: tzinfo) -> dict[str, object]:
+    chains = {"gnomon": _gnomon_cold(expr), "cronsim": _peer_cold(_cronsim_chain(expr))}
+    if croniter_expr is not None:
+        chains["croniter"] = _peer_cold(_croniter_chain(croniter_expr))
+    return _figures(expr, zone, _us_per_next_cold(chains, zone))
+
+
+def _figures(expr: str, zone: tzinfo, us: dict[str, float]) -> dict[str, object]:
     croniter_us = us.get("croniter")
     return {
         "expression": expr,
@@ -122,12 +180,17 @@ def run() -> list[dict[str, object]]:
     return [_row(expr, other, zone) for zone in ZONES for expr, other in EXPRESSIONS]
 
 
+def run_cold() -> list[dict[str, object]]:
+    """As :func:`run`, every chain from a cold cache."""
+    return [_cold_row(expr, other, zone) for zone in ZONES for expr, other in EXPRESSIONS]
+
+
 def _median_of(rows: list[dict[str, object]], key: str) -> float:
     return statistics.median(float(v) for row in rows if isinstance(v := row[key], float))
 
 
 def main() -> None:
-    rows = run()
+    rows = run_cold() if "--cold" in sys.argv[1:] else run()
     columns = list(rows[0])
     print(" | ".join(columns))
     for row in rows:

@@ -46,6 +46,8 @@ _VALID_DOW_EXTRAS: Final = "nL (the last weekday n of the month) or n#k (the k-t
 _EPOCH_ORDINAL: Final = 719_163
 _SENTINEL: Final = 99
 _LAST_DAY: Final = date.max.toordinal() - _EPOCH_ORDINAL
+_EVERY_SEVENTH_BIT: Final = sum(1 << (7 * week) for week in range(5))
+_DAYS_1_TO_31: Final = (1 << 32) - 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,20 +244,36 @@ def _check_range(text: str, index: int, token: str, value: int) -> int:
 
 def _next_table(values: frozenset[int], size: int) -> tuple[int, ...]:
     """``table[i]``: the smallest allowed value >= i, or a sentinel past every field."""
-    table = [_SENTINEL] * (size + 2)
-    following = _SENTINEL
-    for i in range(size, -1, -1):
-        if i in values:
-            following = i
-        table[i] = following
-    return tuple(table)
+    low, high = min(values), max(values)
+    if len(values) == high - low + 1:  # a range, as * and a-b give: no loop in Python
+        table = [low] * low + list(range(low, high + 1))
+    else:
+        table = []
+        for value in sorted(values):
+            table += [value] * (value + 1 - len(table))
+    return (*table, *[_SENTINEL] * (size + 2 - len(table)))
 
 
 def _bits(values: frozenset[int] | set[int]) -> int:
+    if not values:
+        return 0
+    low, high = min(values), max(values)
+    if len(values) == high - low + 1:
+        return (1 << (high + 1)) - (1 << low)
     mask = 0
     for value in values:
         mask |= 1 << value
     return mask
+
+
+def _days_by_first_weekday(weekday_bits: int) -> tuple[int, ...]:
+    """Per weekday of a month's first day (0 = Sunday): the days 1-31 (as bits) that fall
+    on the allowed weekdays."""
+    masks = []
+    for first in range(7):
+        week = (weekday_bits >> first | weekday_bits << (7 - first)) & 0x7F  # bit j: day j + 1
+        masks.append(week * _EVERY_SEVENTH_BIT << 1 & _DAYS_1_TO_31)
+    return tuple(masks)
 
 
 def _month_length(year: int, month: int) -> int:
@@ -310,11 +328,7 @@ class CronMatcher:
         self._next_month = _next_table(spec.months, 12)
         self._months = spec.months
         self._dom_bits = _bits(spec.days)
-        weekday_bits = _bits(spec.weekdays)
-        self._dow_by_first = tuple(
-            sum(1 << day for day in range(1, 32) if weekday_bits >> ((first + day - 1) % 7) & 1)
-            for first in range(7)
-        )
+        self._dow_by_first = _days_by_first_weekday(_bits(spec.weekdays))
         self._last_day = spec.last_day
         self._last_weekday = spec.last_weekday_of_month
         self._nearest = tuple(sorted(spec.nearest_weekdays))

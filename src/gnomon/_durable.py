@@ -33,9 +33,15 @@ from typing import TYPE_CHECKING, Any
 from gnomon._errors import GnomonError, InvalidJob, StoreUnavailable
 from gnomon._job import Durable, JobSpec, JobState
 from gnomon._options import check_rule
-from gnomon._stores.codec import UndecodableDefinition, decode_definition, encode_definition
+from gnomon._stores.codec import (
+    UndecodableDefinition,
+    decode_definition,
+    encode_definition,
+    forget_decoded,
+)
 from gnomon._stores.contract import IfExists, NewJob, StoredJob
 from gnomon._stores.leases import StoreLocker
+from gnomon._stores.memory import collector_paused
 from gnomon._tasks import LISTENER_OPTIONS, Task, TaskRegistry
 
 if TYPE_CHECKING:
@@ -59,6 +65,7 @@ STORED_OPTIONS = (
     "catch_up",
     "catch_up_window",
     "catch_up_limit",
+    "retry",
 )
 """The job options a stored definition keeps (besides rule, arguments and name)."""
 
@@ -74,14 +81,23 @@ _SPEC_FIELDS = tuple(JobSpec.__dataclass_fields__)
 _NAME, _ARGS, _KWARGS = (_SPEC_FIELDS.index(f) for f in ("name", "args", "kwargs"))
 
 
-def _copy_spec(
-    template: JobSpec, name: str, args: tuple[object, ...], kwargs: Mapping[str, object]
-) -> JobSpec:
-    """``template`` with another name and arguments: ``dataclasses.replace`` without its
-    per-call field introspection, which dominates loading many stored jobs."""
-    values = [getattr(template, field) for field in _SPEC_FIELDS]
-    values[_NAME], values[_ARGS], values[_KWARGS] = name, args, kwargs
-    return JobSpec(*values)
+class _Template:
+    """A validated spec that stored jobs differing only in name and arguments share, with
+    its field values listed once (``dataclasses.replace`` would look them up per job)."""
+
+    __slots__ = ("spec", "values")
+
+    def __init__(self, spec: JobSpec) -> None:
+        self.spec = spec
+        self.values = [getattr(spec, field) for field in _SPEC_FIELDS]
+
+    def copy(self, name: str, args: tuple[object, ...], kwargs: Mapping[str, object]) -> JobSpec:
+        values = self.values.copy()
+        # jobs without keyword arguments share one empty mapping, as in-memory jobs do
+        shared = self.spec.kwargs
+        values[_NAME], values[_ARGS] = name, args
+        values[_KWARGS] = shared if not kwargs and not shared else kwargs
+        return JobSpec(*values)
 
 
 def default_node() -> str:
@@ -116,7 +132,7 @@ class DurableJobs:
         self._apply_lock = threading.RLock()
         self._parked: dict[uuid.UUID, tuple[StoredJob, str]] = {}
         self._reported: set[tuple[uuid.UUID, str]] = set()
-        self._templates: dict[tuple[object, ...], JobSpec] = {}
+        self._templates: dict[tuple[object, ...], _Template] = {}
         self._gone: set[uuid.UUID] = set()
         """Jobs this process removed, until their tombstone comes back from the store."""
         self._cursor = 0
@@ -133,6 +149,7 @@ class DurableJobs:
         )
         engine.store_sink = self._sink
         engine.on_expired = self._expired
+        engine.on_retry_dropped = self._retry_dropped
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -145,9 +162,12 @@ class DurableJobs:
     def load(self) -> None:
         """Mirror every live stored job into the engine (at start)."""
         self.open()
-        with self._apply_lock:
+        with self._apply_lock, collector_paused():
             rows = self.store.jobs(since=0)
             self._reconcile(rows)
+            # the templates and decoded texts served this load; the jobs keep what they use
+            self._templates.clear()
+            forget_decoded()
 
     def start_following(self) -> None:
         if self._follower is not None:
@@ -191,7 +211,7 @@ class DurableJobs:
         name = options["name"] if named else f"{task.name}:{job_id}"
         spec = self.spec_for(task, {**options, "name": name})
         checked = check_rule(spec, rule, clustered=True)
-        definition = self._encode(checked, spec)
+        definition = self._encode(checked, spec, task)
         self.open()
         try:
             self.engine.check_timing(spec, checked, self.engine.now())
@@ -217,7 +237,10 @@ class DurableJobs:
             return None
         with self._apply_lock:
             known = (spec, checked) if row.definition == definition else None
-            return self._apply(row, known)
+            state = self._apply(row, known)
+            if row.seq == self._cursor + 1:
+                self._cursor = row.seq  # mirrored just now: the follower need not read it
+            return state
 
     def _finished(self, name: str) -> bool:
         stored = self.store.get_job(name=name)
@@ -252,7 +275,7 @@ class DurableJobs:
         """Write a changed definition; the caller then updates the engine."""
         durable = state.durable
         assert durable is not None  # noqa: S101 - only durable jobs come here
-        definition = self._encode(rule, spec)
+        definition = self._encode(rule, spec, self.tasks.get(durable.task))
         row = self.store.update_job(
             state.uuid(),
             name=spec.name,
@@ -305,14 +328,32 @@ class DurableJobs:
             if state.id not in live:
                 self.engine.forget(state, "removed from the store", cancel=True)
         self._parked = {k: v for k, v in self._parked.items() if k.int in live}
+        now = self.engine.now()
+        jobs, gone = self.engine.jobs, self._gone
+        fresh: dict[int, tuple[StoredJob, JobState]] = {}
         for row in rows:
-            self._apply(row, None)
-            self._cursor = max(self._cursor, row.seq)
+            if row.removed is not None or row.id.int in jobs or (gone and row.id in gone):
+                self._apply(row, None, now)
+                continue
+            try:
+                new = self._prepared(row, None)
+            except (UndecodableDefinition, GnomonError) as exc:
+                self._park(row, str(exc))
+                continue
+            if new is not None:
+                fresh[new.id] = (row, new)
+        # new jobs, the bulk of a load, are registered in one go
+        for new, refusal in self.engine.add_prepared([s for _, s in fresh.values()], now):
+            self._park(fresh[new.id][0], str(refusal))
+        self._cursor = max(self._cursor, max((row.seq for row in rows), default=0))
 
-    def _apply(self, row: StoredJob, known: tuple[JobSpec, Rule] | None) -> JobState | None:
-        """Mirror one row. ``known``: its spec and rule, when the caller just built them."""
+    def _apply(
+        self, row: StoredJob, known: tuple[JobSpec, Rule] | None, now: datetime | None = None
+    ) -> JobState | None:
+        """Mirror one row. ``known``: its spec and rule, when the caller just built them;
+        ``now``: the engine's time, when the caller applies many rows at once."""
         state = self.engine.jobs.get(row.id.int)
-        if row.removed is None and state is None and row.id in self._gone:
+        if row.removed is None and state is None and self._gone and row.id in self._gone:
             return None  # a row read before this process's own removal reached the store
         if row.removed is not None:
             self._gone.discard(row.id)
@@ -323,41 +364,50 @@ class DurableJobs:
             return None
         try:
             if state is None:
-                return self._mirror_new(row, known)
+                return self._mirror_new(row, known, self.engine.now() if now is None else now)
             self._mirror_change(state, row, known)
         except (UndecodableDefinition, GnomonError) as exc:
             self._park(row, str(exc))
             return None
         return state
 
-    def _mirror_new(self, row: StoredJob, known: tuple[JobSpec, Rule] | None) -> JobState | None:
+    def _mirror_new(
+        self, row: StoredJob, known: tuple[JobSpec, Rule] | None, now: datetime
+    ) -> JobState | None:
+        state = self._prepared(row, known)
+        if state is None:
+            return None
+        for _, refusal in self.engine.add_prepared([state], now):
+            raise refusal
+        return state
+
+    def _prepared(self, row: StoredJob, known: tuple[JobSpec, Rule] | None) -> JobState | None:
+        """The job state of a new row, ready to register (``None``: the row is parked):
+        its spec from a template, its progress from the row, nothing validated again."""
         task = self.tasks.get(row.task)
         if task is None:
             self._park(row, f"its task {row.task!r} is not registered in this process")
             return None
         spec, rule = self._decode(task, row) if known is None else known
-        self._parked.pop(row.id, None)
-        durable = Durable(
-            task=row.task,
+        if self._parked:
+            self._parked.pop(row.id, None)
+        state = JobState(row.id.int, spec, rule)
+        state.durable = Durable(
+            task=task.name,  # the registry's string, not one more per row
             definition=hash(row.definition),
             anchor=row.anchor,
             version=row.version,
             source=row.source,
             pause_reason=row.pause_reason,
         )
-
-        def setup(state: JobState) -> None:
-            state.durable = durable
-            # A job that never fired has no stored next fire time: its first is counted
-            # from when it was stored, so that downtime before it is caught up too.
-            state.stored_next = row.next_fire or self.engine.first_fire(state, row.anchor)
-            state.runs_started = row.runs
-            state.last_run = (
-                None if row.last_run is None else row.last_run.astimezone(self.engine.tz)
-            )
-            state.paused = row.paused
-
-        return self.engine.add(row.id.int, spec, rule, self.engine.now(), setup=setup)
+        # A job that never fired has no stored next fire time: its first is counted from
+        # when it was stored, so that downtime before it is caught up too.
+        state.stored_next = row.next_fire or self.engine.first_fire(state, row.anchor)
+        state.runs_started = row.runs
+        if row.last_run is not None:
+            state.last_run = row.last_run.astimezone(self.engine.tz)
+        state.paused = row.paused
+        return state
 
     def _mirror_change(
         self, state: JobState, row: StoredJob, known: tuple[JobSpec, Rule] | None
@@ -414,10 +464,14 @@ class DurableJobs:
                 "sharing the store cannot agree on fire times measured from a local completion"
             )
         merged = {k: v for k, v in options.items() if k != "locker"}
+        if merged.get("retry") is None and task.retry is not None:
+            merged["retry"] = task.retry  # the task's policy, kept in code, not stored
         return self._build({**merged, **task.listeners}, task.func)
 
-    def _encode(self, rule: Rule, spec: JobSpec) -> str:
+    def _encode(self, rule: Rule, spec: JobSpec, task: Task | None) -> str:
         options = {key: getattr(spec, key) for key in STORED_OPTIONS}
+        if task is not None and spec.retry is task.retry:
+            options["retry"] = None
         return encode_definition(rule, spec.args, spec.kwargs, options)
 
     def _decode(self, task: Task, row: StoredJob) -> tuple[JobSpec, Rule]:
@@ -428,21 +482,24 @@ class DurableJobs:
         options_key = definition.options_key or tuple(sorted(options.items()))
         key = (task.name, task.func, options_key, len(definition.args))
         template = self._templates.get(key)
-        if template is None or template.context_parameter is not None:
+        if template is None or template.spec.context_parameter is not None:
             spec = self.spec_for(
                 task,
                 {**options, "args": definition.args, "kwargs": definition.kwargs, "name": row.name},
             )
             if len(self._templates) >= _TEMPLATES:
                 self._templates.clear()
-            self._templates[key] = spec
+            self._templates[key] = _Template(spec)
             return spec, check_rule(spec, definition.rule, clustered=True)
-        return _copy_spec(template, row.name, definition.args, definition.kwargs), definition.rule
+        return template.copy(row.name, definition.args, definition.kwargs), definition.rule
 
     # ---------------------------------------------------------------- engine hooks
 
     def _sink(self, record: RunRecord, done: Callable[[], None]) -> None:
         self._submit(self.store.record, record, done=done)
+
+    def _retry_dropped(self, key: str) -> None:
+        self._submit(self.store.drop_retry, key)
 
     def _expired(self, state: JobState, reason: str) -> None:
         self._gone.add(state.uuid())
@@ -497,10 +554,13 @@ class DurableJobs:
                 "the store %s answers again; jobs resynchronised", self.store.describe()
             )
         self.poll()
+        self.engine.catch_up_unclaimed()
+        self.store.upkeep()
         now = time.monotonic()
         if now - last["beat"] >= _HEARTBEAT:
             last["beat"] = now
-            self.store.heartbeat(self.instance_id, self.node, self.started_at, leader=False)
+            leader = self.engine.elector is not None and self.engine.leading
+            self.store.heartbeat(self.instance_id, self.node, self.started_at, leader=leader)
         if now - last["sweep"] >= self._sweep_every:
             last["sweep"] = now
             self._sweep()
@@ -525,6 +585,13 @@ class DurableJobs:
             state = self.engine.jobs.get(record.job_id.int)
             if state is not None and state.durable is not None:
                 self.engine.recover(state, record.scheduled_at, record.occurrence_key)
+        # Retries their scheduler planned and did not start (it died): due for a lease ttl.
+        for record in self.store.due_retries(grace=self.store.lease_ttl):
+            state = self.engine.jobs.get(record.job_id.int)
+            if state is not None and state.durable is not None and not state.paused:
+                self.engine.recover(
+                    state, record.scheduled_at, record.occurrence_key, attempt=record.attempt + 1
+                )
 
     def _note_outage(self, exc: Exception) -> None:
         if not self._broken:

@@ -122,8 +122,11 @@ class _PendingRetry(_Timed):
 
     def fire(self, engine: Engine, now: datetime, effects: Effects) -> None:
         state = self.run.state
-        if state.pending_retry is self:  # not dropped meanwhile
-            state.pending_retry = None
+        pending = state.pending_retry
+        if pending is not None and self in pending:  # not dropped meanwhile
+            pending.remove(self)
+            if not pending:
+                state.pending_retry = None
             engine.start_retry(self.run, now, effects)
 
 
@@ -203,6 +206,8 @@ class Engine:
         self.shut_down = False
         self.catch_up_grace = 1.0
         self.node: str | None = None
+        self.leading = False
+        """What the elector last answered (a run asks it): this node leads."""
         self.history: deque[_Kept] = deque(maxlen=1000)
         """In-memory jobs' latest occurrences, kept cheaply: records are built when read."""
         self.store_locker: StoreLocker | None = None
@@ -211,6 +216,11 @@ class Engine:
         """Records a durable job's skip in the store, then calls its second argument."""
         self.on_expired: Callable[[JobState, str], None] | None = None
         """Told (off the lock) when a durable job ran out of fire times or runs."""
+        self._unclaimed: dict[JobState, list[datetime]] = {}
+        """Durable occurrences whose claim failed on a store error, by job."""
+        self.on_retry_dropped: Callable[[str], None] | None = None
+        """Told (off the lock) the key of a durable occurrence whose pending retry was
+        dropped, so that its store gives it up too."""
 
     def handle(self, state: JobState) -> Job:
         return Job(self.owner, state)
@@ -252,6 +262,39 @@ class Engine:
                     self._arm_or_expire(state, now, effects)
         self.apply(effects)
         return state
+
+    def add_prepared(
+        self, states: Iterable[JobState], now: datetime
+    ) -> list[tuple[JobState, InvalidJob]]:
+        """Register many stored jobs at once (a store's load): states made and prepared as
+        ``add`` with ``setup`` would, under one hold of the lock. Those whose id or name
+        is taken are returned with the reason; the others are registered (and armed, if
+        the engine runs)."""
+        if now.tzinfo is not self.tz:
+            now = now.astimezone(self.tz)
+        refused: list[tuple[JobState, InvalidJob]] = []
+        effects: Effects = []
+        with self.lock:
+            if self.shut_down:
+                self._require_open()
+            jobs, names = self.jobs, self._names
+            for state in states:
+                if state.id in jobs:
+                    taken = InvalidJob(f"a job with id {_uuid(state.id)} is already registered")
+                    refused.append((state, taken))
+                    continue
+                if self.clustered:
+                    try:
+                        self._check_name_free(state.spec.name)
+                    except InvalidJob as exc:
+                        refused.append((state, exc))
+                        continue
+                    names[state.spec.name] = names.get(state.spec.name, 0) + 1
+                jobs[state.id] = state
+                if self.started and not state.paused:
+                    self._arm_or_expire(state, now, effects)
+        self.apply(effects)
+        return refused
 
     def forget(self, state: JobState, reason: str, *, cancel: bool) -> None:
         """Unregister a durable job that was removed in the store by someone else."""
@@ -391,7 +434,10 @@ class Engine:
         """Re-arm a paused or stopped job in its existing phase: what fell due meanwhile
         is one missed record (``catch_up``: the job's catch-up policy decides)."""
         resume_from, state.resume_from = state.resume_from, None
-        if resume_from is None or state.stored_next is not None:
+        if resume_from is None and state.stored_next is not None:
+            # loaded paused from a store: its stored progress is where it stood
+            resume_from, state.stored_next = state.stored_next.astimezone(self.tz), None
+        if resume_from is None:
             self._arm_or_expire(state, now, effects)
             return
         if _ts(resume_from) > _ts(now):
@@ -500,7 +546,7 @@ class Engine:
             for state in self.jobs.values():
                 if state.next_fire is not None and not shut_down:
                     state.resume_from = state.next_fire
-                self._drop_retry(state, effects, admit=False)
+                self._drop_retry(state, effects, admit=False, stopping=True)
                 self._disarm(state)
                 self._drop_queued(state, outcome, effects)
             dropped = JobState | _DelayedOffer | _PendingRetry
@@ -762,7 +808,7 @@ class Engine:
         """The singleton gate (a pending retry holds the slot too), then the limit gate."""
         state = run.state
         singleton = state.spec.singleton
-        if singleton is not None and (state.running or state.pending_retry is not None):
+        if singleton is not None and (state.running or state.pending_retry):
             if singleton in (LimitMode.WAIT_LATEST, LimitMode.REPLACE):
                 self._drop_retry(state, effects)  # a new tick discards a pending retry
                 if not state.running:
@@ -805,13 +851,28 @@ class Engine:
                     extra=run.log_extra(),
                 )
 
-    def _drop_retry(self, state: JobState, effects: Effects, *, admit: bool = True) -> None:
-        """Forget a job's pending retry: its occurrence keeps its last attempt's outcome."""
+    def _drop_retry(
+        self, state: JobState, effects: Effects, *, admit: bool = True, stopping: bool = False
+    ) -> None:
+        """Forget a job's pending retries: each occurrence keeps its last attempt's
+        outcome. ``stopping``: the scheduler stops; a durable job's store keeps its
+        retries, which another scheduler (or this one, restarted) runs."""
         pending = state.pending_retry
-        if pending is None:
+        if not pending:
             return
         state.pending_retry = None
-        run = pending.run  # type: ignore[attr-defined]
+        for entry in pending:
+            self._forget_retry(entry.run, effects, stopping=stopping)
+        if admit and state.waiting:
+            self._admit_waiting(state, self.now(), effects)
+
+    def _forget_retry(self, run: Run, effects: Effects, *, stopping: bool) -> None:
+        state = run.state
+        holder = run if run.kept else run.parent
+        if holder is not None and not stopping:
+            # Given up: let the occurrence's claim go. (When the scheduler stops, its
+            # lease runs out instead, and a node watching the occurrence takes it over.)
+            effects.append(holder.release_kept_soon)
         if self.log.isEnabledFor(logging.INFO):
             self.log.info(
                 "pending retry of %s dropped (attempt %d was its last)",
@@ -821,8 +882,10 @@ class Engine:
             )
         if run.outcome is not None:
             self._record(run, run.outcome, run.error, effects)
-        if admit and state.waiting:
-            self._admit_waiting(state, self.now(), effects)
+        dropped = self.on_retry_dropped
+        if state.durable is not None and dropped is not None and not stopping:
+            key = run.key
+            effects.append(lambda: dropped(key))
 
     def plan_retry(
         self, run: Run, outcome: Outcome, error: BaseException | None, ended: datetime
@@ -835,7 +898,9 @@ class Engine:
         when = ended + retry.wait(run.attempt)
         with self.lock:
             state = run.state
-            if state.removed or state.paused or state.cancelling or not self.accepting:
+            # A job that ran out of fire times or runs still retries its last occurrence;
+            # one removed by a call (``cancelling``) or paused does not.
+            if state.paused or state.cancelling or not self.accepting:
                 return
             stop_at = state.spec.stop_at
             if stop_at is not None and _ts(when) > _ts(stop_at):
@@ -868,12 +933,16 @@ class Engine:
         """Park a finished attempt's planned retry on the heap (under the lock)."""
         when = run.retry_at
         state = run.state
-        if when is None or state.removed or state.paused or state.cancelling:
+        if when is None or state.paused or state.cancelling:
             return False
         if not self.accepting:
             return False
+        if run.lease is not None and run.keep_on_retry and run.parent is None:
+            run.kept = True  # the occurrence stays claimed until its last attempt ends
         pending = _PendingRetry(run)
-        state.pending_retry = pending
+        if state.pending_retry is None:
+            state.pending_retry = []
+        state.pending_retry.append(pending)
         now = self.now()
         self.push_timed(when if _ts(when) > _ts(now) else now, pending)
         return True
@@ -881,13 +950,14 @@ class Engine:
     def start_retry(self, previous: Run, now: datetime, effects: Effects) -> None:
         """The next attempt of ``previous``'s occurrence: same key, ``attempt + 1``."""
         state = previous.state
-        if state.removed or state.paused or not self.accepting:
-            self._record(previous, previous.outcome or Outcome.FAILED, previous.error, effects)
+        if state.cancelling or state.paused or not self.accepting:
+            self._forget_retry(previous, effects, stopping=not self.accepting)
             return
         run = Run(self, state, previous.scheduled_at, previous.key, manual=previous.manual)
         run.attempt = run.base_attempt = previous.attempt
         run.attempt += 1
         run.actor = previous.actor
+        run.parent = previous if previous.kept else previous.parent
         self._gate(run, now, effects)
 
     def _enqueue_for_job(self, run: Run) -> None:
@@ -961,11 +1031,17 @@ class Engine:
             # A durable job's runs are counted by its store, which removes it when they
             # are used up; this process's count is only what it has seen.
             max_runs = spec.max_runs if state.durable is None else None
+            run.started_at = now
+            if run.base_attempt:
+                state.last_run = now
+                if spec.timeout is not None:
+                    self.push_timed(now + spec.timeout, _Timeout(run))
+                return None  # a retry is the same occurrence: it counts no new run
             if max_runs is not None and state.runs_started >= max_runs:
+                run.started_at = None
                 return Outcome.SKIPPED_LIMIT
             state.runs_started += 1
             state.last_run = now
-            run.started_at = now
             if max_runs is not None and state.runs_started >= max_runs:
                 reason = f"max_runs={max_runs} reached"
                 self._remove(state, reason, cancel=False, effects=effects, expired=True)
@@ -991,9 +1067,74 @@ class Engine:
                 return
             if any(run.state is state and run.key == key for run in self.live_runs):
                 return
+            if any(entry.run.key == key for entry in state.pending_retry or ()):
+                return  # this scheduler retries it itself, when it is due
             when = scheduled_at.astimezone(self.tz)
             run = self.offer(state, when, self.now(), effects, retries=int(quiet), key=key)
             run.attempt = attempt
+            if state.durable is None and attempt > 1:
+                run.base_attempt = attempt - 1  # a retry by hand: claimed under its own key
+        self.apply(effects)
+
+    def note_unclaimed(self, run: Run) -> None:
+        """A durable occurrence that could not be claimed (the store failed): once the
+        store answers again, its job's catch-up policy decides whether it still runs."""
+        with self.lock:
+            state = run.state
+            if run.manual or run.base_attempt or run.retries or state.removed:
+                return
+            missed = self._unclaimed.setdefault(state, [])
+            if len(missed) < _MISSED_LIMIT:
+                missed.append(run.scheduled_at)
+
+    @property
+    def unclaimed_waiting(self) -> bool:
+        """Some durable occurrences wait to be caught up after a store outage."""
+        return bool(self._unclaimed)
+
+    def catch_up_unclaimed(self, claimed: Run | None = None) -> None:
+        """The store answers again: catch up what could not be claimed meanwhile, by
+        each job's catch-up policy, with one missed record per job.
+
+        ``claimed``: a later occurrence of its job was just claimed, and runs anyway (as
+        a late wake-up's newest fire time does). Without it (the follower read the
+        store), a job is left alone while it has a run going, while its next fire time
+        is due, or while its latest unclaimed occurrence is merely late: the next
+        claim, or a later look, decides.
+        """
+        if not self._unclaimed:
+            return
+        effects: Effects = []
+        with self.lock:
+            now = self.now()
+            unclaimed: dict[JobState, list[datetime]] = {}
+            if claimed is not None:
+                moments = self._unclaimed.pop(claimed.state, None)
+                if moments:
+                    unclaimed[claimed.state] = moments
+            else:
+                stamp = _ts(now)
+                for state, moments in list(self._unclaimed.items()):
+                    upcoming = state.next_fire
+                    newest = max(_ts(moment) for moment in moments)
+                    if (
+                        not state.running
+                        and newest < stamp - self.catch_up_grace
+                        and (upcoming is None or _ts(upcoming) > stamp)
+                    ):
+                        unclaimed[state] = self._unclaimed.pop(state)
+            for state, moments in unclaimed.items():
+                if state.removed or state.paused or not self.accepting:
+                    continue
+                moments.sort(key=_ts)
+                due, missed = self._catch_up(state, moments, now)
+                if claimed is not None and state.spec.catch_up != "all":
+                    due, missed = [], moments  # the later occurrence runs instead
+                if missed:
+                    why = "while the store was unavailable"
+                    self._report_missed(state, missed, effects, why=why)
+                for moment in due:
+                    self._start(state, moment, now, effects, immediate=False)
         self.apply(effects)
 
     def claim_report(self, run: Run) -> bool:
@@ -1017,6 +1158,8 @@ class Engine:
                 self._settling += 1  # stays live until its claim is settled in the store
             if run.outcome is not None and not self._retry_later(run):
                 self._record(run, run.outcome, run.error, effects)
+                if run.parent is not None:  # the last attempt: let the occurrence go
+                    effects.append(run.parent.release_kept_soon)
             state = run.state
             state.running -= 1
             self._running -= 1
@@ -1056,13 +1199,13 @@ class Engine:
             return None
 
     def _admit_waiting(self, state: JobState, now: datetime, effects: Effects) -> None:
-        if state.waiting and not state.running and state.pending_retry is None:
+        if state.waiting and not state.running and not state.pending_retry:
             self._waiting -= 1
             self._admit(state.waiting.popleft(), now, effects)
         limit = self.max_concurrent
         while self._queue and (limit is None or self._running < limit):
             run = self._queue.popleft()
-            held = run.state.running or run.state.pending_retry is not None
+            held = run.state.running or run.state.pending_retry
             if run.spec.singleton is not None and held:
                 self._hold(run, effects)
                 continue
@@ -1144,6 +1287,11 @@ class Engine:
         if outcome in _UNRECORDED:
             return
         if run.state.durable is None:
+            if run.attempt > 1:  # an occurrence run again: its record replaces the old one
+                key = run.key
+                kept = [entry for entry in self.history if entry[0].key != key]
+                if len(kept) != len(self.history):
+                    self.history = deque(kept, maxlen=self.history.maxlen)
             self.history.append((run, outcome, error, self.clock.now(), count, detail))
             return
         sink = self.store_sink

@@ -127,8 +127,9 @@ class JobState:
         self.pause_reason: str | None = None
         self.resume_from: datetime | None = None
         """Where a paused (or stopped) job's schedule stood: ``resume`` goes on from it."""
-        self.pending_retry: object | None = None
-        """A retry waiting for its time; it holds the job's singleton slot."""
+        self.pending_retry: list[Any] | None = None
+        """Retries waiting for their time (engine entries); they hold the job's
+        singleton slot. ``None`` while there are none, which is nearly always."""
         self.uuid_value: uuid.UUID | None = None
         self.durable: Durable | None = None
         self.stored_next: datetime | None = None

@@ -3,18 +3,25 @@
 Users build lockers before the scheduler's loop exists (the thread ``Scheduler`` runs its
 own), so a client made from a URL is created lazily, in the loop that first needs it.
 A client the user passed in is used as it is.
+
+A script goes to the server as ``EVAL`` (its source) the first time, then as ``EVALSHA``:
+one round trip either way. redis-py's script objects start with ``EVALSHA`` and answer a
+``NOSCRIPT`` with ``SCRIPT LOAD`` and a second ``EVALSHA``, three round trips that a slow
+link can stretch past the store timeout on the first renewal of a lease.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import weakref
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
+from typing import cast
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
 
 from gnomon._claims import mask_url
 
@@ -41,7 +48,7 @@ class RedisStore:
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis] = (
             weakref.WeakKeyDictionary()
         )
-        self._scripts: dict[str, AsyncScript] = {}
+        self._known_shas: dict[str, str] = {}  # source -> SHA1 of scripts the server ran
 
     def describe(self) -> str:
         """The URL with its password masked, or the client's repr."""
@@ -67,11 +74,17 @@ class RedisStore:
     async def run(self, source: str, keys: Sequence[str], args: Sequence[str | int]) -> object:
         """Run one script within the store timeout."""
         client = self._client()
-        script = self._scripts.get(source)
-        if script is None:
-            script = self._scripts[source] = AsyncScript(client, source)
+        words = [*keys, *args]
         async with asyncio.timeout(self._timeout):
-            return await script(keys=list(keys), args=list(args), client=client)
+            sha = self._known_shas.get(source)
+            if sha is not None:
+                try:
+                    return await cast(Awaitable[object], client.evalsha(sha, len(keys), *words))
+                except NoScriptError:  # the server lost its scripts: restarted or flushed
+                    del self._known_shas[source]
+            reply = await cast(Awaitable[object], client.eval(source, len(keys), *words))
+            self._known_shas[source] = hashlib.sha1(source.encode()).hexdigest()  # noqa: S324
+            return reply
 
     async def close(self) -> None:
         """Close the client this object made for the running loop."""

@@ -8,6 +8,7 @@ paths share the steps below; they differ only in whether user callables are awai
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import inspect
 import logging
@@ -58,13 +59,16 @@ class Run:
         "error",
         "finished",
         "future",
+        "keep_on_retry",
         "keeper",
+        "kept",
         "lease",
         "lease_deadline",
         "lease_lost",
         "loop",
         "manual",
         "outcome",
+        "parent",
         "replaced",
         "reported",
         "result",
@@ -103,6 +107,13 @@ class Run:
         self.base_attempt = 0
         """Attempts of this occurrence before this run (a retry's); 0 for a first run."""
         self.replaced = False
+        self.keep_on_retry = False
+        """A locker's lease (not a store's claim): kept while this run's retry waits."""
+        self.kept = False
+        """This run's lease stays held (renewed) for its occurrence's pending retry, so
+        that other nodes keep watching the occurrence and take it over if we die."""
+        self.parent: Run | None = None
+        """For a retry under a locker: the first attempt's run, whose lease is kept."""
         self.retry_at: datetime | None = None
         """When the job's ``retry`` runs this occurrence again (decided as it ends)."""
         self.token: int | None = None
@@ -378,7 +389,9 @@ class Run:
             try:
                 token = await engine.elector.is_leader()
             except Exception as exc:
+                engine.leading = False
                 return await self._refuse(Outcome.SKIPPED_LOCK_ERROR, exc)
+            engine.leading = token is not None
             if token is None:
                 return await self._refuse(Outcome.SKIPPED_NOT_LEADER, None)
             self.token = token
@@ -405,11 +418,16 @@ class Run:
         except Exception as exc:
             if self.retries:  # recovering a dead holder's occurrence: keep trying
                 self.engine.schedule_retry(self, locker.renew_interval)
+            elif isinstance(locker, StoreLocker):
+                self.engine.note_unclaimed(self)  # caught up once the store is back
             return await self._refuse(Outcome.SKIPPED_LOCK_ERROR, exc)
         self.lease, self.token = lease, lease.token
         # A store counts attempts itself; a locker counts the claims of one lock key.
         stored = isinstance(locker, StoreLocker)
+        if stored and self.engine.unclaimed_waiting and not (self.manual or self.retries):
+            self.engine.catch_up_unclaimed(self)  # the store answers again
         self.attempt = lease.attempt if stored else self.base_attempt + lease.attempt
+        self.keep_on_retry = not stored
         self.lease_deadline = begun + _lease_window(ttl.total_seconds())
         self.keeper = asyncio.get_running_loop().create_task(self._keep_lease(locker))
         return True
@@ -474,14 +492,37 @@ class Run:
             self.task.cancel()
 
     async def _release_lease(self) -> None:
+        if self.kept:  # held on for the pending retry, which releases it
+            self.engine.settled(self)
+            return
         if self.keeper is not None:
             self.keeper.cancel()
-        if self.lease is None:
-            return
+        parent = self.parent
         try:
-            await self._release_held()
+            if self.lease is not None:
+                await self._release_held()
         finally:
-            self.engine.settled(self)
+            if self.lease is not None:
+                self.engine.settled(self)
+            if parent is not None:
+                await parent.release_kept()
+
+    async def release_kept(self) -> None:
+        """Release a lease kept for a retry: the occurrence is done (or given up)."""
+        if not self.kept:
+            return
+        self.kept = False
+        if self.keeper is not None:
+            self.keeper.cancel()
+        await self._release_held()
+
+    def release_kept_soon(self) -> None:
+        """``release_kept`` from any thread, on the loop that holds the lease."""
+        loop = self.loop
+        if loop is None or loop.is_closed():
+            return
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(lambda: loop.create_task(self.release_kept()))
 
     async def _release_held(self) -> None:
         lease = self.lease

@@ -46,6 +46,7 @@ from gnomon._options import (
     check_rule,
 )
 from gnomon._pool import WorkerPool
+from gnomon._retry import Retry
 from gnomon._run import Run, call_hook, current_run
 from gnomon._stores.contract import IfExists, NodeInfo, RunRecord, Store
 from gnomon._tasks import LISTENER_OPTIONS, Task, TaskRegistry
@@ -211,12 +212,14 @@ class _SchedulerCore(JobOwner):
         func: Callable[..., Any] | DispatchTarget,
         *,
         name: str | None = None,
+        retry: Retry | None = None,
         **listeners: Callable[..., Any] | None,
     ) -> str:
         """Register ``func`` as a task that stored jobs may name; returns its name.
 
         ``listeners`` are ``before_run``, ``after_run``, ``after_error`` and
-        ``after_lock_error``: every durable job of this task gets them.
+        ``after_lock_error``: every durable job of this task gets them, and ``retry``
+        every durable job of it that sets no ``retry`` of its own.
         """
         if isinstance(func, DispatchTarget):
             name = name or func.describe()
@@ -224,7 +227,7 @@ class _SchedulerCore(JobOwner):
             if bound is None:
                 return name  # registered by register_broker(), once its broker is here
             func = bound
-        task = self._tasks.register(func, name, listeners)
+        task = self._tasks.register(func, name, listeners, retry=retry)
         if self._durable is not None:
             self._durable.registered(task)
         return task.name

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gnomon._errors import InvalidJob, UnknownTask
+from gnomon._retry import Retry
 
 __all__ = ["LISTENER_OPTIONS", "Task", "TaskRegistry", "default_task_name"]
 
@@ -27,6 +28,8 @@ class Task:
     name: str
     func: Callable[..., object]
     listeners: Mapping[str, Callable[..., object]]
+    retry: Retry | None = None
+    """The retry policy of the task's durable jobs that set none of their own."""
 
 
 def default_task_name(func: object) -> str:
@@ -44,12 +47,21 @@ class TaskRegistry:
         self._by_name: dict[str, Task] = {}
         self._names: dict[object, str] = {}
 
-    def register(self, func: object, name: object, listeners: Mapping[str, Any]) -> Task:
+    def register(
+        self,
+        func: object,
+        name: object,
+        listeners: Mapping[str, Any],
+        *,
+        retry: object = None,
+    ) -> Task:
         if not callable(func):
             raise InvalidJob(f"a task must be callable, got {func!r}")
         task_name = _check_task_name(func, name)
         checked = {key: _check_listener(key, value) for key, value in listeners.items() if value}
-        task = Task(task_name, func, checked)
+        if retry is not None and not isinstance(retry, Retry):
+            raise InvalidJob(f"retry must be a gnomon.Retry or None, got {retry!r}")
+        task = Task(task_name, func, checked, retry)
         with self._lock:
             known = self._by_name.get(task_name)
             if known is not None and known.func != func:

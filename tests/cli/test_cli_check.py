@@ -120,7 +120,12 @@ BAD_FILES = {
     ),
     "bad singleton": (
         '[[jobs]]\nname = "a"\nevery = "1m"\nsingleton = "always"\ncommand = "true"',
-        ["job 'a': singleton must be 'reschedule' or 'wait', got 'always'"],
+        [
+            (
+                "job 'a': singleton must be one of 'reschedule', 'wait', 'wait_latest', "
+                "'replace', got 'always'"
+            )
+        ],
     ),
     "unknown field": (
         '[[jobs]]\nname = "a"\nevery = "1m"\ncommand = "true"\ntimout = "5s"',

@@ -2,7 +2,8 @@
 
 Every run writes rows to a history table in PostgreSQL (``start``, ``effect``, ``end``);
 its side effect goes through both sinks gnomon documents: ``insert_once`` keyed by the
-occurrence, and ``fenced_write`` keyed by the job with the run's fencing token. The
+occurrence, and ``fenced_write`` keyed by the job (or by the occurrence, with
+``--fence-by occurrence``) with the run's fencing token. The
 node's monitor records abandoned occurrences and lock errors, and the node prints its
 outcome counts as JSON when it shuts down.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -30,10 +32,11 @@ RECORDED_SKIPS = {gnomon.Outcome.ABANDONED, gnomon.Outcome.SKIPPED_LOCK_ERROR}
 
 
 class History:
-    def __init__(self, url: str, schema: str, node: str) -> None:
+    def __init__(self, url: str, schema: str, node: str, *, fence_by: str = "job") -> None:
         self.pool = ConnectionPool(url, min_size=2, max_size=12, kwargs={"autocommit": True})
         self.schema = schema
         self.node = node
+        self.fence_by = fence_by
 
     def record(self, event: str, **row: Any) -> None:
         columns = {"node": self.node, "event": event, **row}
@@ -54,14 +57,23 @@ class History:
                 occurrence_key=ctx.occurrence_key,
                 values={"node": self.node, "token": token},
             )
+            resource = ctx.occurrence_key if self.fence_by == "occurrence" else ctx.job_name
             fenced = fenced_write(
                 conn,
                 f"{self.schema}.effects_fenced",
-                key={"job": ctx.job_name},
+                key={"resource": resource},
                 values={"node": self.node, "occurrence_key": ctx.occurrence_key},
                 token=token,
             )
         return once, fenced
+
+    def take_pause(self, job: str) -> bool:
+        """True for the first node of the cluster to ask about ``job``."""
+        query = psycopg.sql.SQL(
+            "INSERT INTO {} (job, node) VALUES (%s, %s) ON CONFLICT DO NOTHING"
+        ).format(psycopg.sql.Identifier(self.schema, "pauses"))
+        with self.pool.connection() as conn:
+            return conn.execute(query, [job, self.node]).rowcount == 1
 
 
 class Recorder(gnomon.Monitor):
@@ -90,7 +102,12 @@ class Recorder(gnomon.Monitor):
             )
 
 
-def make_task(history: History, seconds: float) -> Any:
+def make_task(history: History, seconds: float, *, pause: bool = False) -> Any:
+    """A run that records its start, works ``seconds``, writes its effect through both
+    sinks and records its end. With ``pause``, the cluster's first run of the job stops
+    its own process right after recording its start, before any lease renewal, and
+    goes on when the test sends SIGCONT."""
+
     def task(ctx: gnomon.JobContext) -> None:
         base = {
             "job": ctx.job_name,
@@ -100,6 +117,9 @@ def make_task(history: History, seconds: float) -> Any:
             "attempt": ctx.attempt,
         }
         history.record("start", **base)
+        if pause and ctx.attempt == 1 and history.take_pause(ctx.job_name):
+            history.record("pause", **base)
+            os.kill(os.getpid(), signal.SIGSTOP)
         deadline = time.monotonic() + seconds
         noticed = False
         while (left := deadline - time.monotonic()) > 0:
@@ -144,8 +164,9 @@ def add_jobs(scheduler: gnomon.Scheduler, history: History, args: argparse.Names
     for n in range(args.jobs):
         scheduler.add_job(fast, gnomon.every(args.interval), name=f"job{n}", recovery=recovery)
     if args.victim_every:
-        victim = make_task(history, args.victim_seconds)
         for mode in gnomon.Recovery:
+            pause = args.pause_victim and mode is gnomon.Recovery.AT_LEAST_ONCE
+            victim = make_task(history, args.victim_seconds, pause=pause)
             scheduler.add_job(
                 victim, gnomon.every(args.victim_every), name=f"victim_{mode.value}", recovery=mode
             )
@@ -160,7 +181,7 @@ def add_jobs(scheduler: gnomon.Scheduler, history: History, args: argparse.Names
 
 def main(argv: list[str]) -> None:
     args = parse(argv)
-    history = History(args.history_url, args.history_schema, args.node)
+    history = History(args.history_url, args.history_schema, args.node, fence_by=args.fence_by)
     recorder = Recorder(history)
     clock = OffsetClock(timedelta(seconds=args.offset)) if args.offset else None
     scheduler = gnomon.Scheduler(
@@ -196,6 +217,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--recovery", default="at_most_once")
     parser.add_argument("--victim-every", type=float, default=0.0)
     parser.add_argument("--victim-seconds", type=float, default=2.5)
+    parser.add_argument("--pause-victim", action="store_true")
+    parser.add_argument("--fence-by", choices=["job", "occurrence"], default="job")
     parser.add_argument("--due", action="store_true")
     parser.add_argument("--long-at", type=float, default=0.0)
     parser.add_argument("--long-seconds", type=float, default=0.0)

@@ -46,8 +46,9 @@ CREATE TABLE {schema}.history (
 );
 CREATE TABLE {schema}.effects_once (occurrence_key text PRIMARY KEY, node text, token bigint);
 CREATE TABLE {schema}.effects_fenced (
-    job text PRIMARY KEY, node text, occurrence_key text, fencing_token bigint
+    resource text PRIMARY KEY, node text, occurrence_key text, fencing_token bigint
 );
+CREATE TABLE {schema}.pauses (job text PRIMARY KEY, node text);
 """
 
 
@@ -218,6 +219,11 @@ class Cluster:
         if signum == signal.SIGKILL:
             self.killed.add(node)
         return time.time()
+
+    def stopped(self, node: str) -> bool:
+        """Whether the node's process is stopped by a signal (state T in /proc)."""
+        stat = Path(f"/proc/{self.processes[node].pid}/stat").read_text()
+        return stat.rpartition(")")[2].split()[0] == "T"
 
     def finish(self, timeout: float = 60) -> dict[str, dict[str, int]]:
         """Wait for every node still alive to shut down cleanly; their outcome counts."""

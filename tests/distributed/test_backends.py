@@ -153,6 +153,60 @@ def test_redis_tokens_keep_growing_after_a_restart_that_lost_every_key(
     assert after > max(before)
 
 
+def _script_calls(url: str) -> dict[str, int]:
+    """How many script commands the server took since it started, NOSCRIPT ones included."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        stats = client.info("commandstats")
+    finally:
+        client.close()
+    names = {"cmdstat_eval": "eval", "cmdstat_evalsha": "evalsha", "cmdstat_script|load": "load"}
+    return {
+        short: sum(stats.get(name, {}).get(count, 0) for count in ("calls", "rejected_calls"))
+        for name, short in names.items()
+    }
+
+
+def test_redis_scripts_cost_one_round_trip_each_on_a_server_that_never_ran_them(
+    private_redis: PrivateRedis,
+) -> None:
+    # A first use that went EVALSHA, NOSCRIPT, SCRIPT LOAD, EVALSHA took three round
+    # trips: over a slow link, more than the renew interval that bounds each one.
+    locker = make_locker("redis", private_redis.url, unique_name(), lease_ttl=3)
+
+    async def scenario() -> None:
+        for key in ("job@1", "job@2"):
+            lease = await locker.acquire(key, locker.lease_ttl)
+            await lease.renew()
+            await lease.release()
+        await locker.close()
+
+    run(scenario())
+    assert _script_calls(private_redis.url) == {"eval": 3, "evalsha": 3, "load": 0}
+
+
+def test_a_redis_that_lost_its_scripts_runs_them_again(private_redis: PrivateRedis) -> None:
+    import redis
+
+    locker = make_locker("redis", private_redis.url, unique_name(), lease_ttl=3)
+
+    async def scenario() -> None:
+        lease = await locker.acquire("job@1", locker.lease_ttl)
+        await lease.renew()
+        flusher = redis.Redis.from_url(private_redis.url)
+        flusher.script_flush()
+        flusher.close()
+        await lease.renew()  # EVALSHA answers NOSCRIPT; EVAL runs it and loads it again
+        await lease.renew()
+        await lease.release()
+        await locker.close()
+
+    run(scenario())
+    assert _script_calls(private_redis.url) == {"eval": 4, "evalsha": 2, "load": 0}
+
+
 def test_a_postgres_immediate_stop_is_a_lock_error_and_claims_resume_after_restart(
     private_postgres: PrivatePostgres,
 ) -> None:

@@ -154,20 +154,18 @@ def test_sigkill_of_a_runner_reruns_at_least_once_jobs_and_abandons_at_most_once
 def test_a_runner_paused_beyond_its_ttl_is_fenced_when_it_wakes(
     cluster_factory: ClusterFactory, store: str, summary: Summary
 ) -> None:
+    # The victim's first run stops its own process as soon as it has started, so the
+    # pause never lands after the run has finished or renewed; its effect is fenced per
+    # occurrence, so a later occurrence of the job cannot outrun the heir to the sink.
     cluster = cluster_factory(
         store, "--ttl", str(TTL), "--duration", "30", "--victim-every", "4", "--victim-seconds",
-        "2", "--recovery", "at_least_once",
+        "2", "--recovery", "at_least_once", "--pause-victim", "--fence-by", "occurrence",
     )  # fmt: skip
     for n in range(3):
         cluster.start(f"n{n}")
     cluster.wait_started()
-    zombie = wait_for(
-        lambda: check(cluster.history).events("start", job="victim_at_least_once"),
-        20,
-        "the victim to start",
-    )[0]
-    time.sleep(0.2)
-    cluster.signal(zombie.node, signal.SIGSTOP)
+    [zombie] = wait_for(lambda: check(cluster.history).events("pause"), 20, "the victim to pause")
+    wait_for(lambda: cluster.stopped(zombie.node), 10, "the victim's node to stop")
     key = zombie.occurrence_key
     wait_for(
         lambda: [r for r in check(cluster.history).events("effect") if r.occurrence_key == key],
@@ -190,6 +188,7 @@ def test_a_runner_paused_beyond_its_ttl_is_fenced_when_it_wakes(
     effects = {r.node: r for r in report.events("effect") if r.occurrence_key == key}
     heir = next(r for node, r in effects.items() if node != zombie.node)
     late = effects[zombie.node]
+    assert heir.attempt == zombie.attempt + 1
     assert (heir.once_ok, heir.fenced_ok) == (True, True)
     # Both sinks reject the zombie. (Whether its run noticed the lost lease before writing
     # is a race on waking: a paused process cannot know it was paused.)

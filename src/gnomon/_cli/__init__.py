@@ -66,6 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_next(commands)
     _add_history(commands)
     _add_status(commands)
+    _add_web(commands)
     return parser
 
 
@@ -111,6 +112,17 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         metavar="[HOST:]PORT",
         help="serve Prometheus metrics and /healthz (host defaults to 127.0.0.1)",
     )
+    parser.add_argument(
+        "--web",
+        metavar="[HOST:]PORT",
+        help="serve the dashboard (host defaults to 127.0.0.1; read-only without a token file)",
+    )
+    parser.add_argument(
+        "--web-token-file",
+        type=Path,
+        metavar="PATH",
+        help="a file holding the token that the dashboard's pages and actions require",
+    )
     parser.set_defaults(handler=_handle_run)
 
 
@@ -154,6 +166,23 @@ def _add_status(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     parser.set_defaults(handler=_handle_status)
 
 
+def _add_web(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser("web", help="serve the dashboard of a store, read-only")
+    _schedule_file(parser)
+    parser.add_argument(
+        "--store",
+        metavar="URL",
+        help="sqlite:PATH or a postgresql:// URL (default: the schedule file's store)",
+    )
+    parser.add_argument(
+        "--listen",
+        default="127.0.0.1:8421",
+        metavar="[HOST:]PORT",
+        help="where to serve it (127.0.0.1:8421)",
+    )
+    parser.set_defaults(handler=_handle_web)
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -182,6 +211,8 @@ def _handle_run(arguments: argparse.Namespace) -> int:
         log_format=arguments.log_format,
         log_level=arguments.log_level,
         metrics=arguments.metrics,
+        web=arguments.web,
+        web_token_file=arguments.web_token_file,
     )
 
 
@@ -225,3 +256,35 @@ def _handle_status(arguments: argparse.Namespace) -> int:
     quiet_drivers()
     location, zone = read_settings(arguments.file, arguments.state)
     return status(location, zone=zone, as_json=arguments.json, out=sys.stdout)
+
+
+def _handle_web(arguments: argparse.Namespace) -> int:
+    from gnomon._cli._logging import configure_logging, quiet_drivers
+    from gnomon._cli._web import serve_store, web_missing
+
+    problem = web_missing()
+    if problem:
+        raise UsageError(problem)
+    configure_logging("text", "info")
+    quiet_drivers()
+    location, zone = _web_store(arguments)
+    try:
+        return serve_store(location, zone, arguments.listen)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+
+
+def _web_store(arguments: argparse.Namespace) -> tuple[object, ZoneInfo]:
+    from gnomon._cli._commands import read_settings
+    from gnomon._cli._config import local_timezone
+    from gnomon._cli._store import read_store
+
+    if arguments.store is None:
+        return read_settings(arguments.file, None)
+    zone = local_timezone()
+    if arguments.file.exists():
+        zone = read_settings(arguments.file, None)[1]
+    try:
+        return read_store(arguments.store, Path.cwd()), zone
+    except GnomonError as error:
+        raise UsageError(str(error)) from None

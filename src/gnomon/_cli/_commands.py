@@ -130,7 +130,7 @@ def history(
 
 
 def _history_table(records: list[RunRecord], zone: ZoneInfo) -> str:
-    headers = ["JOB", "SCHEDULED", "STARTED", "DURATION", "OUTCOME", "EXIT", "DETAIL"]
+    headers = ["JOB", "SCHEDULED", "STARTED", "DURATION", "OUTCOME", "ATTEMPTS", "EXIT", "DETAIL"]
     rows = [
         [
             record.job_name,
@@ -138,6 +138,7 @@ def _history_table(records: list[RunRecord], zone: ZoneInfo) -> str:
             _short(record.started_at, zone),
             _seconds(_duration(record)),
             _outcome(record.outcome),
+            record.attempts,
             record.exit_status,
             _detail(record),
         ]
@@ -218,6 +219,7 @@ class JobSummary:
     paused: bool
     next_run: datetime | None
     last_outcome: str | None
+    pause_reason: str | None
     last_run: datetime | None
     failures_24h: int
 
@@ -267,6 +269,7 @@ def _summary(store: Store, row: StoredJob, now: datetime) -> JobSummary:
         paused=row.paused,
         next_run=row.next_fire,
         last_outcome=_outcome(latest[0].outcome) if latest else None,
+        pause_reason=row.pause_reason if row.paused else None,
         last_run=ran[0].started_at if ran else None,
         failures_24h=len(failures),
     )
@@ -291,7 +294,7 @@ def _jobs_table(jobs: list[JobSummary], zone: ZoneInfo) -> str:
     headers = ["JOB", "RULE", "LAST OUTCOME", "LAST RUN", "NEXT RUN", "FAILURES (24H)"]
     rows = [
         [
-            job.name + (" (paused)" if job.paused else ""),
+            job.name + _paused(job),
             job.rule,
             job.last_outcome,
             _short(job.last_run, zone),
@@ -301,6 +304,12 @@ def _jobs_table(jobs: list[JobSummary], zone: ZoneInfo) -> str:
         for job in jobs
     ]
     return render_table(headers, rows)
+
+
+def _paused(job: JobSummary) -> str:
+    if not job.paused:
+        return ""
+    return f" (paused: {job.pause_reason})" if job.pause_reason else " (paused)"
 
 
 def _node_json(node: NodeInfo, zone: ZoneInfo) -> dict[str, object]:
@@ -320,6 +329,7 @@ def _job_json(job: JobSummary, zone: ZoneInfo) -> dict[str, object]:
         "task": job.task,
         "source": job.source,
         "paused": job.paused,
+        "pause_reason": job.pause_reason,
         "last_outcome": job.last_outcome,
         "last_run": _iso(job.last_run, zone),
         "next_run": _iso(job.next_run, zone),

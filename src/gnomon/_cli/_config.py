@@ -18,12 +18,20 @@ from pathlib import Path
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from gnomon._cli._dispatch import (
+    DISPATCH_KEYS,
+    DISPATCH_OPTION_KEYS,
+    DispatchAction,
+    read_broker_url,
+    read_dispatch,
+)
 from gnomon._cli._rules import RULE_KEYS, read_moment, read_rule
 from gnomon._cli._store import StoreLocation, read_store
 from gnomon._durations import parse_duration
 from gnomon._errors import GnomonError, InvalidJob
 from gnomon._events import LimitMode
 from gnomon._options import CATCH_UP_POLICIES
+from gnomon._retry import Retry
 from gnomon._rules import Rule
 from gnomon._scheduler import _local_zone
 
@@ -51,9 +59,10 @@ SCHEDULER_KEYS = (
     "store",
     "locker",
     "elector",
+    "broker",
     *CATCH_UP_KEYS,
 )
-ACTION_KEYS = ("command", "call")
+ACTION_KEYS = ("command", "call", *DISPATCH_KEYS)
 JOB_KEYS = (
     "name",
     *RULE_KEYS,
@@ -64,12 +73,14 @@ JOB_KEYS = (
     "kwargs",
     "tags",
     "singleton",
+    "retry",
     "timeout",
     "max_runs",
     "start_at",
     "stop_at",
     "jitter",
     "start_immediately",
+    *DISPATCH_OPTION_KEYS,
     *CATCH_UP_KEYS,
 )
 DEFAULT_STOP_TIMEOUT = timedelta(seconds=10)
@@ -124,9 +135,10 @@ class JobSpec:
 
     name: str
     rule: Rule
-    action: CommandAction | CallAction
+    action: CommandAction | CallAction | DispatchAction
     tags: frozenset[str] = frozenset()
     singleton: LimitMode | None = None
+    retry: Retry | None = None
     timeout: timedelta | None = None
     max_runs: int | None = None
     start_at: datetime | None = None
@@ -145,6 +157,7 @@ class JobSpec:
             **{key: value for key, value in catch_up.items() if value is not None},
             "tags": self.tags,
             "singleton": self.singleton,
+            "retry": self.retry,
             "timeout": self.timeout,
             "max_runs": self.max_runs,
             "start_at": self.start_at,
@@ -164,6 +177,8 @@ class SchedulerSpec:
     store: StoreLocation
     locker: str | None = None
     elector: str | None = None
+    broker: str | None = None
+    """The task queue's broker URL, for dispatch jobs (never stored)."""
     catch_up: str = "latest"
     catch_up_window: timedelta | None = None
     catch_up_limit: int = 100
@@ -303,6 +318,7 @@ def _read_scheduler(path: Path, table: object, problems: list[str]) -> Scheduler
         store=_read_store(fields, path, default_store),
         locker=fields.take("locker", _url("locker"), None),
         elector=fields.take("elector", _url("elector"), None),
+        broker=fields.take("broker", read_broker_url, None),
         catch_up=fields.take("catch_up", _catch_up, "latest"),
         catch_up_window=fields.take("catch_up_window", _duration("catch_up_window"), None),
         catch_up_limit=fields.take("catch_up_limit", _positive_int("catch_up_limit"), 100),
@@ -358,7 +374,7 @@ def _read_job(
     fields = _Fields(entry, f"job {name!r}", problems)
     fields.check_keys(JOB_KEYS)
     rule = _read_job_rule(fields, scheduler.timezone)
-    action = _read_action(fields, base)
+    action = _read_action(fields, base, scheduler.broker)
     options = _read_options(fields, scheduler.timezone)
     if len(problems) > before or rule is None or action is None:
         return None
@@ -379,15 +395,28 @@ def _read_job_rule(fields: _Fields, zone: ZoneInfo) -> Rule | None:
         return None
 
 
-def _read_action(fields: _Fields, base: Path) -> CommandAction | CallAction | None:
+def _read_action(
+    fields: _Fields, base: Path, broker: str | None
+) -> CommandAction | CallAction | DispatchAction | None:
     present = [key for key in ACTION_KEYS if key in fields.table]
     if len(present) != 1:
         found = ", ".join(present) if present else "none"
-        fields.fail(f"needs exactly one action (command or call); found {found}")
+        fields.fail(f"needs exactly one action ({', '.join(ACTION_KEYS)}); found {found}")
         return None
+    if present[0] in DISPATCH_KEYS:
+        _refuse(fields, ("cwd", "env"), "a task queue's worker runs the task")
+        kind = present[0]
+        return fields.take(kind, lambda _: read_dispatch(kind, fields.table, broker), None)
+    _refuse(fields, DISPATCH_OPTION_KEYS, "they belong to celery, dramatiq and rq jobs")
     if present[0] == "command":
         return _read_command(fields, base)
     return _read_call(fields)
+
+
+def _refuse(fields: _Fields, keys: tuple[str, ...], why: str) -> None:
+    for key in keys:
+        if key in fields.table:
+            fields.fail(f"{key} does not apply to this job: {why}")
 
 
 def _read_command(fields: _Fields, base: Path) -> CommandAction | None:
@@ -420,6 +449,7 @@ def _read_options(fields: _Fields, zone: ZoneInfo) -> dict[str, Any]:
     return {
         "tags": fields.take("tags", _tags, frozenset()),
         "singleton": fields.take("singleton", _limit_mode, None),
+        "retry": fields.take("retry", _retry, None),
         "timeout": fields.take("timeout", _duration("timeout"), None),
         "max_runs": fields.take("max_runs", _positive_int("max_runs"), None),
         "start_at": fields.take("start_at", _moment("start_at", zone), None),
@@ -522,8 +552,18 @@ def _catch_up(value: object) -> str:
 def _limit_mode(value: object) -> LimitMode:
     choices = {mode.value: mode for mode in LimitMode}
     if not isinstance(value, str) or value.lower() not in choices:
-        raise InvalidJob(f"singleton must be 'reschedule' or 'wait', got {value!r}")
+        valid = ", ".join(repr(mode.value) for mode in LimitMode)
+        raise InvalidJob(f"singleton must be one of {valid}, got {value!r}")
     return choices[value.lower()]
+
+
+def _retry(value: object) -> Retry:
+    """``retry = { attempts = 3, delay = "10s", ... }`` (exception filters stay in code)."""
+    if not isinstance(value, dict):
+        raise InvalidJob(
+            f'retry must be a table such as {{ attempts = 3, delay = "10s" }}, got {value!r}'
+        )
+    return Retry.from_data(value)
 
 
 def _program(value: object) -> tuple[str | None, tuple[str, ...] | None]:

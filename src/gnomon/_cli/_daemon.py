@@ -17,11 +17,13 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import gnomon
 from gnomon._cli import EXIT_OK, EXIT_TERMINATED, UsageError
 from gnomon._cli._actions import KILL_GRACE, ProcessGroups
 from gnomon._cli._config import InvalidSchedule, JobSpec, Schedule, load_schedule
+from gnomon._cli._dispatch import probe_brokers
 from gnomon._cli._logging import LOGGER, configure_logging, log_fields
 from gnomon._cli._metrics import MetricsServer, parse_address, prometheus_missing
 from gnomon._cli._monitors import MonitorGroup, RunLog
@@ -30,6 +32,9 @@ from gnomon._cli._store import StoreLocation, migrate_old_history, open_built
 from gnomon._durations import format_duration
 from gnomon._events import Monitor
 from gnomon._stores.contract import Store
+
+if TYPE_CHECKING:
+    from gnomon._cli._web import WebServer
 
 __all__ = ["Daemon", "run_daemon"]
 
@@ -46,6 +51,8 @@ def run_daemon(
     log_format: str,
     log_level: str,
     metrics: str | None,
+    web: str | None = None,
+    web_token_file: Path | None = None,
 ) -> int:
     address = None
     if metrics is not None:
@@ -56,11 +63,26 @@ def run_daemon(
             address = parse_address(metrics)
         except ValueError as error:
             raise UsageError(str(error)) from None
+    if web_token_file is not None and web is None:
+        raise UsageError("--web-token-file needs --web [HOST:]PORT")
+    if web is not None:
+        from gnomon._cli._web import web_missing
+
+        problem = web_missing()
+        if problem:
+            raise UsageError(problem)
     configure_logging(log_format, log_level)
     schedule = load_schedule(path)
     check_with_engine(schedule)
     location = StoreLocation(path=state) if state is not None else None
     daemon = Daemon(schedule, location, metrics_address=address)
+    if web is not None:
+        from gnomon._cli._web import daemon_dashboard
+
+        try:
+            daemon.web = daemon_dashboard(daemon.scheduler, web, web_token_file)
+        except ValueError as error:
+            raise UsageError(str(error)) from None
     terminated = daemon.run()
     return EXIT_TERMINATED if terminated else EXIT_OK
 
@@ -84,6 +106,7 @@ class Daemon:
         self._last_beat = datetime.now(UTC)
         monitors: list[Monitor] = [RunLog()]
         self.metrics: MetricsServer | None = None
+        self.web: WebServer | None = None
         if metrics_address is not None:
             self.metrics = self._metrics_server(metrics_address, monitors)
         self.store = self.location.build()
@@ -121,11 +144,16 @@ class Daemon:
         open_built(self.store, self.location, create=True)
         for spec in self.schedule.jobs:
             self._declare(spec)
+        probe_brokers(self.scheduler)
         self.declarations.remove_undeclared(self.specs.keys())
         # After the declarations: copied records then carry their jobs' ids.
         migrate_old_history(self.store, self.location)
         self.scheduler.start()
         self._start_metrics()
+        if self.web is not None:
+            url = self.web.start()
+            access = "read-only" if self.web.read_only else "actions need the token"
+            LOGGER.info(f"dashboard on {url} ({access})")
         count = len(self.schedule.jobs)
         LOGGER.info(
             f"gnomon started: {count} job{'s' if count != 1 else ''} from {self.schedule.path}",
@@ -255,6 +283,8 @@ class Daemon:
             LOGGER.warning(f"{left} command(s) did not end after SIGKILL")
 
     def _close(self) -> None:
+        if self.web is not None:
+            self.web.close()
         self.store.close()
         if self.metrics is not None:
             self.metrics.close()

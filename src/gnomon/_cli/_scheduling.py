@@ -23,6 +23,7 @@ from gnomon._cli._config import (
     Schedule,
     SchedulerSpec,
 )
+from gnomon._cli._dispatch import DispatchAction, register_dispatch
 from gnomon._cli._logging import LOGGER, log_fields
 from gnomon._cli._migrate import HISTORY_RETENTION
 from gnomon._cli._secrets import mask_secrets
@@ -101,6 +102,8 @@ class Declarations:
         options: dict[str, Any] = {"if_exists": "replace", **job.options()}
         if isinstance(job.action, CallAction):
             options.update(args=job.action.args, kwargs=dict(job.action.kwargs))
+        elif isinstance(job.action, DispatchAction):
+            options.setdefault("recovery", gnomon.Recovery.AT_LEAST_ONCE)
         self.scheduler._declaring = self.source
         try:
             return self.scheduler.add_job(task, job.rule, name=job.name, **options)
@@ -113,6 +116,8 @@ class Declarations:
         action = job.action
         if isinstance(action, CallAction):
             return self.scheduler.register(action.func, name=f"call:{action.target}")
+        if isinstance(action, DispatchAction):
+            return register_dispatch(self.scheduler, action)
         name = f"command:{job.name}"
         known = job.name in self.commands
         self.commands[job.name] = action

@@ -18,8 +18,10 @@ Values use an envelope, so that nothing a user stores is read back as something 
   ``[<naive ISO>, <zone>]``, plus ``1`` when ``fold=1``; a zone is a ``ZoneInfo`` key
   (``"Europe/Riga"``), ``[<offset in microseconds>, <name>]`` for a named fixed
   ``timezone``, ``[<offset in microseconds>]`` for an unnamed one, or ``null``.
-- Options may also hold ``{"$frozenset": [<sorted str>...]}`` (tags) and
-  ``{"$enum": ["LimitMode" | "Recovery", <value>]}``; arguments may not.
+- Options may also hold ``{"$frozenset": [<sorted str>...]}`` (tags),
+  ``{"$enum": ["LimitMode" | "Recovery", <value>]}`` and ``{"$retry": {...}}`` (a
+  ``Retry`` as its plain data; one that names exception classes is not stored);
+  arguments may not.
 
 Aware datetimes only (a naive one names no instant); a ``time`` may be naive (a time of
 day) or carry one of the zones above. Types are matched exactly: a ``str`` subclass or an
@@ -46,6 +48,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from gnomon._errors import InvalidJob
 from gnomon._events import LimitMode, Recovery
+from gnomon._retry import Retry
 from gnomon._rules import (
     CronRule,
     Daily,
@@ -74,6 +77,7 @@ __all__ = [
     "encode_definition",
     "encode_rule",
     "encode_value",
+    "forget_decoded",
 ]
 
 FORMAT: Final = 1
@@ -96,7 +100,7 @@ _ARGUMENTS_ALLOWED: Final = (
 _OPTIONS_ALLOWED: Final = (
     "durable job options must be JSON values (None, bool, int, float, str, list, dict with "
     "str keys) or tuple, aware datetime, date, time, timedelta, UUID, Decimal, a frozenset "
-    "of str, LimitMode or Recovery"
+    "of str, LimitMode, Recovery or Retry"
 )
 _ZONES_ALLOWED: Final = (
     "datetime.timezone.utc, a fixed datetime.timezone or a zoneinfo.ZoneInfo made from a key"
@@ -161,36 +165,52 @@ def decode_definition(text: str) -> Definition:
     """
     parts = _layout(text)
     if parts is not None:
-        head, rule_text, options_text = parts
-        document = _load(head)
-        if "rule" not in document and "options" not in document:
-            args, kwargs = _decode_arguments(document)
+        arguments_text, rule_text, options_text = parts
+        arguments = _arguments(arguments_text)
+        if arguments is not None:
             rule = _cached_rule(rule_text)
             options = _cached_options(options_text)
-            return Definition(rule, args, kwargs, options, options_text)
+            return Definition(rule, *arguments, options, options_text)
     return _decode_whole(text)
 
 
+_LAID_OUT: Final = f'{{"format":{FORMAT},{_RULE_MARK}'
+
+
 def _layout(text: object) -> tuple[str, str, str] | None:
-    """``text`` split as ``encode_definition`` writes it, or ``None``."""
-    if type(text) is not str or not text.endswith("}"):
+    """``text`` split as ``encode_definition`` writes it (in this format), or ``None``:
+    the arguments as a JSON object of their own, the rule's text, the options' text."""
+    if type(text) is not str or not text.startswith(_LAID_OUT) or not text.endswith("}"):
         return None
-    rule = text.find(_RULE_MARK)
-    args = text.find(_ARGS_MARK)
+    args = text.find(_ARGS_MARK, len(_LAID_OUT))
     options = text.rfind(_OPTIONS_MARK)
-    if not 0 < rule < args < options:
+    if not len(_LAID_OUT) < args < options:
         return None
-    head = text[:rule] + text[args + 1 : options] + "}"
-    return head, text[rule + len(_RULE_MARK) : args], text[options + len(_OPTIONS_MARK) : -1]
+    return (
+        "{" + text[args + 1 : options] + "}",
+        text[len(_LAID_OUT) : args],
+        text[options + len(_OPTIONS_MARK) : -1],
+    )
 
 
-def _decode_arguments(document: dict[str, object]) -> tuple[tuple[object, ...], dict[str, object]]:
+def _arguments(text: str) -> tuple[tuple[object, ...], dict[str, object]] | None:
+    """The arguments in ``{"args": [...], "kwargs": {...}}``; ``None`` if ``text`` holds
+    anything else (then the whole definition is decoded, and judged, as one)."""
     try:
-        args = [decode_value(item) for item in _member(document, "args", list)]
-        kwargs = _decode_mapping(_member(document, "kwargs", dict))
+        document = _JSON.decode(text)
+    except (ValueError, TypeError, RecursionError):
+        return None
+    if type(document) is not dict or len(document) != 2:
+        return None
+    args, kwargs = document.get("args"), document.get("kwargs")
+    if type(args) is not list or type(kwargs) is not dict:
+        return None
+    try:
+        plain = all(type(item) in _PLAIN_TYPES for item in args)
+        values = tuple(args) if plain else tuple([decode_value(item) for item in args])
+        return values, _decode_mapping(kwargs) if kwargs else kwargs
     except RecursionError:
         raise UndecodableDefinition("values are nested too deeply") from None
-    return tuple(args), kwargs
 
 
 @functools.lru_cache(maxsize=4096)
@@ -207,6 +227,13 @@ def _cached_options(text: str) -> dict[str, object]:
         return _decode_mapping(data)
     except RecursionError:
         raise UndecodableDefinition("values are nested too deeply") from None
+
+
+def forget_decoded() -> None:
+    """Drop the rules and options kept by their text to decode many rows: after a load,
+    what the loaded jobs use is theirs, and the rest is only memory."""
+    _cached_rule.cache_clear()
+    _cached_options.cache_clear()
 
 
 def _json_member(text: str, name: str) -> object:
@@ -433,6 +460,16 @@ def _encode_enum(encoder: _Encoder, value: LimitMode | Recovery, where: str) -> 
     return {"$enum": [type(value).__name__, value.value]}
 
 
+def _encode_retry(encoder: _Encoder, value: Retry, where: str) -> object:
+    if value.on != (Exception,) or value.never_on:
+        raise InvalidJob(
+            f"{where} names exception classes (on={value.on!r}, never_on={value.never_on!r}), "
+            "which a stored job cannot hold (nothing read from a store is imported): give "
+            "this policy to the task instead, s.register(func, retry=...)"
+        )
+    return {"$retry": value.to_data()}
+
+
 _ARGUMENT_ENCODERS: Final[Mapping[type, _ValueEncoder]] = {
     type(None): _plain,
     bool: _plain,
@@ -454,6 +491,7 @@ _OPTION_ENCODERS: Final[Mapping[type, _ValueEncoder]] = {
     frozenset: _encode_frozenset,
     LimitMode: _encode_enum,
     Recovery: _encode_enum,
+    Retry: _encode_retry,
 }
 
 
@@ -638,6 +676,14 @@ _ENUM_MEMBERS: Final[Mapping[tuple[str, str], LimitMode | Recovery]] = {
 }
 
 
+def _read_retry(payload: object) -> object:
+    data: dict[str, object] = _payload("$retry", payload, dict)
+    try:
+        return Retry.from_data(data)
+    except (InvalidJob, TypeError) as error:
+        raise UndecodableDefinition(f"invalid $retry {_shown(data)}: {error}") from None
+
+
 _VALUE_READERS: Final[Mapping[str, Callable[[object], object]]] = {
     "$dict": _read_dict,
     "$tuple": _read_tuple,
@@ -650,6 +696,7 @@ _VALUE_READERS: Final[Mapping[str, Callable[[object], object]]] = {
     "$decimal": _read_decimal,
     "$frozenset": _read_frozenset,
     "$enum": _read_enum,
+    "$retry": _read_retry,
 }
 
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import abc
 import enum
+import traceback
 import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -48,6 +49,7 @@ __all__ = [
     "Store",
     "StoredJob",
     "describe_error",
+    "describe_traceback",
 ]
 
 SCHEMA_VERSION = 1
@@ -223,6 +225,11 @@ class Store(abc.ABC):
         out the timeout and is re-established on a later call. The default waits for
         nothing (stores with ``notifies = False`` are polled)."""
 
+    def upkeep(self) -> None:  # noqa: B027 - optional hook
+        """Housekeeping that a scheduler's follower runs after each poll, off the path of
+        the calls that write (``SQLiteStore`` checkpoints its write-ahead log here). The
+        default does nothing."""
+
     @abc.abstractmethod
     def seq(self) -> int:
         """The change counter's current value: cheap, for polling."""
@@ -337,9 +344,12 @@ class Store(abc.ABC):
         detail: str | None = None,
         exit_status: int | None = None,
         output: str | None = None,
+        retry_at: datetime | None = None,
     ) -> None:
         """Write a claimed occurrence's outcome; ``LeaseLost`` when ``token`` no longer
-        holds it (a zombie's result is not recorded)."""
+        holds it (a zombie's result is not recorded). With ``retry_at`` the attempt
+        failed and the job retries it then: the row waits for its next claim (a pending
+        retry, which survives the process), and its outcome is the attempt's meanwhile."""
 
     @abc.abstractmethod
     def record(self, record: RunRecord) -> bool:
@@ -348,6 +358,16 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def expired_claims(self, *, limit: int = 100) -> list[RunRecord]:
         """Running rows whose lease has expired by the store's clock (dead holders)."""
+
+    @abc.abstractmethod
+    def due_retries(self, *, grace: timedelta, limit: int = 100) -> list[RunRecord]:
+        """Pending retries (``finish(..., retry_at=...)``) due more than ``grace`` ago by
+        the store's clock: their scheduler did not take them (it died)."""
+
+    @abc.abstractmethod
+    def drop_retry(self, key: str) -> None:
+        """Give up an occurrence's pending retry (its job was paused, removed or fired
+        again): the row keeps its last attempt's outcome. Nothing if none is pending."""
 
     @abc.abstractmethod
     def retry(self, key: str, *, actor: str | None = None) -> RunRecord:
@@ -394,6 +414,18 @@ def describe_error(error: BaseException | None) -> str | None:
     text = str(error)
     name = type(error).__qualname__
     return f"{name}: {text}" if text else name
+
+
+TRACEBACK_KEPT = 8000
+"""How many characters of a failed run's traceback history keeps (the end of it)."""
+
+
+def describe_traceback(error: BaseException | None) -> str | None:
+    """A failed run's traceback as history keeps it in ``output`` (its last characters)."""
+    if error is None or error.__traceback__ is None:
+        return None
+    text = "".join(traceback.format_exception(error))
+    return text[-TRACEBACK_KEPT:]
 
 
 @dataclass(frozen=True, slots=True)

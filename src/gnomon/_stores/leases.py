@@ -18,7 +18,12 @@ from typing import TYPE_CHECKING
 
 from gnomon._distributed import Lease, Locker
 from gnomon._events import Outcome, Recovery
-from gnomon._stores.contract import ClaimRequest, CommandResult, describe_error
+from gnomon._stores.contract import (
+    ClaimRequest,
+    CommandResult,
+    describe_error,
+    describe_traceback,
+)
 
 if TYPE_CHECKING:
     from gnomon._run import Run
@@ -58,7 +63,8 @@ class StoreLease(Lease):
             started_at=None if started is None else started.astimezone(UTC),
             error=describe_error(run.error),
             exit_status=None if result is None else result.exit_status,
-            output=None if result is None else result.output,
+            retry_at=None if run.retry_at is None else run.retry_at.astimezone(UTC),
+            output=describe_traceback(run.error) if result is None else result.output,
         )
 
     def __repr__(self) -> str:

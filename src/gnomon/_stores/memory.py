@@ -13,11 +13,13 @@ this reference.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
+import gc
 import threading
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -311,6 +313,7 @@ class MemoryStore(Store):
         detail: str | None = None,
         exit_status: int | None = None,
         output: str | None = None,
+        retry_at: datetime | None = None,
     ) -> None:
         with self._lock:
             occurrence = self._held(key, token)
@@ -327,9 +330,34 @@ class MemoryStore(Store):
                 exit_status=exit_status,
                 output=output,
             )
-            occurrence.state = OccurrenceState.FINISHED
-            occurrence.lease_until = None
+            if retry_at is None:
+                occurrence.state = OccurrenceState.FINISHED
+                occurrence.lease_until = None
+            else:
+                occurrence.state = OccurrenceState.RETRY
+                occurrence.lease_until = as_utc(retry_at, "retry_at")
             self._changed.notify_all()
+
+    def due_retries(self, *, grace: timedelta, limit: int = 100) -> list[RunRecord]:
+        check_limit(limit)
+        with self._lock:
+            before = self.now() - grace
+            due = [
+                (occurrence.lease_until, occurrence.record)
+                for occurrence in self._occurrences.values()
+                if occurrence.state is OccurrenceState.RETRY
+                and occurrence.lease_until is not None
+                and occurrence.lease_until < before
+            ]
+        due.sort(key=lambda pair: (pair[0], pair[1].occurrence_key))
+        return [record for _, record in due[:limit]]
+
+    def drop_retry(self, key: str) -> None:
+        with self._lock:
+            occurrence = self._occurrences.get(key)
+            if occurrence is not None and occurrence.state is OccurrenceState.RETRY:
+                occurrence.state = OccurrenceState.FINISHED
+                occurrence.lease_until = None
 
     def _held(self, key: str, token: int) -> _Occurrence | None:
         occurrence = self._occurrences.get(key)
@@ -459,6 +487,19 @@ def _claimed(
 
 
 # ---------------------------------------------------------------- shared decisions
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """Loading many rows makes many objects, none of them cyclic; the cyclic collector
+    would rescan them (and the whole heap) several times over while they are made."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def as_utc(moment: datetime, what: str) -> datetime:

@@ -175,6 +175,7 @@ CREATE INDEX store_occurrences_job ON {occurrences} (job_id, scheduled_at DESC);
 CREATE INDEX store_occurrences_job_name ON {occurrences} (job_name, scheduled_at DESC);
 CREATE INDEX store_occurrences_scheduled ON {occurrences} (scheduled_at DESC);
 CREATE INDEX store_occurrences_leases ON {occurrences} (lease_until) WHERE state = 'running';
+CREATE INDEX store_occurrences_retries ON {occurrences} (lease_until) WHERE state = 'retry';
 CREATE TABLE {nodes} (
     instance_id text PRIMARY KEY,
     node text NOT NULL,
@@ -327,11 +328,21 @@ _STATEMENTS = {
         "AND lease_until >= clock_timestamp() RETURNING 1"
     ),
     "finish": (
-        "UPDATE {occurrences} SET state = 'finished', outcome = %(outcome)s, "
+        "UPDATE {occurrences} SET outcome = %(outcome)s, "
+        "state = CASE WHEN %(retry_at)s::timestamptz IS NULL THEN 'finished' ELSE 'retry' END, "
         "finished_at = %(finished_at)s, started_at = coalesce(%(started_at)s, started_at), "
         "error = %(error)s, detail = %(detail)s, exit_status = %(exit_status)s, "
-        "output = %(output)s, lease_until = NULL WHERE key = %(key)s AND token = %(token)s "
-        "AND state = 'running' RETURNING 1"
+        "output = %(output)s, lease_until = %(retry_at)s WHERE key = %(key)s "
+        "AND token = %(token)s AND state = 'running' RETURNING 1"
+    ),
+    "due_retries": (
+        "SELECT {run_cols} FROM {occurrences} WHERE state = 'retry' "
+        "AND lease_until < clock_timestamp() - %(grace)s ORDER BY lease_until, key "
+        "LIMIT %(limit)s"
+    ),
+    "drop_retry": (
+        "UPDATE {occurrences} SET state = 'finished', lease_until = NULL "
+        "WHERE key = %(key)s AND state = 'retry' RETURNING 1"
     ),
     "record": _RECORD,
     "expired": (
@@ -658,11 +669,17 @@ class _Listener:
     def _read(self, deadline: float) -> bool:
         """Up to ``deadline``: True on a notification, or when changes may have been
         missed. Never raises."""
-        if self._conn is None:
+        conn = self._conn
+        if conn is None:
             return self._after_relisten(deadline)
         try:
-            for _ in self._conn.notifies(timeout=_left(deadline), stop_after=1):
+            # psycopg's own wait wakes every 100 ms: notifications already received are
+            # taken without waiting, then the socket is waited on for the whole timeout.
+            for _ in conn.notifies(timeout=0, stop_after=1):
                 return True
+            if _wait_readable(conn.pgconn.socket, _left(deadline)):
+                for _ in conn.notifies(timeout=0, stop_after=1):
+                    return True
         except Exception as exc:  # a broken channel must not raise
             logger.info("the store's notification connection broke: %r", exc)
             self._drop()
@@ -728,6 +745,15 @@ def _left(deadline: float) -> float:
     return max(0.0, deadline - time.monotonic())
 
 
+def _wait_readable(fd: int, timeout: float) -> bool:
+    """Wait up to ``timeout`` seconds for ``fd`` to have something to read."""
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(fd, select.POLLIN | select.POLLERR | select.POLLHUP)
+        return bool(poller.poll(max(0, math.ceil(timeout * 1000))))
+    return bool(select.select([fd], [], [fd], timeout)[0])  # Windows has no poll()
+
+
 def _shut_down(conn: Connection | None) -> None:
     """End a connection that another thread is waiting on, without touching libpq state
     from this thread: shut the socket down, and the waiter sees end of file."""
@@ -759,16 +785,15 @@ class _Watchdog:
     a proxy or a NAT hides) leaves a read waiting forever: statement_timeout runs on the
     server, and TCP's timeouts only see unacknowledged data. Shutting the socket down
     makes that read see end of file, so the call fails and the pool drops the
-    connection. One thread for the process, which ticks only while round trips are on.
+    connection. One thread for the process, which wakes only when the earliest deadline
+    of the round trips it watches comes (most round trips are over long before).
     """
-
-    _TICK = 0.1
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._guards: dict[int, _Guard] = {}
         self._thread: threading.Thread | None = None
-        self._idle = False
+        self._wake_at = math.inf
 
     @contextlib.contextmanager
     def guard(self, conn: Connection, seconds: float) -> Iterator[_Guard]:
@@ -780,7 +805,7 @@ class _Watchdog:
                     target=self._watch, name="gnomon-postgres-watchdog", daemon=True
                 )
                 self._thread.start()
-            elif self._idle:
+            elif guard.deadline < self._wake_at:
                 self._cond.notify()
         try:
             yield guard
@@ -791,13 +816,14 @@ class _Watchdog:
     def _watch(self) -> None:
         with self._cond:
             while True:
-                self._idle = not self._guards
-                self._cond.wait(None if self._idle else self._TICK)
                 now = time.monotonic()
                 for guard in self._guards.values():
                     if not guard.fired and now > guard.deadline:
                         guard.fired = True
                         _shut_down(guard.conn)
+                pending = [g.deadline for g in self._guards.values() if not g.fired]
+                self._wake_at = min(pending, default=math.inf)
+                self._cond.wait(None if not pending else self._wake_at - now)
 
 
 _WATCHDOG = _Watchdog()
@@ -1271,6 +1297,7 @@ class PostgresStore(Store):
         detail: str | None = None,
         exit_status: int | None = None,
         output: str | None = None,
+        retry_at: datetime | None = None,
     ) -> None:
         params = {
             "key": key,
@@ -1282,9 +1309,18 @@ class PostgresStore(Store):
             "detail": detail,
             "exit_status": exit_status,
             "output": output,
+            "retry_at": optional_utc(retry_at, "retry_at"),
         }
         if not self._rows("finish", params):
             raise LeaseLost(f"cannot finish {key!r}: token {token} no longer holds it")
+
+    def due_retries(self, *, grace: timedelta, limit: int = 100) -> list[RunRecord]:
+        check_limit(limit)
+        rows = self._rows("due_retries", {"grace": grace, "limit": limit})
+        return [_run_record(row) for row in rows]
+
+    def drop_retry(self, key: str) -> None:
+        self._rows("drop_retry", {"key": key})
 
     def record(self, record: RunRecord) -> bool:
         return bool(self._rows("record", _record_params(record_in_utc(record))))

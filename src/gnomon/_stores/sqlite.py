@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import gc
+import math
 import os
 import sqlite3
 import threading
@@ -61,6 +61,7 @@ from gnomon._stores.memory import (
     check_name_free,
     check_version,
     claimable,
+    collector_paused,
     denial,
     judge,
     kept_or_replaced,
@@ -111,6 +112,8 @@ _SCHEMA = (
         ON gnomon_occurrences (scheduled_ts)""",
     """CREATE INDEX IF NOT EXISTS gnomon_occurrences_leases
         ON gnomon_occurrences (lease_ts) WHERE state = 'running'""",
+    """CREATE INDEX IF NOT EXISTS gnomon_occurrences_retries
+        ON gnomon_occurrences (lease_ts) WHERE state = 'retry'""",
     """CREATE TABLE IF NOT EXISTS gnomon_nodes (
         instance_id TEXT PRIMARY KEY, node TEXT NOT NULL, started_at TEXT NOT NULL,
         last_seen TEXT NOT NULL, last_seen_ts REAL NOT NULL, leader INTEGER NOT NULL)""",
@@ -156,10 +159,16 @@ _RENEWABLE = """SELECT lease_until FROM gnomon_occurrences
     WHERE occurrence_key = ? AND fencing_token = ? AND state = 'running'"""
 _RENEW = """UPDATE gnomon_occurrences SET lease_until = ?, lease_ts = ?
     WHERE occurrence_key = ?"""
-_FINISH = """UPDATE gnomon_occurrences SET state = 'finished', outcome = ?, finished_at = ?,
+_FINISH = """UPDATE gnomon_occurrences SET outcome = ?, finished_at = ?,
     started_at = COALESCE(?, started_at), error = ?, detail = ?, exit_status = ?,
-    output = ?, lease_until = NULL, lease_ts = NULL
+    output = ?, state = ?, lease_until = ?, lease_ts = ?
     WHERE occurrence_key = ? AND fencing_token = ? AND state = 'running'"""
+_DUE_RETRIES = (
+    "SELECT " + _RECORD_COLUMNS + " FROM gnomon_occurrences"  # noqa: S608 - constants
+    " WHERE state = 'retry' AND lease_ts < ? ORDER BY lease_ts, occurrence_key LIMIT ?"
+)
+_DROP_RETRY = """UPDATE gnomon_occurrences SET state = 'finished', lease_until = NULL,
+    lease_ts = NULL WHERE occurrence_key = ? AND state = 'retry'"""
 _EXPIRED = (
     "SELECT " + _RECORD_COLUMNS + ", lease_until FROM gnomon_occurrences"  # noqa: S608 - constants
     " WHERE state = 'running' AND lease_ts < ? ORDER BY lease_ts, occurrence_key LIMIT ?"
@@ -181,6 +190,14 @@ _HEARTBEAT = """INSERT INTO gnomon_nodes (instance_id, node, started_at, last_se
 _NODES = """SELECT node, instance_id, started_at, last_seen, leader FROM gnomon_nodes
     WHERE last_seen_ts >= ? ORDER BY started_at, instance_id"""
 _LEAVE = "DELETE FROM gnomon_nodes WHERE instance_id = ?"
+
+_CHECKPOINT = "PRAGMA wal_checkpoint(PASSIVE)"
+_AUTOCHECKPOINT_OFF = "PRAGMA wal_autocheckpoint = 0"
+_AUTOCHECKPOINT_ON = "PRAGMA wal_autocheckpoint = 1000"  # SQLite's default
+_UPKEEP_LAPSE = 5.0
+"""Seconds without ``upkeep`` after which commits checkpoint for themselves again."""
+_CHECKPOINT_BATCH = 16
+_CHECKPOINT_AGE = 60.0
 
 _COUNT = "UPDATE gnomon_meta SET value = value + 1 WHERE name = ?"
 _COUNTER = "SELECT value FROM gnomon_meta WHERE name = ?"
@@ -226,6 +243,11 @@ class SQLiteStore(Store):
         self._preparing = threading.Lock()
         self._ready = False
         self._closed = False
+        self._upkept = -math.inf
+        """When ``upkeep`` last ran (monotonic seconds)."""
+        self._unchecked = 0
+        """How many commits this process made since its last checkpoint."""
+        self._checkpointed = time.monotonic()
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -257,6 +279,7 @@ class SQLiteStore(Store):
         if connection is None:
             connection = self._connect()
             self._local.connection = connection
+            self._local.upkept = False  # SQLite's own checkpoints, as a connection starts
         if not self._ready:
             self._prepare(connection)
         return connection
@@ -358,8 +381,33 @@ class SQLiteStore(Store):
         """One write transaction; anything raised inside rolls it back."""
         with self._errors():
             connection = self._connection()
+            self._leave_checkpoints(connection)
             with _transaction(connection):
                 yield connection
+            self._unchecked += 1  # a lost update among threads only delays a checkpoint
+
+    def _leave_checkpoints(self, connection: sqlite3.Connection) -> None:
+        """While a follower runs ``upkeep``, commits leave checkpoints to it: SQLite would
+        otherwise checkpoint inside whichever commit fills the log past 1,000 pages,
+        syncing the file in the middle of that caller's ``add_job``. Once upkeep stops
+        (the scheduler shut down), commits checkpoint for themselves again."""
+        lapse = max(_UPKEEP_LAPSE, 3 * self.poll_interval.total_seconds())
+        upkept = time.monotonic() - self._upkept < lapse
+        if self._local.upkept is not upkept:
+            connection.execute(_AUTOCHECKPOINT_OFF if upkept else _AUTOCHECKPOINT_ON)
+            self._local.upkept = upkept
+
+    def upkeep(self) -> None:
+        """Checkpoint the write-ahead log once this process made a batch of commits (or
+        any at all a while ago): passively, so that it never waits on readers or
+        writers. A heartbeat's commit alone is not worth a checkpoint's sync."""
+        now = self._upkept = time.monotonic()
+        batch = self._unchecked >= _CHECKPOINT_BATCH
+        if not batch and not (self._unchecked and now - self._checkpointed >= _CHECKPOINT_AGE):
+            return
+        self._unchecked, self._checkpointed = 0, now
+        with self._errors():
+            self._connection().execute(_CHECKPOINT).fetchall()
 
     def _fetch(self, statement: str, params: tuple[object, ...] = ()) -> list[Row]:
         with self._errors():
@@ -369,7 +417,7 @@ class SQLiteStore(Store):
 
     def jobs(self, *, since: int = 0, include_removed: bool = False) -> list[StoredJob]:
         statement = _JOBS_SINCE_WITH_REMOVED if include_removed else _JOBS_SINCE
-        with self._errors(), _collector_paused():
+        with self._errors(), collector_paused():
             cursor = self._connection().execute(statement, (since,))
             return [_job(row) for row in cursor]
 
@@ -482,13 +530,28 @@ class SQLiteStore(Store):
         detail: str | None = None,
         exit_status: int | None = None,
         output: str | None = None,
+        retry_at: datetime | None = None,
     ) -> None:
         finished = _text(as_utc(finished_at, "finished_at"))
         started = _optional_text(optional_utc(started_at, "started_at"))
         result = (Outcome(outcome).value, finished, started, error, detail, exit_status, output)
+        if retry_at is None:
+            pending: tuple[str, str | None, float | None] = ("finished", None, None)
+        else:
+            when = as_utc(retry_at, "retry_at")
+            pending = ("retry", _text(when), when.timestamp())
         with self._write() as connection:
-            if connection.execute(_FINISH, (*result, key, token)).rowcount != 1:
+            if connection.execute(_FINISH, (*result, *pending, key, token)).rowcount != 1:
                 raise LeaseLost(f"cannot finish {key!r}: token {token} no longer holds it")
+
+    def due_retries(self, *, grace: timedelta, limit: int = 100) -> list[RunRecord]:
+        check_limit(limit)
+        before = (self.now() - grace).timestamp()
+        return [_record(row) for row in self._fetch(_DUE_RETRIES, (before, limit))]
+
+    def drop_retry(self, key: str) -> None:
+        with self._write() as connection:
+            connection.execute(_DROP_RETRY, (key,))
 
     def record(self, record: RunRecord) -> bool:
         params = _record_params(record)
@@ -623,19 +686,6 @@ def _transaction(connection: sqlite3.Connection) -> Iterator[None]:
         raise
 
 
-@contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Decoding many rows makes many objects, none of them cyclic; the cyclic collector
-    would rescan them (and the whole heap) several times over while they are made."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
 def _next(connection: sqlite3.Connection, counter: str) -> int:
     """The next value of ``seq`` or ``token``: kept in the file, so it only grows."""
     connection.execute(_COUNT, (counter,))
@@ -645,11 +695,27 @@ def _next(connection: sqlite3.Connection, counter: str) -> int:
 # ---------------------------------------------------------------- job rows
 
 
+def _uuid(data: bytes) -> uuid.UUID:
+    """``uuid.UUID(bytes=data)`` at a quarter of the cost (what ``UUID.__setstate__``
+    does): loading every stored job makes one per row, from 16 bytes SQLite checked."""
+    if len(data) != 16:
+        raise ValueError("bytes is not a 16-char string")  # as uuid.UUID says it
+    value = _new_uuid(_UUID)
+    _set(value, "int", _int_from_bytes(data))
+    _set(value, "is_safe", uuid.SafeUUID.unknown)
+    return value
+
+
+_new_uuid = object.__new__
+_set = object.__setattr__
+_int_from_bytes = int.from_bytes
+
+
 def _job(row: Row) -> StoredJob:
     (job_id, name, task, definition, anchor, next_fire, runs, last_run, paused, reason,
      version, source, seq, removed, removed_at) = row  # fmt: skip
     return StoredJob(
-        _UUID(bytes=job_id), name, task, definition, _datetime(anchor),
+        _uuid(job_id), name, task, definition, _datetime(anchor),
         None if next_fire is None else _datetime(next_fire), runs,
         None if last_run is None else _datetime(last_run), bool(paused), reason, version,
         source, seq, removed, None if removed_at is None else _datetime(removed_at),

@@ -1,0 +1,206 @@
+"""The dashboard under load: server time of its pages, and what an open page costs.
+
+    python bench/w_web.py                 # all three measurements (~3 min)
+    python bench/w_web.py --only jobs     # or history, idle
+    python bench/w_web.py --quick         # smaller sizes, a 20 s idle window
+
+W1 jobs page: 10,000 jobs, paginated (50 a page), over a scheduler on a SQLite store and
+over the bare store (``gnomon web``); first page, a deep page, a text filter, a tag
+filter. W2 history page: one job with 1,000,000 records in a SQLite store (rows written
+straight into its table, as the store writes them); first page, page 20, the failures
+filter. W3 idle: a scheduler with 100 jobs, its dashboard open in headless Chromium
+(polling every 5 s), the process's CPU time over the window.
+
+Server time is the ASGI app's own time for one request (in process, no network), the
+median of the repetitions after one warm-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+import gnomon
+from gnomon._stores import sqlite as sqlite_store
+from gnomon._stores.contract import RunRecord
+from gnomon.sqlite import SQLiteStore
+from gnomon.web import dashboard
+
+REPS = 15
+
+
+def task() -> None:
+    pass
+
+
+def timed(app: Any, paths: list[str], reps: int = REPS) -> dict[str, float]:
+    """Median milliseconds of each GET, the app called in process."""
+
+    async def measure() -> dict[str, float]:
+        transport = httpx.ASGITransport(app=app)
+        results = {}
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as http:
+            for path in paths:
+                answer = await http.get(path)
+                assert answer.status_code == 200, (path, answer.status_code)
+                samples = []
+                for _ in range(reps):
+                    started = time.perf_counter()
+                    await http.get(path)
+                    samples.append((time.perf_counter() - started) * 1000)
+                results[path] = statistics.median(samples)
+        return results
+
+    return asyncio.run(measure())
+
+
+def jobs_page(root: Path, count: int) -> None:
+    path = root / "jobs.db"
+    store = SQLiteStore(path)
+    scheduler = gnomon.Scheduler(store=store, timezone="UTC")
+    scheduler.register(task, name="task")
+    started = time.perf_counter()
+    scheduler.start()
+    for index in range(count):
+        scheduler.add_job(
+            "task", gnomon.every("1h"), name=f"job-{index:05d}", tags=[f"team-{index % 20}"]
+        )
+    print(f"W1: {count} jobs stored in {time.perf_counter() - started:.1f}s")
+    paths = ["/", f"/?page={count // 100}", "/?q=job-0999", "/?tag=team-7"]
+    for label, target in (("scheduler", scheduler), ("store", store)):
+        results = timed(dashboard(target), paths)
+        for page, ms in results.items():
+            print(f"W1 jobs page over {label:9} {page:18} {ms:7.1f} ms")
+    scheduler.shutdown()
+    store.close()
+
+
+def history_page(root: Path, records: int) -> None:
+    path = root / "history.db"
+    store = SQLiteStore(path)
+    scheduler = gnomon.Scheduler(store=store, timezone="UTC")
+    scheduler.register(task, name="task")
+    scheduler.start()
+    job = scheduler.add_job("task", gnomon.every("1m"), name="busy")
+    assert job is not None
+    scheduler.shutdown()
+    started = time.perf_counter()
+    _fill(path, job.id, records)
+    print(f"W2: {records} records written in {time.perf_counter() - started:.1f}s")
+    paths = [f"/jobs/{job.id}", f"/jobs/{job.id}?page=20", f"/jobs/{job.id}?outcome=failed"]
+    for label, target in (("store", store),):
+        results = timed(dashboard(target), paths)
+        for page, ms in results.items():
+            shown = page.replace(str(job.id), "ID")
+            print(f"W2 history page over {label:5} {shown:26} {ms:7.1f} ms")
+    plan = sqlite3.connect(path).execute(
+        "EXPLAIN QUERY PLAN SELECT * FROM gnomon_occurrences WHERE job_id = ? "
+        "ORDER BY scheduled_ts DESC, occurrence_key DESC LIMIT 51",
+        (job.id.bytes,),
+    )
+    print("W2 query plan:", "; ".join(row[-1] for row in plan))
+    store.close()
+
+
+def _fill(path: Path, job_id: uuid.UUID, count: int) -> None:
+    connection = sqlite3.connect(path)
+    start = datetime(2020, 1, 1, tzinfo=UTC)
+    outcomes = [gnomon.Outcome.SUCCESS] * 19 + [gnomon.Outcome.FAILED]
+    batch = []
+    with connection:
+        for index in range(count):
+            at = start + timedelta(minutes=index)
+            outcome = outcomes[index % 20]
+            record = RunRecord(
+                occurrence_key=f"busy@{at.isoformat()}",
+                job_id=job_id,
+                job_name="busy",
+                scheduled_at=at,
+                started_at=at,
+                finished_at=at + timedelta(seconds=2),
+                outcome=outcome,
+                node="bench",
+                fencing_token=index + 1,
+                error="RuntimeError: boom" if outcome is gnomon.Outcome.FAILED else None,
+            )
+            batch.append(sqlite_store._record_params(record))
+            if len(batch) == 50_000:
+                connection.executemany(sqlite_store._INSERT_RECORD, batch)
+                batch.clear()
+        connection.executemany(sqlite_store._INSERT_RECORD, batch)
+    connection.close()
+
+
+def idle(seconds: float) -> None:
+    from playwright.sync_api import sync_playwright
+
+    from gnomon._cli._web import WebServer
+
+    scheduler = gnomon.Scheduler(timezone="UTC")
+    for index in range(100):
+        scheduler.add_job(task, gnomon.every("1h"), name=f"job-{index:03d}")
+    scheduler.start()
+    server = WebServer(dashboard(scheduler), ("127.0.0.1", 0))
+    url = server.start()
+    served = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"],
+        )
+        page = browser.new_page()
+        page.on("request", lambda request: served.append(request.url))
+        page.goto(url)
+        page.wait_for_timeout(2000)
+        served.clear()
+        cpu = _cpu()
+        wall = time.monotonic()
+        page.wait_for_timeout(seconds * 1000)
+        used = _cpu() - cpu
+        elapsed = time.monotonic() - wall
+        browser.close()
+    server.close()
+    scheduler.shutdown()
+    print(
+        f"W3 idle: {used / elapsed * 100:.2f}% of a core over {elapsed:.0f}s "
+        f"({len(served)} polls of the jobs page of 100 jobs)"
+    )
+
+
+def _cpu() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", choices=("jobs", "history", "idle"))
+    parser.add_argument("--quick", action="store_true")
+    arguments = parser.parse_args(argv)
+    runs: dict[str, Callable[[Path], None]] = {
+        "jobs": lambda root: jobs_page(root, 1000 if arguments.quick else 10_000),
+        "history": lambda root: history_page(root, 100_000 if arguments.quick else 1_000_000),
+        "idle": lambda root: idle(20 if arguments.quick else 60),
+    }
+    with tempfile.TemporaryDirectory() as folder:
+        for name, run in runs.items():
+            if arguments.only in (None, name):
+                run(Path(folder))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""Occurrences that could not be claimed while the store was down are caught up."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from datetime import timedelta
+
+import pytest
+from durable_support import T0, SchedulerFactory, StoreFactory
+
+import gnomon
+from gnomon import Outcome
+from gnomon.testing import FakeClock
+
+MINUTE = timedelta(minutes=1)
+
+
+def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting until {what}")
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize(
+    ("catch_up", "ran", "missed"),
+    [("latest", [5], 4), ("skip", [], 5), ("all", [1, 2, 3, 4, 5], 0)],
+)
+def test_occurrences_unclaimable_during_an_outage_follow_the_catch_up_policy(
+    make: SchedulerFactory,
+    new_store: StoreFactory,
+    clock: FakeClock,
+    catch_up: str,
+    *,
+    ran: list[int],
+    missed: int,
+) -> None:
+    lock = threading.Lock()
+    seen: list[object] = []
+
+    def task(ctx: gnomon.JobContext) -> None:
+        with lock:
+            seen.append(ctx.scheduled_at)
+
+    store = new_store()
+    s = make(store=store)
+    s.register(task, name="task")
+    s.start()
+    s.add_job("task", gnomon.every("1m"), name="ticker", catch_up=catch_up)
+    calls = ("claim", "record", "seq", "jobs")
+    working = {name: getattr(store, name) for name in calls}
+
+    def down(*args: object, **kwargs: object) -> object:
+        raise gnomon.StoreUnavailable("the store is down (test)")
+
+    for name in calls:
+        setattr(store, name, down)
+    clock.advance(5 * MINUTE + timedelta(seconds=30))
+    s.wait_idle()
+    assert seen == []
+    for name, method in working.items():
+        setattr(store, name, method)
+    wait_until(
+        lambda: (
+            len(seen) == len(ran)
+            and (missed == 0 or bool(s.history(outcome=Outcome.SKIPPED_MISSED)))
+        ),
+        "the follower caught up",
+    )
+    s.wait_idle()
+    assert sorted(seen) == [T0 + n * MINUTE for n in ran]  # type: ignore[type-var]
+    skips = s.history(outcome=Outcome.SKIPPED_MISSED)
+    if missed:
+        [skip] = skips
+        assert skip.count == missed
+        assert skip.detail is not None
+        assert "while the store was unavailable" in skip.detail
+    else:
+        assert skips == []
