@@ -9,9 +9,10 @@ import pytest
 
 import gnomon
 import gnomon.testing
+import gnomon.web
 
 
-@pytest.mark.parametrize("module", [gnomon, gnomon.testing])
+@pytest.mark.parametrize("module", [gnomon, gnomon.testing, gnomon.web])
 def test_all_is_sorted_and_lists_exactly_the_public_names(module: object) -> None:
     exported = module.__all__  # type: ignore[attr-defined]
     public = {name for name in vars(module) if not name.startswith("_")}
@@ -35,8 +36,8 @@ def test_contract_names_are_exported() -> None:
 def test_importing_gnomon_imports_no_driver() -> None:
     code = (
         "import sys, gnomon, gnomon.testing; "
-        "print(sorted(m for m in ('redis', 'psycopg', 'psycopg_pool', 'prometheus_client') "
-        "if m in sys.modules))"
+        "print(sorted(m for m in ('redis', 'psycopg', 'psycopg_pool', 'prometheus_client', "
+        "'starlette', 'jinja2', 'uvicorn') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -197,6 +197,8 @@ class Engine:
         self._running = 0
         self._queue: deque[Run] = deque()
         self._waiting = 0
+        self._queued_jobs: set[JobState] = set()
+        """Jobs that have (or had) runs queued for their singleton slot."""
         self._reports = 0
         self._settling = 0
         self.watchers = 0
@@ -966,6 +968,7 @@ class Engine:
             state.waiting = deque()
         state.waiting.append(run)
         self._waiting += 1
+        self._queued_jobs.add(state)
 
     def _admit(self, run: Run, now: datetime, effects: Effects) -> None:
         limit = self.max_concurrent
@@ -1288,8 +1291,8 @@ class Engine:
             return
         if run.state.durable is None:
             if run.attempt > 1:  # an occurrence run again: its record replaces the old one
-                key = run.key
-                kept = [entry for entry in self.history if entry[0].key != key]
+                key, state = run.key, run.state  # names (so keys) may repeat across jobs
+                kept = [e for e in self.history if e[0].key != key or e[0].state is not state]
                 if len(kept) != len(self.history):
                     self.history = deque(kept, maxlen=self.history.maxlen)
             self.history.append((run, outcome, error, self.clock.now(), count, detail))
@@ -1392,10 +1395,23 @@ class Engine:
         return (
             not self._running
             and not self._queue
-            and not self._waiting
+            and self._waiting == self._waiting_for_retries()
             and not self._reports
             and not self._settling
         )
+
+    def _waiting_for_retries(self) -> int:
+        """Queued runs whose job's slot only a pending retry holds: they wait for a
+        future run, which ``wait_idle`` does not wait for (under the lock)."""
+        if not self._waiting:
+            return 0
+        blocked = 0
+        for state in list(self._queued_jobs):
+            if not state.waiting:
+                self._queued_jobs.discard(state)
+            elif not state.running and state.pending_retry:
+                blocked += len(state.waiting)
+        return blocked
 
     @property
     def jobs_waiting(self) -> int:

@@ -92,9 +92,9 @@ def _next_fire_in_zone(
     anchor = wall // _DAY
     low = wall + 1
     # Only a change less than a day before the moment can have repeated its walls.
-    if fixed and instant - start < _JUMP and start + offsets.before(start, end) > low:
+    if fixed and instant - start < _JUMP:
         # Inside a repeated hour, walls up to the change were already reached once.
-        low = start + offsets.before(start, end)
+        low = max(low, start + offsets.before(start, end))
     searched_from = low
     found = matcher.first_at_or_after(low, horizon, anchor) if low < horizon else None
     settled = instant + _JUMP
@@ -105,17 +105,22 @@ def _next_fire_in_zone(
         # Nothing matches in [searched_from, found). Once past the offsets near the moment,
         # the segments whose walls all lie well below ``found`` change nothing: skip them.
         ahead = found - offset - _JUMP
-        target = ahead if end >= settled and ahead > end else end
-        start, end, offset, offset_before = offsets.segment(target)
-        if start < target:  # the target lies inside a segment: no change happens there
-            start, offset_before = target, offset
-        elif fixed:
-            offset_before = offsets.before(start, end)
-        low = start + (offset_before if fixed else offset)
+        start, end, offset, low = _enter(
+            offsets, ahead if end >= settled and ahead > end else end, fixed=fixed
+        )
         if not searched_from <= low <= found:
             searched_from = low
             found = matcher.first_at_or_after(low, horizon, anchor) if low < horizon else None
     return None
+
+
+def _enter(offsets: _ZoneOffsets, target: int, *, fixed: bool) -> tuple[int, int, int, int]:
+    """The segment from ``target`` on (start, end, offset) and the first wall to search in
+    it: fixed-time rules carry the highest wall already reached across a change."""
+    start, end, offset, _ = offsets.segment(target)
+    if start < target:  # the target lies inside a segment: no change happens there
+        return target, end, offset, target + offset
+    return start, end, offset, start + (offsets.before(start, end) if fixed else offset)
 
 
 def _at(instant: int, zone: tzinfo) -> datetime | None:

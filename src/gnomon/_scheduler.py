@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from gnomon._clock import Clock, FakeClock, SystemClock
 from gnomon._dispatch import DispatchTarget, register_broker, register_target
 from gnomon._distributed import Elector, Locker
-from gnomon._durable import DurableJobs, default_node
+from gnomon._durable import DurableJobs, default_node, new_job_id
 from gnomon._durations import parse_duration
 from gnomon._engine import Engine
 from gnomon._errors import (
@@ -309,7 +309,8 @@ class _SchedulerCore(JobOwner):
         self, durable: DurableJobs, func: object, rule: Rule, options: Mapping[str, Any]
     ) -> Job | None:
         task = self._resolve_task(func)
-        job_id = uuid.UUID(int=_check_id(options.get("id")))
+        requested = options.get("id")
+        job_id = new_job_id() if requested is None else uuid.UUID(int=_check_id(requested))
         if_exists = _check_if_exists(options.get("if_exists", "replace"))
         given = {k: v for k, v in options.items() if k not in ("id", *ADD_ONLY_OPTIONS)}
         check_option_names(given, "add_job")

@@ -111,7 +111,7 @@ class _CeleryPublisher(Publisher):
             connection = self.app.connection_for_write(
                 transport_options={"confirm_publish": True}, connect_timeout=5
             )
-            connection.ensure_connection(max_retries=1)
+            connection.ensure_connection(max_retries=0)  # fail fast: the job's retry waits
             self._connection = connection
             self._producer = connection.Producer()
         return self._producer

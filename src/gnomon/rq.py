@@ -29,6 +29,7 @@ import redis
 import rq
 from rq.exceptions import DuplicateJobError
 from rq.job import JobStatus
+from rq.worker import BaseWorker
 
 from gnomon._dispatch import (
     Admission,
@@ -147,8 +148,8 @@ def guard(
     functions: Iterable[Callable[..., object]],
     *,
     seen: object = None,
-    worker_class: type[rq.Worker] = rq.Worker,
-) -> type[rq.Worker]:
+    worker_class: type[BaseWorker] = rq.Worker,
+) -> type[BaseWorker]:
     """A worker class that runs only fenced jobs of ``functions``.
 
     A job runs only when it names one of ``functions`` and its ``gnomon_fencing_token``

@@ -37,7 +37,7 @@ def make_scheduler() -> Iterator[SchedulerFactory]:
         made.append((scheduler, store))
         return scheduler, clock
 
-    yield make  # type: ignore[misc]
+    yield make
     for scheduler, store in made:
         scheduler.shutdown()
         store.close()

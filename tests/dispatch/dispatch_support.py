@@ -38,7 +38,9 @@ def unique(stem: str) -> str:
 def _answers(url: str, default_port: int) -> bool:
     parts = urlsplit(url)
     try:
-        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or default_port), 2):
+        with socket.create_connection(
+            (parts.hostname or "127.0.0.1", parts.port or default_port), 2
+        ):
             return True
     except OSError:
         return False
@@ -85,14 +87,16 @@ class Worker:
     command: list[str]
 
     def dropped(self) -> list[str]:
-        return [entry.decode() for entry in sink_client().lrange(f"{self.tag}:dropped", 0, -1)]
+        entries = sink_client().lrange(f"{self.tag}:dropped", 0, -1)
+        return [entry.decode() if isinstance(entry, bytes) else str(entry) for entry in entries]
 
     def stop(self, *, forget: bool = True) -> None:
         """Stop the worker; ``forget``: also delete its keys (ledger, drops, readiness)."""
         if self.process.poll() is None:
             self.process.terminate()
             try:
-                self.process.wait(15)
+                # A worker blocked on its broker may take a while; the test is done with it.
+                self.process.wait(3)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(10)
@@ -182,6 +186,16 @@ def settle(worker: Worker, send_marker: Callable[[str], None]) -> None:
         lambda: any(marker in entry for entry in worker.dropped()),
         f"the {worker.kind} worker to drain",
     )
+
+
+def delete_queues(url: str, *names: str) -> None:
+    """Delete RabbitMQ queues a test declared."""
+    from kombu.connection import Connection
+
+    with Connection(url) as connection:  # type: ignore[no-untyped-call]  # kombu is partly typed
+        channel = connection.channel()
+        for name in names:
+            channel.queue_delete(name)
 
 
 def close_quietly(close: Callable[[], object]) -> None:

@@ -81,12 +81,12 @@ def _celery_app() -> Any:
     app.conf.worker_hijack_root_logger = False
     base = guard(open_store(os.environ["GNOMON_TEST_STORE"]), seen=LEDGER)
 
-    @app.task(bind=True, base=base, name="dispatch_tests.record")
+    @app.task(bind=True, base=base, name="dispatch_tests.record")  # type: ignore[untyped-decorator]  # celery is untyped
     def record(self: Any, sink: str) -> str:
         sink_client.rpush(sink, sink_entry(_headers(self.request), "celery"))
         return "recorded"
 
-    @app.task(base=base, name="dispatch_tests.fail")
+    @app.task(base=base, name="dispatch_tests.fail")  # type: ignore[untyped-decorator]  # celery is untyped
     def fail() -> None:
         raise ValueError("boom from the worker")
 
@@ -114,7 +114,8 @@ def _dramatiq_broker() -> Any:
             sink_client.set(f"{TAG}:ready", "1")
 
     broker = RabbitmqBroker(url=BROKER, confirm_delivery=True)
-    broker.add_middleware(Results(backend=RedisBackend(client=sink_client)))
+    results = Results(backend=RedisBackend(client=sink_client))  # type: ignore[no-untyped-call]
+    broker.add_middleware(results)
     broker.add_middleware(guard(open_store(os.environ["GNOMON_TEST_STORE"]), seen=LEDGER))
     broker.add_middleware(Ready())
     dramatiq.set_broker(broker)
@@ -172,4 +173,3 @@ def run_rq_worker(queue: str) -> None:
     worker = worker_class([rq.Queue(queue, connection=connection)], connection=connection)
     sink_client.set(f"{TAG}:ready", "1")
     worker.work(with_scheduler=False, logging_level="WARNING")
-

@@ -15,6 +15,7 @@ from dispatch_support import (
     RABBITMQ_URL,
     REDIS_URL,
     Worker,
+    delete_queues,
     require,
     runs_per_occurrence,
     settle,
@@ -24,11 +25,12 @@ from dispatch_support import (
     wait_for,
 )
 from fault_proxy import FaultProxy
-from kombu import Connection, Exchange, Queue
+from kombu.entity import Exchange, Queue
 
 import gnomon
 from gnomon import Outcome
 from gnomon.celery import dispatch
+from gnomon.testing import FakeClock
 
 
 @dataclass
@@ -67,15 +69,12 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CeleryEnv]:
 
 
 def _delete_queues(*names: str) -> None:
-    with Connection(RABBITMQ_URL) as connection:
-        channel = connection.channel()
-        for name in names:
-            channel.queue_delete(name)
+    delete_queues(RABBITMQ_URL, *names)
 
 
 def _scheduled(
     make: SchedulerFactory, env: CeleryEnv, app: Celery | None = None, **target: object
-) -> tuple[gnomon.Scheduler, gnomon.testing.FakeClock, str]:
+) -> tuple[gnomon.Scheduler, FakeClock, str]:
     scheduler, clock = make(env.store_path)
     scheduler.register_broker("celery", app or env.app)
     name = unique("job")
@@ -141,9 +140,9 @@ def test_a_publish_the_broker_refuses_to_confirm_fails_with_the_reason_and_is_re
     env: CeleryEnv, make_scheduler: SchedulerFactory
 ) -> None:
     full = unique("gnomon_full")
-    refusing = Queue(
+    refusing = Queue(  # type: ignore[no-untyped-call]  # kombu is partly typed
         full,
-        Exchange(full, "direct"),
+        Exchange(full, "direct"),  # type: ignore[no-untyped-call]
         routing_key=full,
         queue_arguments={"x-max-length": 0, "x-overflow": "reject-publish"},
     )
@@ -231,10 +230,15 @@ def test_a_connection_cut_mid_burst_loses_nothing_and_runs_no_message_twice(
         )
         published = threading.Event()
 
+        def sent() -> int:
+            return len(scheduler.history(job=name, outcome=Outcome.SUCCESS, limit=1000))
+
         def cut_after_some() -> None:
-            wait_for(lambda: len(sink_entries(sink)) >= 3, "the first runs of the burst")
+            wait_for(lambda: sent() >= 3, "the first publishes of the burst")
             proxy.reset()
             published.set()
+
+        proxy.delay(0.1)  # every confirm takes a while: the cut lands inside the burst
 
         cutter = threading.Thread(target=cut_after_some)
         cutter.start()

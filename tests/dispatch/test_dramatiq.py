@@ -14,6 +14,7 @@ from conftest import SchedulerFactory
 from dispatch_support import (
     PIKA_URL,
     Worker,
+    delete_queues,
     require,
     settle,
     sink_client,
@@ -25,11 +26,11 @@ from dispatch_support import (
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.results import Results
 from dramatiq.results.backends import RedisBackend
-from kombu import Connection
 
 import gnomon
 from gnomon import Outcome
 from gnomon.dramatiq import dispatch
+from gnomon.testing import FakeClock
 
 
 @dataclass
@@ -41,7 +42,7 @@ class DramatiqEnv:
 
     def settle(self) -> None:
         def marker(name: str) -> None:
-            message = dramatiq.Message(
+            message: dramatiq.Message[Any] = dramatiq.Message(
                 queue_name=self.queue,
                 actor_name="record",
                 args=(unique("sink"),),
@@ -64,21 +65,19 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DramatiqEnv]:
         "dramatiq", queue=queue, store=f"sqlite:{store_path}", broker=PIKA_URL, logs=root
     )
     broker = RabbitmqBroker(url=PIKA_URL, confirm_delivery=True)
-    broker.add_middleware(Results(backend=RedisBackend(client=sink_client())))
+    results = Results(backend=RedisBackend(client=sink_client()))  # type: ignore[no-untyped-call]
+    broker.add_middleware(results)
     try:
         yield DramatiqEnv(worker, broker, store_path, queue)
     finally:
         broker.close()
         worker.stop()
-        with Connection(PIKA_URL) as connection:
-            channel = connection.channel()
-            for name in (queue, f"{queue}.DQ", f"{queue}.XQ"):
-                channel.queue_delete(name)
+        delete_queues(PIKA_URL, queue, f"{queue}.DQ", f"{queue}.XQ")
 
 
 def _scheduled(
     make: SchedulerFactory, env: DramatiqEnv, actor: str, **target: Any
-) -> tuple[gnomon.Scheduler, gnomon.testing.FakeClock, str]:
+) -> tuple[gnomon.Scheduler, FakeClock, str]:
     scheduler, clock = make(env.store_path)
     scheduler.register_broker("dramatiq", env.broker)
     name = unique("job")
@@ -110,7 +109,7 @@ def _results(records: list[gnomon.RunRecord], env: DramatiqEnv) -> list[object]:
     backend = RedisBackend(client=sink_client())
     found = []
     for record in records:
-        message = dramatiq.Message(
+        message: dramatiq.Message[Any] = dramatiq.Message(
             queue_name=env.queue,
             actor_name="record",
             args=(),
@@ -133,9 +132,7 @@ def test_track_reports_the_actor_failure_from_the_results_backend(
     assert "ValueError: boom from the worker" in (record.error or ""), record.error
 
 
-def test_track_returns_the_actor_result(
-    env: DramatiqEnv, make_scheduler: SchedulerFactory
-) -> None:
+def test_track_returns_the_actor_result(env: DramatiqEnv, make_scheduler: SchedulerFactory) -> None:
     sink = unique("sink")
     scheduler, clock, name = _scheduled(make_scheduler, env, "record", args=[sink], track=True)
     clock.advance(timedelta(seconds=1))

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -21,6 +21,7 @@ from dispatch_support import (
     RABBITMQ_URL,
     SRC,
     Worker,
+    delete_queues,
     require,
     runs_per_occurrence,
     settle,
@@ -29,7 +30,6 @@ from dispatch_support import (
     unique,
     wait_for,
 )
-from kombu import Connection
 
 import gnomon
 from gnomon import Outcome
@@ -37,6 +37,10 @@ from gnomon.celery import dispatch
 from gnomon.postgres import PostgresStore
 
 pytestmark = pytest.mark.slow
+
+SCENARIO_SECONDS = int(os.environ.get("GNOMON_DISPATCH_SCENARIO_SECONDS", "20"))
+"""How long the three-replica scenario runs: 20 s here, 60 s as ``bench/w_dispatch.py
+--replicas``."""
 
 
 @dataclass
@@ -74,14 +78,18 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         yield Fleet(worker, schema, queue, Celery("gnomon-tests", broker=RABBITMQ_URL))
     finally:
         worker.stop()
-        with Connection(RABBITMQ_URL) as connection:
-            connection.channel().queue_delete(queue)
+        delete_queues(RABBITMQ_URL, queue)
         with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), str(SRC)])}
+
+
+def _spawn(command: list[str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        return subprocess.Popen(command, env=_env(), stdout=out, stderr=subprocess.STDOUT)
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
@@ -128,12 +136,7 @@ def test_three_replicas_publish_every_occurrence_once_while_one_is_killed_and_on
     schedule = tmp_path / "schedule.toml"
     _schedule(schedule, fleet, tick, minutely)
     command = [sys.executable, "-m", "gnomon", "run", str(schedule), "--log-format", "json"]
-    replicas = [
-        subprocess.Popen(
-            command, env=_env(), stdout=subprocess.DEVNULL, stderr=(tmp_path / f"r{i}.log").open("wb")
-        )
-        for i in range(3)
-    ]
+    replicas = [_spawn(command, tmp_path / f"replica{index}.log") for index in range(3)]
     store = fleet.store()
 
     def successes() -> int:
@@ -141,16 +144,17 @@ def test_three_replicas_publish_every_occurrence_once_while_one_is_killed_and_on
 
     def after(count: int, what: str) -> None:
         target = successes() + count
-        wait_for(lambda: successes() >= target, what)
+        wait_for(lambda: successes() >= target, what, timeout=max(60.0, 3.0 * count))
 
+    phase = SCENARIO_SECONDS // 5  # 20 s: 4 + 4 + 6 + 6 occurrences
     try:
-        after(4, "the replicas to publish")
+        after(phase, "the replicas to publish")
         replicas[0].kill()  # SIGKILL
-        after(4, "the survivors to carry on")
+        after(phase, "the survivors to carry on")
         replicas[1].send_signal(signal.SIGSTOP)
-        after(6, "the one replica left to carry on")
+        after(SCENARIO_SECONDS // 2 - phase, "the one replica left to carry on")
         replicas[1].send_signal(signal.SIGCONT)
-        after(6, "the resumed replica to rejoin")
+        after(SCENARIO_SECONDS // 2 - phase, "the resumed replica to rejoin")
     finally:
         for replica in replicas:
             _stop(replica)
@@ -159,11 +163,14 @@ def test_three_replicas_publish_every_occurrence_once_while_one_is_killed_and_on
     store.close()
     finished = [r for r in records if r.outcome is Outcome.SUCCESS]
     seconds = sorted(r.scheduled_at for r in records if r.job_name == tick)
-    assert len(seconds) >= 20
+    assert len(seconds) >= SCENARIO_SECONDS
     assert seconds[-1] - seconds[0] == timedelta(seconds=len(seconds) - 1), "a second was skipped"
     assert len({r.node for r in finished}) >= 2, "one replica did all the work"
     wait_for(
-        lambda: set(runs_per_occurrence(tick)) >= {r.occurrence_key for r in finished if r.job_name == tick},
+        lambda: (
+            set(runs_per_occurrence(tick))
+            >= {r.occurrence_key for r in finished if r.job_name == tick}
+        ),
         "every published occurrence on the worker",
     )
     fleet.settle()
@@ -174,14 +181,23 @@ def test_three_replicas_publish_every_occurrence_once_while_one_is_killed_and_on
     assert max(ran.values()) == 1, "an occurrence ran twice"
 
 
-def _node(fleet: Fleet, job: str, at: datetime, sink: str, gate: Path) -> subprocess.Popen[bytes]:
+def _node(
+    fleet: Fleet, job: str, sink: str, gate: Path
+) -> tuple[subprocess.Popen[bytes], datetime]:
+    """A replica that stops between claim and publish; returns it and its job's first fire."""
     gate.mkdir()
     script = str(HERE / "dispatch_node.py")
-    arguments = [POSTGRES_URL, fleet.schema, job, at.isoformat(), fleet.queue, sink, str(gate)]
-    log = (gate / "node.log").open("wb")
-    process = subprocess.Popen([sys.executable, script, *arguments], env=_env(), stderr=log)
-    wait_for(lambda: (gate / "started").exists(), "the node to start")
-    return process
+    arguments = [POSTGRES_URL, fleet.schema, job, fleet.queue, sink, str(gate)]
+    process = _spawn([sys.executable, script, *arguments], gate / "node.log")
+
+    def started() -> bool:
+        if process.poll() is not None:
+            pytest.fail(f"the node exited:\n{(gate / 'node.log').read_text()[-3000:]}")
+        return (gate / "started").exists()
+
+    wait_for(started, "the node to start")
+    wait_for((gate / "claimed").exists, "the node to claim")
+    return process, datetime.fromisoformat((gate / "started").read_text())
 
 
 def _successor(fleet: Fleet, job: str, at: datetime, sink: str) -> gnomon.Scheduler:
@@ -189,9 +205,16 @@ def _successor(fleet: Fleet, job: str, at: datetime, sink: str) -> gnomon.Schedu
     scheduler = gnomon.Scheduler(store=fleet.store())
     scheduler.register_broker("celery", fleet.app)
     scheduler.register(dispatch("dispatch_tests.record", args=[sink], queue=fleet.queue), name=job)
-    scheduler.add_job(job, gnomon.once(at), name=job, recovery=gnomon.Recovery.AT_LEAST_ONCE)
+    recovery = gnomon.Recovery.AT_LEAST_ONCE
+    scheduler.add_job(job, gnomon.every("10m"), name=job, start_at=at, recovery=recovery)
     scheduler.start()
     return scheduler
+
+
+def _close(scheduler: gnomon.Scheduler) -> None:
+    scheduler.shutdown()
+    if scheduler.store is not None:
+        scheduler.store.close()  # a scheduler never closes the store it was given
 
 
 def _finished(fleet: Fleet, job: str) -> list[gnomon.RunRecord]:
@@ -206,10 +229,8 @@ def test_a_replica_killed_between_claim_and_publish_leaves_the_occurrence_to_ano
     fleet: Fleet, tmp_path: Path
 ) -> None:
     job, sink = unique("job"), unique("sink")
-    at = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=3)
-    first = _node(fleet, job, at, sink, tmp_path / "gate")
+    first, at = _node(fleet, job, sink, tmp_path / "gate")
     try:
-        wait_for(lambda: (tmp_path / "gate" / "claimed").exists(), "the node to claim")
         first.kill()
         first.wait(10)
     finally:
@@ -218,7 +239,7 @@ def test_a_replica_killed_between_claim_and_publish_leaves_the_occurrence_to_ano
     try:
         wait_for(lambda: bool(_finished(fleet, job)), "the occurrence to be re-claimed and sent")
     finally:
-        successor.shutdown()
+        _close(successor)
     [record] = _finished(fleet, job)
     assert record.attempt == 2
     wait_for(lambda: len(sink_entries(sink)) >= 1, "the run on the worker")
@@ -231,17 +252,15 @@ def test_a_replica_paused_past_its_lease_publishes_late_and_the_guard_drops_it(
     fleet: Fleet, tmp_path: Path
 ) -> None:
     job, sink = unique("job"), unique("sink")
-    at = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=3)
     gate = tmp_path / "gate"
-    first = _node(fleet, job, at, sink, gate)
+    first, at = _node(fleet, job, sink, gate)
     try:
-        wait_for(lambda: (gate / "claimed").exists(), "the node to claim")
         first.send_signal(signal.SIGSTOP)
         successor = _successor(fleet, job, at, sink)
         try:
             wait_for(lambda: bool(_finished(fleet, job)), "another replica to take over")
         finally:
-            successor.shutdown()
+            _close(successor)
         wait_for(lambda: len(sink_entries(sink)) >= 1, "the successor's run on the worker")
         dropped = len(fleet.worker.dropped())
         (gate / "open").write_text("1")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -30,7 +30,7 @@ def test_message_id_is_the_same_for_an_occurrence_and_attempt_and_differs_otherw
 
 @pytest.mark.parametrize(("key", "attempt"), [("", 1), ("k", 0), ("k", True), (3, 1)])
 def test_message_id_rejects_a_bad_key_or_attempt(key: object, attempt: object) -> None:
-    with pytest.raises(ValueError, match="occurrence key|attempt"):
+    with pytest.raises(ValueError, match=r"occurrence key|attempt"):
         gnomon.message_id(key, attempt)  # type: ignore[arg-type]
 
 
@@ -57,9 +57,9 @@ def test_register_broker_refuses_an_unknown_kind_and_a_wrong_object() -> None:
     try:
         with pytest.raises(gnomon.InvalidOption, match="one of celery, dramatiq, rq, got 'kafka'"):
             scheduler.register_broker("kafka", object())
-        with pytest.raises(gnomon.InvalidOption, match="takes a celery.Celery app, got 'amqp"):
+        with pytest.raises(gnomon.InvalidOption, match=r"takes a celery\.Celery app, got 'amqp"):
             scheduler.register_broker("celery", "amqp://guest@localhost//")
-        with pytest.raises(gnomon.InvalidOption, match="takes the redis.Redis connection"):
+        with pytest.raises(gnomon.InvalidOption, match=r"takes the redis\.Redis connection"):
             scheduler.register_broker("rq", Celery("x"))
     finally:
         scheduler.shutdown()
@@ -93,10 +93,16 @@ def test_a_stored_job_of_a_target_holds_no_url_credential_or_path() -> None:
     store = MemoryStore()
     scheduler = gnomon.Scheduler(clock=FakeClock(T0), store=store)
     try:
-        scheduler.register_broker("celery", Celery("app", broker="amqp://u:s3cr3t@broker.example//"))
+        scheduler.register_broker(
+            "celery", Celery("app", broker="amqp://u:s3cr3t@broker.example//")
+        )
         target = dispatch("app.tasks.report", args=[1], queue="reports")
         scheduler.register(target, name="report-target")
-        scheduler.add_job(target, gnomon.every("1m"), name="report")  # by object, too
+        scheduler.add_job(
+            target,  # type: ignore[call-overload]  # a target object is found as its task, too
+            gnomon.every("1m"),
+            name="report",
+        )
         [row] = store.jobs()
     finally:
         scheduler.shutdown()
@@ -110,7 +116,7 @@ def test_a_stored_job_of_a_target_holds_no_url_credential_or_path() -> None:
 
 
 @pytest.fixture
-def ran() -> Iterator[tuple[MemoryStore, gnomon.RunRecord]]:
+def ran() -> tuple[MemoryStore, gnomon.RunRecord]:
     """A store holding one finished occurrence, with its claim token."""
     store = MemoryStore()
     clock = FakeClock(T0)
@@ -122,7 +128,7 @@ def ran() -> Iterator[tuple[MemoryStore, gnomon.RunRecord]]:
     scheduler.wait_idle(10)
     [record] = scheduler.history(job="job")
     scheduler.shutdown()
-    yield store, record
+    return store, record
 
 
 def _headers(record: gnomon.RunRecord, **changes: object) -> dict[str, object]:
@@ -210,3 +216,18 @@ def test_a_guard_needs_a_store_and_a_usable_ledger() -> None:
     with pytest.raises(gnomon.InvalidOption, match="seen must be None"):
         Fence(MemoryStore(), seen="redis://localhost")
     assert isinstance(Fence(MemoryStore()).ledger, MemoryLedger)
+
+
+def test_the_async_face_registers_brokers_and_targets_alike() -> None:
+    async def scenario() -> None:
+        scheduler = gnomon.AsyncScheduler(clock=FakeClock(T0), store=MemoryStore())
+        try:
+            scheduler.register(dispatch("app.tasks.report"), name="report-target")
+            with pytest.raises(gnomon.UnknownTask, match="report-target"):
+                await scheduler.add_job("report-target", gnomon.every("1m"), name="report")
+            scheduler.register_broker("celery", Celery("app"))
+            assert await scheduler.add_job("report-target", gnomon.every("1m"), name="report")
+        finally:
+            await scheduler.shutdown()
+
+    asyncio.run(scenario())

@@ -8,6 +8,7 @@ claim, the assertions are the same.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -139,3 +140,67 @@ def test_exhausted_retries_on_a_cluster_end_failed_on_one_node_only(two_nodes: C
     assert records == [(Outcome.FAILED, 2)]
     skips = [event.outcome for monitor in monitors for event in monitor.events]
     assert skips == [Outcome.SKIPPED_LOCKED]
+
+
+@pytest.mark.timeout(90)
+def test_a_pending_retry_is_taken_over_by_another_node_when_its_node_dies(
+    real_backend: Backend,
+) -> None:
+    """The node that ran attempt 1 keeps the occurrence claimed while its retry waits;
+    when it dies, its lease runs out and a node watching the occurrence re-claims it
+    (``AT_LEAST_ONCE``) and runs the retry, with a larger fencing token, once."""
+    clock = FakeClock(T0)
+    task = Attempts(failing_attempts=1)
+    retry = gnomon.Retry(attempts=3, delay="10m", jitter=False)
+    nodes = [
+        gnomon.Scheduler(
+            clock=clock,
+            timezone=ZoneInfo("UTC"),
+            locker=make_locker(
+                real_backend.kind,
+                store_url(real_backend.kind),
+                real_backend.namespace,
+                lease_ttl=timedelta(seconds=2),
+            ),
+            stop_timeout=WAIT,
+        )
+        for _ in range(2)
+    ]
+    try:
+        for name, node in zip(("a", "b"), nodes, strict=True):
+            node.add_job(
+                task,
+                gnomon.every("1h"),
+                name="report",
+                args=(name,),
+                retry=retry,
+                recovery=gnomon.Recovery.AT_LEAST_ONCE,
+            )
+            node.start()
+        settle(clock, nodes, 60 * MINUTE)
+        [(first_node, attempt, first_token, key)] = task.seen
+        assert attempt == 1
+        dead = nodes[0 if first_node == "a" else 1]
+        survivor = nodes[1 if first_node == "a" else 0]
+        dead.shutdown()  # dies while its retry waits: the lease is not released
+        deadline = time.monotonic() + WAIT
+        while len(task.seen) < 2:  # the survivor asks again each time its clock moves
+            assert time.monotonic() < deadline, f"the retry was never taken over: {task.seen}"
+            clock.advance(timedelta(seconds=3))
+            survivor.wait_idle(timeout=WAIT)
+            time.sleep(0.1)  # poll: the dead node's lease runs out on the server's clock
+        clock.advance(20 * MINUTE)  # well past the dead node's planned retry
+        survivor.wait_idle(timeout=WAIT)
+        assert len(task.seen) == 2, task.seen
+        [_, (node, attempt, token, same_key)] = task.seen
+        assert node != first_node
+        assert attempt == 2
+        assert same_key == key
+        assert token is not None
+        assert first_token is not None
+        assert token > first_token
+        [record] = survivor.history()
+        assert (record.outcome, record.attempts) == (Outcome.SUCCESS, 2)
+    finally:
+        for node in nodes:
+            node.shutdown()

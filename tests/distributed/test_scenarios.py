@@ -174,9 +174,11 @@ def test_a_runner_paused_beyond_its_ttl_is_fenced_when_it_wakes(
     )
     cluster.signal(zombie.node, signal.SIGCONT)
     wait_for(
-        lambda: (
-            len([r for r in check(cluster.history).events("end") if r.occurrence_key == key]) == 2
-        ),
+        lambda: [
+            r
+            for r in check(cluster.history).events("end")
+            if r.occurrence_key == key and r.node == zombie.node
+        ],
         10,
         "the zombie to finish",
     )
@@ -185,13 +187,15 @@ def test_a_runner_paused_beyond_its_ttl_is_fenced_when_it_wakes(
     cluster.finish()
     report = check(cluster.history)
     summary(f"[{store}] SIGSTOP beyond ttl: {report.line()}")
-    effects = {r.node: r for r in report.events("effect") if r.occurrence_key == key}
-    heir = next(r for node, r in effects.items() if node != zombie.node)
-    late = effects[zombie.node]
-    assert heir.attempt == zombie.attempt + 1
+    effects = [r for r in report.events("effect") if r.occurrence_key == key]
+    # The first effect is an heir's (a slow heir may itself lose its lease to another).
+    heir = effects[0]
+    assert heir.node != zombie.node
+    assert heir.attempt > zombie.attempt
     assert (heir.once_ok, heir.fenced_ok) == (True, True)
     # Both sinks reject the zombie. (Whether its run noticed the lost lease before writing
     # is a race on waking: a paused process cannot know it was paused.)
+    [late] = [r for r in effects if r.node == zombie.node]
     assert (late.once_ok, late.fenced_ok) == (False, False)
     assert report.twice_accepted == []
 

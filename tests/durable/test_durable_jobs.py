@@ -22,8 +22,9 @@ from durable_support import T0, SchedulerFactory, StoreFactory
 import gnomon
 from gnomon import Outcome
 from gnomon._stores.codec import decode_definition
+from gnomon._stores.contract import StoredJob
 from gnomon.sqlite import SQLiteStore
-from gnomon.testing import FakeClock
+from gnomon.testing import FakeClock, MemoryStore
 
 MINUTE = timedelta(minutes=1)
 
@@ -756,3 +757,57 @@ def test_a_scheduler_locker_adds_a_condition_on_durable_runs(
     s.wait_idle()
     assert calls.values == []
     assert locker.asked == ["guarded@2026-03-01T00:01:00.000000Z"]
+
+
+# ---------------------------------------------------------------- the follower's reads
+
+
+class CountingStore(MemoryStore):
+    """A memory store that counts the job rows it hands out."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows_read = 0
+
+    def jobs(self, *, since: int = 0, include_removed: bool = False) -> list[StoredJob]:
+        rows = super().jobs(since=since, include_removed=include_removed)
+        self.rows_read += len(rows)
+        return rows
+
+
+def test_the_follower_reads_back_none_of_its_own_new_jobs_but_every_other_change(
+    clock: FakeClock,
+) -> None:
+    store = CountingStore()
+    mine = gnomon.Scheduler(store=store, clock=clock, timezone="UTC")
+    theirs = gnomon.Scheduler(store=store, clock=clock, timezone="UTC")
+    calls = Calls()
+    try:
+        for s in (mine, theirs):
+            s.register(calls.record, name="record")
+        for i in range(3):
+            mine.add_job("record", gnomon.every("1h"), args=[i])
+        mine._durable.poll()  # type: ignore[union-attr]
+        assert store.rows_read == 0
+        added = theirs.add_job("record", gnomon.every("1h"), args=[3])
+        mine._durable.poll()  # type: ignore[union-attr]
+        assert store.rows_read == 1
+        assert added is not None
+        assert added.id in {job.id for job in mine.jobs()}
+    finally:
+        mine.shutdown()
+        theirs.shutdown()
+
+
+def test_durable_jobs_get_time_ordered_ids_so_stores_index_them_at_the_end(
+    make: SchedulerFactory,
+) -> None:
+    s = scheduler_with_task(make, Calls())
+    jobs = [s.add_job("record", gnomon.every("1h"), args=[i]) for i in range(20)]
+    ids = [job.id for job in jobs]
+    assert {job_id.version for job_id in ids} == {7}
+    millis = [job_id.int >> 80 for job_id in ids]
+    assert millis == sorted(millis)
+    assert abs(millis[-1] - time.time_ns() // 1_000_000) < 60_000
+    given = uuid.uuid4()
+    assert s.add_job("record", gnomon.every("1h"), args=[0], id=given).id == given

@@ -23,6 +23,7 @@ from scheduler_support import (
     Gates,
     SchedulerFactory,
     Tally,
+    read,
     run_async,
     seconds,
     wait_until,
@@ -30,7 +31,7 @@ from scheduler_support import (
 
 import gnomon
 from gnomon import LimitMode, Outcome, Retry
-from gnomon.testing import FakeClock
+from gnomon.testing import FakeClock, MemoryLocker
 
 MINUTE = timedelta(minutes=1)
 HOUR = timedelta(hours=1)
@@ -566,6 +567,27 @@ def test_a_retry_after_stop_at_does_not_run(
     assert job.removed
 
 
+def test_a_retry_due_before_stop_at_still_runs_after_the_last_fire(
+    make_scheduler: SchedulerFactory, clock: FakeClock
+) -> None:
+    task = attempts_on(clock, succeed_on=2)
+    s = make_scheduler()
+    add(
+        s,
+        task,
+        gnomon.every("1h"),
+        name="last-fire",
+        stop_at=T0 + HOUR + seconds(30),
+        retry=fixed(3, "10s"),
+    )
+    s.start()
+    settle(s, clock, HOUR)
+    settle(s, clock, seconds(10))
+    assert task.attempts == [1, 2]
+    [record] = s.history()
+    assert (record.outcome, record.attempts) == (Outcome.SUCCESS, 2)
+
+
 def test_wait_idle_does_not_wait_for_a_pending_retry_nor_jobs_waiting_count_it(
     make_scheduler: SchedulerFactory, clock: FakeClock
 ) -> None:
@@ -1064,5 +1086,174 @@ def test_an_unknown_option_on_the_async_face_names_the_closest_valid_one(
         async with gnomon.AsyncScheduler(clock=FakeClock(T0), timezone=UTC_ZONE) as s:
             with pytest.raises(TypeError, match=r"did you mean 'singleton'"):
                 await s.add_job(lambda: None, gnomon.every("1m"), singelton=LimitMode.WAIT)  # type: ignore[call-overload]
+
+    run_async(errors, scenario)
+
+
+# ------------------------------------------------------------------- edge cases
+
+
+def test_a_retry_of_one_job_keeps_the_history_of_another_job_with_the_same_name(
+    make_scheduler: SchedulerFactory, clock: FakeClock
+) -> None:
+    steady = attempts_on(clock, succeed_on=1)
+    flaky = attempts_on(clock, succeed_on=2)
+    s = make_scheduler()
+    first = add(s, steady, gnomon.every("1h"), name="export")
+    second = add(s, flaky, gnomon.every("1h"), name="export", retry=fixed(2, "10s"))
+    s.start()
+    settle(s, clock, HOUR)
+    settle(s, clock, seconds(10))
+    assert [(r.outcome, r.attempts) for r in s.history(job=first)] == [(Outcome.SUCCESS, 1)]
+    assert [(r.outcome, r.attempts) for r in s.history(job=second)] == [(Outcome.SUCCESS, 2)]
+
+
+def test_a_once_job_retries_its_only_occurrence(
+    make_scheduler: SchedulerFactory, clock: FakeClock
+) -> None:
+    task = attempts_on(clock, succeed_on=2)
+    s = make_scheduler()
+    add(s, task, gnomon.once(T0 + HOUR), name="one-off", retry=fixed(3, "10s"))
+    s.start()
+    settle(s, clock, HOUR)
+    settle(s, clock, seconds(10))
+    assert task.attempts == [1, 2]
+    [record] = s.history()
+    assert (record.outcome, record.attempts) == (Outcome.SUCCESS, 2)
+
+
+def test_a_retry_is_the_same_occurrence_and_uses_no_run_of_max_runs(
+    make_scheduler: SchedulerFactory, clock: FakeClock
+) -> None:
+    task = attempts_on(clock, succeed_on=2)
+    s = make_scheduler()
+    job = add(s, task, gnomon.every("1h"), name="counted", max_runs=2, retry=fixed(2, "10s"))
+    s.start()
+    settle(s, clock, HOUR)
+    settle(s, clock, seconds(10))
+    assert read(job.removed) is False
+    settle(s, clock, HOUR)
+    settle(s, clock, seconds(10))
+    assert [(a[0], a[1]) for a in task.seen.values] == [
+        (1, T0 + HOUR),
+        (2, T0 + HOUR),
+        (1, T0 + 2 * HOUR),
+        (2, T0 + 2 * HOUR),
+    ]
+    assert job.removed
+    assert [r.attempts for r in s.history()] == [2, 2]
+
+
+def test_removing_a_job_cancels_the_ticks_queued_behind_its_pending_retry(
+    make_scheduler: SchedulerFactory, clock: FakeClock
+) -> None:
+    task = attempts_on(clock, succeed_on=2)
+    s = make_scheduler()
+    job = add(
+        s,
+        task,
+        gnomon.every("1m"),
+        name="queued-then-removed",
+        singleton=LimitMode.WAIT,
+        retry=fixed(2, "150s", past_next=True),
+    )
+    s.start()
+    settle(s, clock, MINUTE)
+    clock.advance(MINUTE)
+    clock.advance(MINUTE)
+    assert s.jobs_waiting == 2
+    job.remove()
+    assert s.jobs_waiting == 0
+    settle(s, clock, MINUTE)
+    assert task.attempts == [1]
+    assert outcomes_of(s) == {
+        T0 + MINUTE: (Outcome.FAILED, 1),
+        T0 + 2 * MINUTE: (Outcome.CANCELLED, 1),
+        T0 + 3 * MINUTE: (Outcome.CANCELLED, 1),
+    }
+
+
+def test_wait_idle_does_not_wait_for_a_tick_queued_behind_a_pending_retry(
+    make_scheduler: SchedulerFactory, clock: FakeClock
+) -> None:
+    task = attempts_on(clock, succeed_on=2)
+    s = make_scheduler()
+    add(
+        s,
+        task,
+        gnomon.every("1m"),
+        name="queued-behind",
+        singleton=LimitMode.WAIT,
+        retry=fixed(2, "90s", past_next=True),
+    )
+    s.start()
+    settle(s, clock, MINUTE)
+    clock.advance(MINUTE)  # 2m: queued until the retry at 2m30s has run
+    assert s.jobs_waiting == 1
+    s.wait_idle(timeout=2.0)  # nothing can run before the clock moves
+    assert task.attempts == [1]
+
+
+def outcomes_of(scheduler: gnomon.Scheduler) -> dict[datetime, tuple[Outcome | None, int]]:
+    return {r.scheduled_at: (r.outcome, r.attempts) for r in scheduler.history()}
+
+
+def test_a_recovery_re_claim_and_retries_share_attempt_and_count_against_attempts(
+    make_scheduler: SchedulerFactory, clock: FakeClock
+) -> None:
+    locker = MemoryLocker(lease_ttl="30s", clock=clock)
+    fire = T0 + HOUR
+    key = f"recovered@{fire.strftime('%Y-%m-%dT%H:%M:%S.%fZ')}"
+    dead = asyncio.run(locker.acquire(key, seconds(30), recovery=gnomon.Recovery.AT_LEAST_ONCE))
+    task = attempts_on(clock)  # always fails
+    s = make_scheduler(locker=locker)
+    add(
+        s,
+        task,
+        gnomon.every("1h"),
+        name="recovered",
+        recovery=gnomon.Recovery.AT_LEAST_ONCE,
+        retry=fixed(3, "10s"),
+    )
+    s.start()
+    settle(s, clock, HOUR)  # the dead holder's lease ran out long ago: re-claimed
+    settle(s, clock, seconds(20))  # the wait after attempt 2 is 10s * 2
+    settle(s, clock, MINUTE)
+    assert [(a[0], a[2]) for a in task.seen.values] == [(2, key), (3, key)]
+    [record] = s.history()
+    assert (record.outcome, record.attempts) == (Outcome.FAILED, 3)
+    assert record.fencing_token is not None
+    assert record.fencing_token > dead.token
+
+
+def test_the_async_face_keeps_only_the_latest_waiting_tick(
+    errors: ErrorWatch, gates: Gates
+) -> None:
+    clock, gate = FakeClock(T0), gates()
+
+    async def scenario() -> None:
+        started = Tally()
+
+        async def long_async(ctx: gnomon.JobContext) -> None:
+            started.hit(ctx.scheduled_at)
+            if started.count == 1:
+                await asyncio.to_thread(gate.wait)
+
+        async with gnomon.AsyncScheduler(clock=clock, timezone=UTC_ZONE) as s:
+            await s.add_job(long_async, gnomon.every("1m"), singleton=LimitMode.WAIT_LATEST)
+            clock.advance(MINUTE)
+            await asyncio.to_thread(started.wait_for, 1)
+            clock.advance(MINUTE)
+            clock.advance(MINUTE)
+            assert s.jobs_waiting == 1
+            gate.open()
+            await s.wait_idle(timeout=WAIT)
+            assert started.values == [T0 + MINUTE, T0 + 3 * MINUTE]
+            records = {r.scheduled_at: r.outcome for r in await s.history()}
+            assert records == {
+                T0 + MINUTE: Outcome.SUCCESS,
+                T0 + 2 * MINUTE: Outcome.SKIPPED_SINGLETON,
+                T0 + 3 * MINUTE: Outcome.SUCCESS,
+            }
 
     run_async(errors, scenario)

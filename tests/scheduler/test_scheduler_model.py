@@ -202,7 +202,7 @@ class RetryingJob:
     records: list[Record]
 
     def retry_due(self, attempt: int, ended: datetime) -> datetime:
-        return ended + self.delay_steps * STEP * 2 ** (attempt - 1)
+        return ended + STEP * (self.delay_steps << (attempt - 1))
 
 
 class RetryMachine(RuleBasedStateMachine):
@@ -238,6 +238,7 @@ class RetryMachine(RuleBasedStateMachine):
     )
     def add(
         self,
+        *,
         interval: timedelta,
         fail_first: int,
         attempts: int,
@@ -253,9 +254,11 @@ class RetryMachine(RuleBasedStateMachine):
             self.task,
             gnomon.every(interval),
             args=(label, fail_first),
+            name=f"retrying-{label}",
             singleton=mode,
             retry=policy,
         )
+        assert handle is not None
         now = self.clock.now()
         self.model[label] = RetryingJob(
             handle, interval, now + interval, fail_first, policy, delay_steps, mode, [], [], []
@@ -275,7 +278,7 @@ class RetryMachine(RuleBasedStateMachine):
         self.removed[label] = job
 
     @precondition(lambda self: bool(self.model))
-    @rule(steps=st.integers(min_value=1, max_value=16))
+    @rule(steps=st.integers(min_value=1, max_value=12))
     def advance(self, steps: int) -> None:
         for _ in range(steps):
             self.clock.advance(STEP)
@@ -311,9 +314,7 @@ class RetryMachine(RuleBasedStateMachine):
                 job.waiting.append(now)
                 return
             for pending in job.pending:  # WAIT_LATEST, REPLACE: the tick discards it
-                job.records.append(
-                    (pending.occurrence, gnomon.Outcome.FAILED, pending.attempt - 1)
-                )
+                job.records.append((pending.occurrence, gnomon.Outcome.FAILED, pending.attempt - 1))
             job.pending = []
         self.attempt(label, job, now, 1, now)
 
@@ -343,7 +344,7 @@ class RetryMachine(RuleBasedStateMachine):
         for label, job in {**self.model, **self.removed}.items():
             records = self.scheduler.history(job=job.handle.id, limit=100_000)
             seen = sorted((r.scheduled_at, r.outcome, r.attempts) for r in records)
-            assert seen == sorted(job.records), f"job {label}"  # type: ignore[type-var]
+            assert seen == sorted(job.records), f"job {label}"
 
     @invariant()
     def jobs_waiting_counts_queued_ticks_but_not_pending_retries(self) -> None:
@@ -359,7 +360,7 @@ class RetryMachine(RuleBasedStateMachine):
 
 
 RetryMachine.TestCase.settings = settings(
-    max_examples=40,
+    max_examples=35,
     stateful_step_count=25,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],

@@ -729,3 +729,15 @@ def test_arguments_are_encoded_by_position_and_name() -> None:
         [{"$tuple": [1]}, "a"],
         {"b": {"$dict": {"c": None}}},
     )
+
+
+def test_arguments_named_and_shaped_like_the_parts_of_a_definition_come_back_as_given() -> None:
+    rule = every("1h")
+    args = [',"options":{}', {"format": 2}, (',"args":',)]
+    kwargs: dict[str, object] = {
+        "options": {"rule": 1},
+        "args": ',"options":',
+        "kwargs": [',"args":'],
+    }
+    text = encode_definition(rule, args, kwargs, OPTIONS)
+    assert decode_definition(text) == Definition(rule, tuple(args), kwargs, OPTIONS)

@@ -247,3 +247,40 @@ def test_three_processes_claim_one_occurrence_and_exactly_one_wins(
     assert job is not None
     assert job.runs == 1
     assert [record.fencing_token for record in store.history()] == [answers[-1][1]]
+
+
+# ---------------------------------------------------------------- upkeep
+
+
+def autocheckpoint(store: SQLiteStore) -> int:
+    return int(store._connection().execute("PRAGMA wal_autocheckpoint").fetchone()[0])
+
+
+def test_while_upkeep_runs_commits_leave_checkpoints_to_it_and_take_them_back_after(
+    path: Path, opened: Callable[..., SQLiteStore]
+) -> None:
+    store = opened(path)
+    add(store, "before")
+    assert autocheckpoint(store) == 1000  # SQLite's own, inside whichever commit
+    store.upkeep()
+    add(store, "during")
+    assert autocheckpoint(store) == 0
+    store._upkept -= 3600  # an hour without upkeep: the follower stopped
+    add(store, "after")
+    assert autocheckpoint(store) == 1000
+
+
+def test_upkeep_checkpoints_after_a_batch_of_commits_not_after_each_one(
+    path: Path, opened: Callable[..., SQLiteStore]
+) -> None:
+    store = opened(path)
+    store.upkeep()
+    add(store, "first")
+    before = snapshot(path)
+    store.upkeep()
+    assert snapshot(path) == before, "one commit (a heartbeat) is not worth a checkpoint"
+    for i in range(20):
+        add(store, f"job-{i}")
+    assert snapshot(path) == before, "commits leave the database file to the checkpoint"
+    store.upkeep()
+    assert snapshot(path) != before

@@ -15,7 +15,7 @@ import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.routing import Mount
-from web_support import SAME_ORIGIN, add, alice, client
+from web_support import SAME_ORIGIN, add, alice, client, drop_schema, require_postgres
 
 import gnomon
 from gnomon.sqlite import SQLiteStore
@@ -329,6 +329,34 @@ def test_a_store_job_page_lists_ten_fire_times_in_the_phase_of_its_anchor(
     finally:
         s.shutdown()
         store.close()
+
+
+@pytest.mark.services
+def test_a_postgres_store_is_shown_with_its_jobs_history_and_nodes() -> None:
+    from gnomon.postgres import PostgresStore
+
+    url = require_postgres()
+    schema = f"web_{uuid.uuid4().hex[:12]}"
+    store = PostgresStore(url, schema=schema)
+    s = gnomon.Scheduler(store=store, node="pg-node", timezone="UTC")
+    s.register(boom, name="boom")
+    try:
+        s.start()
+        job = s.add_job("boom", gnomon.every("1h"), name="pg-job", tags=["pg"])
+        assert job is not None
+        job.run_now(wait=True)
+        s.wait_idle(10)
+        http = client(app_for(store))
+        assert f'href="/jobs/{job.id}">pg-job</a>' in http.get("/").text
+        page = http.get(f"/jobs/{job.id}").text
+        assert "ValueError: bad &lt;b&gt;input&lt;/b&gt; &amp; more" in page
+        assert "Traceback (most recent call last)" in page
+        assert len(_history(page)) == 1
+        assert '<td data-label="Node">pg-node</td>' in http.get("/cluster").text
+    finally:
+        s.shutdown()
+        store.close()
+        drop_schema(schema)
 
 
 # ---------------------------------------------------------------- actions

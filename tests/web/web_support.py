@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
 from collections.abc import Callable
@@ -74,3 +75,31 @@ def add(scheduler: gnomon.Scheduler, func: Any, rule: gnomon.Rule, **options: An
     job: gnomon.Job | None = scheduler.add_job(func, rule, **options)
     assert job is not None
     return job
+
+
+POSTGRES_URL = os.environ.get("GNOMON_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def require_postgres() -> str:
+    """The PostgreSQL URL; skip when none answers, unless services are required (then fail)."""
+    import psycopg
+
+    try:
+        with psycopg.connect(POSTGRES_URL, connect_timeout=2) as connection:
+            connection.execute("SELECT 1")
+    except psycopg.Error as error:
+        problem = f"no PostgreSQL answers at {POSTGRES_URL} ({type(error).__name__})"
+        if os.environ.get("GNOMON_REQUIRE_SERVICES") == "1":
+            pytest.fail(f"{problem}, and GNOMON_REQUIRE_SERVICES=1")
+        pytest.skip(f"{problem}; set GNOMON_POSTGRES_URL to run this test")
+    return POSTGRES_URL
+
+
+def drop_schema(schema: str) -> None:
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as connection:
+        connection.execute(
+            sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
+        )

@@ -13,13 +13,11 @@ this reference.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import enum
-import gc
 import threading
 import uuid
-from collections.abc import Collection, Iterator
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -487,19 +485,6 @@ def _claimed(
 
 
 # ---------------------------------------------------------------- shared decisions
-
-
-@contextlib.contextmanager
-def collector_paused() -> Iterator[None]:
-    """Loading many rows makes many objects, none of them cyclic; the cyclic collector
-    would rescan them (and the whole heap) several times over while they are made."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def as_utc(moment: datetime, what: str) -> datetime:

@@ -70,6 +70,7 @@ from gnomon._errors import (
 )
 from gnomon._events import Outcome
 from gnomon._postgres_schema import sql_name
+from gnomon._stores.bulk import collector_paused, maker
 from gnomon._stores.contract import (
     SCHEMA_VERSION,
     Claim,
@@ -119,6 +120,7 @@ Row: TypeAlias = TupleRow
 _SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 _POOL_MAX_SIZE = 4
 _OUTCOMES = {outcome.value: outcome for outcome in Outcome}
+_make_job = maker(StoredJob)
 _UNAVAILABLE = (psycopg.OperationalError, psycopg.InterfaceError)
 """psycopg's connection, timeout and cancellation errors (pool timeouts included)."""
 
@@ -1079,7 +1081,8 @@ class PostgresStore(Store):
 
     def jobs(self, *, since: int = 0, include_removed: bool = False) -> list[StoredJob]:
         rows = self._rows("jobs" if include_removed else "live_jobs", {"since": since})
-        return [StoredJob(*row) for row in rows]
+        with collector_paused():
+            return [_make_job(row) for row in rows]
 
     def get_job(
         self, *, job_id: uuid.UUID | None = None, name: str | None = None

@@ -39,6 +39,7 @@ from gnomon._errors import (
     StoreVersionError,
 )
 from gnomon._events import Outcome
+from gnomon._stores.bulk import collector_paused, maker
 from gnomon._stores.contract import (
     SCHEMA_VERSION,
     Claim,
@@ -61,7 +62,6 @@ from gnomon._stores.memory import (
     check_name_free,
     check_version,
     claimable,
-    collector_paused,
     denial,
     judge,
     kept_or_replaced,
@@ -706,6 +706,7 @@ def _uuid(data: bytes) -> uuid.UUID:
     return value
 
 
+_make_job = maker(StoredJob)
 _new_uuid = object.__new__
 _set = object.__setattr__
 _int_from_bytes = int.from_bytes
@@ -714,12 +715,12 @@ _int_from_bytes = int.from_bytes
 def _job(row: Row) -> StoredJob:
     (job_id, name, task, definition, anchor, next_fire, runs, last_run, paused, reason,
      version, source, seq, removed, removed_at) = row  # fmt: skip
-    return StoredJob(
+    return _make_job((
         _uuid(job_id), name, task, definition, _datetime(anchor),
         None if next_fire is None else _datetime(next_fire), runs,
         None if last_run is None else _datetime(last_run), bool(paused), reason, version,
         source, seq, removed, None if removed_at is None else _datetime(removed_at),
-    )  # fmt: skip
+    ))  # fmt: skip
 
 
 def _one_job(connection: sqlite3.Connection, statement: str, key: object) -> StoredJob | None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime, timedelta
@@ -12,7 +11,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode
 from zoneinfo import ZoneInfo
 
-from jinja2 import Environment, PackageLoader, select_autoescape
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
@@ -25,15 +24,12 @@ from gnomon._errors import InvalidOption, JobNotFound
 from gnomon._events import Outcome
 from gnomon._scheduler import AsyncScheduler, Scheduler, _local_zone
 from gnomon._stores.contract import RunRecord, Store
-from gnomon.web._data import FAILED, JobRow, SchedulerSource, Source, StoreSource
+from gnomon.web._data import FAILED, JobDetail, SchedulerSource, Source, StoreSource
 from gnomon.web._guard import LOOPBACK_HOSTS, Auth, Guard
+from gnomon.web._listing import HistoryPage, JobFilter, history_page, jobs_page, page_number
 
 __all__ = ["build", "dashboard"]
 
-JOBS_PER_PAGE = 50
-RECORDS_PER_PAGE = 50
-MAX_HISTORY_PAGES = 40
-"""Deep history pages read every newer record first; older ones are for ``gnomon history``."""
 POLL_MS = 5000
 REASON_LIMIT = 500
 _LOG = logging.getLogger("gnomon.web")
@@ -86,42 +82,49 @@ def build(
     """``dashboard()``, which may also be given a prepared source (the ``gnomon`` command
     gives a store's source the schedule file's zone)."""
     source = target if isinstance(target, Source) else _source(target)
+    _check_options(source, read_only, auth, title)
+    hosts = _hosts(allowed_hosts)
+    pages = _Pages(source, read_only=read_only, title=title, show_arguments=show_arguments)
+    middleware = [Middleware(Guard, allowed_hosts=hosts, read_only=read_only, auth=auth)]
+    app = Starlette(routes=_routes(pages), middleware=middleware)
+    app.add_exception_handler(404, pages.not_found)
+    return app
+
+
+def _check_options(source: Source, read_only: object, auth: object, title: object) -> None:
     if not isinstance(read_only, bool):
         raise InvalidOption(f"read_only must be True or False, got {read_only!r}")
     if auth is not None and not callable(auth):
         raise InvalidOption(f"auth must be a callable taking the request, got {auth!r}")
-    if not read_only:
-        if auth is None:
-            raise InvalidOption(
-                "read_only=False needs auth: pass auth=callable(request) returning the actor "
-                "(a str), True or a false value"
-            )
-        if not source.can_act:
-            raise InvalidOption(
-                "a dashboard over a store alone is read-only: pass the scheduler to act"
-            )
+    if not read_only and auth is None:
+        raise InvalidOption(
+            "read_only=False needs auth: pass auth=callable(request) returning the actor "
+            "(a str), True or a false value"
+        )
+    if not read_only and not source.can_act:
+        raise InvalidOption(
+            "a dashboard over a store alone is read-only: pass the scheduler to act"
+        )
     if not isinstance(title, str) or not title:
         raise InvalidOption(f"title must be a non-empty string, got {title!r}")
-    hosts = _hosts(allowed_hosts)
-    pages = _Pages(source, read_only=read_only, title=title, show_arguments=show_arguments)
+
+
+def _routes(pages: _Pages) -> list[Route | Mount]:
     static = StaticFiles(directory=str(files("gnomon.web") / "static"))
-    routes = [
-        Route("/", pages.jobs, name="jobs"),
-        Route("/jobs/{job_id:uuid}", pages.job, name="job"),
-        Route("/jobs/{job_id:uuid}/occurrence", pages.occurrence, name="occurrence"),
-        Route("/jobs/{job_id:uuid}/remove", pages.remove_page, name="remove_page"),
-        Route("/cluster", pages.cluster, name="cluster"),
-        Route("/jobs/{job_id:uuid}/run", pages.run_now, methods=["POST"]),
-        Route("/jobs/{job_id:uuid}/pause", pages.pause, methods=["POST"]),
-        Route("/jobs/{job_id:uuid}/resume", pages.resume, methods=["POST"]),
-        Route("/jobs/{job_id:uuid}/remove", pages.remove, methods=["POST"]),
-        Route("/jobs/{job_id:uuid}/retry", pages.retry, methods=["POST"]),
-        Mount("/static", static, name="static"),
+    job = "/jobs/{job_id:uuid}"
+    return [
+        Route("/", pages.jobs),
+        Route(job, pages.job),
+        Route(f"{job}/occurrence", pages.occurrence),
+        Route(f"{job}/remove", pages.remove_page),
+        Route("/cluster", pages.cluster),
+        Route(f"{job}/run", pages.run_now, methods=["POST"]),
+        Route(f"{job}/pause", pages.pause, methods=["POST"]),
+        Route(f"{job}/resume", pages.resume, methods=["POST"]),
+        Route(f"{job}/remove", pages.remove, methods=["POST"]),
+        Route(f"{job}/retry", pages.retry, methods=["POST"]),
+        Mount("/static", static),
     ]
-    middleware = [Middleware(Guard, allowed_hosts=hosts, read_only=read_only, auth=auth)]
-    app = Starlette(routes=routes, middleware=middleware)
-    app.add_exception_handler(404, pages.not_found)
-    return app
 
 
 def _source(target: object) -> Source:
@@ -156,6 +159,7 @@ def _environment() -> Environment:
     env = Environment(
         loader=PackageLoader("gnomon.web", "templates"),
         autoescape=select_autoescape(default=True, default_for_string=True),
+        undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
     )
@@ -226,6 +230,8 @@ class _Pages:
 
         context = {
             "title": self.title,
+            "nav": "",
+            "heading": None,
             "root": root,
             "zone": zone.key,
             "read_only": self.read_only,
@@ -258,81 +264,28 @@ class _Pages:
     # ------------------------------------------------------------ pages
 
     async def jobs(self, request: Request) -> Response:
-        params = request.query_params
-        text = params.get("q", "").strip()
-        tag = params.get("tag", "").strip()
-        outcome_text = params.get("outcome", "")
-        outcome = _outcome(outcome_text)
-        page = _page(params.get("page"))
-
-        def collect() -> tuple[list[JobRow], list[str], int, int]:
-            rows = self.source.job_rows()
-            tags = sorted({t for row in rows for t in row.tags})
-            total_all = len(rows)
-            if tag:
-                rows = [row for row in rows if tag in row.tags]
-            if text:
-                rows = [row for row in rows if row.matches(text)]
-            if outcome is not _ANY:
-                wanted = self.source.job_ids_with_last(outcome, {row.id for row in rows})
-                rows = [row for row in rows if row.id in wanted]
-            total = len(rows)
-            start = (page - 1) * JOBS_PER_PAGE
-            shown = rows[start : start + JOBS_PER_PAGE]
-            self.source.recent(shown)
-            return shown, tags, total, total_all
-
-        rows, tags, total, total_all = await self.read(collect)
-        pages = max(1, math.ceil(total / JOBS_PER_PAGE))
-        return self.render(
-            request,
-            "jobs.html",
-            rows=rows,
-            tags=tags,
-            total=total,
-            total_all=total_all,
-            page=min(page, pages),
-            pages=pages,
-            q=text,
-            tag=tag,
-            outcome=outcome_text,
-        )
+        wanted = JobFilter.from_query(request.query_params)
+        page = page_number(request.query_params.get("page"))
+        listing = await self.read(jobs_page, self.source, wanted, page)
+        return self.render(request, "jobs.html", listing=listing, wanted=wanted)
 
     async def job(self, request: Request) -> Response:
         job_id: uuid.UUID = request.path_params["job_id"]
-        outcome_text = request.query_params.get("outcome", "")
-        outcome = _outcome(outcome_text)
-        failed_only = outcome_text == "failed"
-        page = min(_page(request.query_params.get("page")), MAX_HISTORY_PAGES)
+        outcome = request.query_params.get("outcome", "")
+        page = page_number(request.query_params.get("page"))
 
-        def collect() -> tuple[Any, list[RunRecord], bool]:
+        def collect() -> tuple[JobDetail | None, HistoryPage | None]:
             detail = self.source.job(job_id, self.show_arguments)
             if detail is None:
-                return None, [], False
-            wanted: frozenset[Outcome | None] | None = None
-            if failed_only:
-                wanted = frozenset(FAILED)
-            elif outcome is not _ANY:
-                wanted = frozenset({outcome})
-            limit = page * RECORDS_PER_PAGE + 1
-            records = self.source.history(job_id, wanted, limit)
-            more = len(records) > page * RECORDS_PER_PAGE
-            records = records[(page - 1) * RECORDS_PER_PAGE : page * RECORDS_PER_PAGE]
+                return None, None
             self.source.recent([detail.row])
-            return detail, records, more
+            return detail, history_page(self.source, job_id, outcome, page)
 
-        detail, records, more = await self.read(collect)
+        detail, history = await self.read(collect)
         if detail is None:
             return self.missing_job(request)
         return self.render(
-            request,
-            "job.html",
-            job=detail,
-            row=detail.row,
-            records=records,
-            page=page,
-            more=more and page < MAX_HISTORY_PAGES,
-            outcome=outcome_text,
+            request, "job.html", job=detail, row=detail.row, history=history, outcome=outcome
         )
 
     async def occurrence(self, request: Request) -> Response:
@@ -382,12 +335,11 @@ class _Pages:
         except JobNotFound:
             return self.missing_job(request)
         try:
-            result = await self._call(source, lambda: action(handle, actor))
+            await self._call(source, lambda: action(handle, actor))
         except JobNotFound:
             return self.missing_job(request)
         except ValueError as error:
-            return self.render(request, "missing.html", 409, what=str(error))
-        del result
+            return self.render(request, "missing.html", 409, heading="Not done", what=str(error))
         _LOG.info(
             "dashboard: %s on job %r by %s",
             done,
@@ -440,26 +392,6 @@ class _Pages:
             return scheduler.retry(key, actor=actor)
 
         return await self._act(request, "retry", retry)
-
-
-_ANY: Any = object()
-
-
-def _outcome(text: str) -> Any:
-    """The outcome a filter names: an ``Outcome``, ``None`` (running) or ``_ANY``."""
-    if text == "RUNNING":
-        return None
-    try:
-        return Outcome[text]
-    except KeyError:
-        return _ANY
-
-
-def _page(text: str | None) -> int:
-    try:
-        return max(1, min(int(text or "1"), 1_000_000))
-    except ValueError:
-        return 1
 
 
 def _with_query(request: Request, changes: Mapping[str, object]) -> str:

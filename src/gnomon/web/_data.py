@@ -8,6 +8,7 @@ may block on the store: the app calls them from a worker thread.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -151,6 +152,7 @@ class StoreSource(Source):
         self._store = store
         self.timezone = timezone
         self._opened = False
+        self._rows: tuple[int, list[JobRow]] | None = None
 
     def store(self) -> Store:
         if not self._opened:
@@ -159,7 +161,13 @@ class StoreSource(Source):
         return self._store
 
     def job_rows(self) -> list[JobRow]:
-        return [_stored_row(row) for row in self.store().jobs() if row.removed is None]
+        # Rows are rebuilt only when the store changed (its change counter is cheap to read).
+        store = self.store()
+        seq = store.seq()
+        if self._rows is None or self._rows[0] != seq:
+            rows = [_stored_row(row) for row in store.jobs() if row.removed is None]
+            self._rows = (seq, rows)
+        return self._rows[1]
 
     def job(self, job_id: uuid.UUID, show_arguments: bool) -> JobDetail | None:
         stored = self.store().get_job(job_id=job_id)
@@ -282,13 +290,26 @@ def _handle_row(job: Job) -> JobRow:
         id=job.id,
         name=job.name,
         tags=sorted(job.tags),
-        rule=job.rule.describe(),
+        rule=_describe(job.rule),
         next_run=job.next_run,
         last_run=job.last_run,
         paused=job.paused,
         pause_reason=job.pause_reason,
         running=job.is_running,
     )
+
+
+def _describe(rule: Rule) -> str:
+    """A rule in plain English; rules are immutable values, and many jobs share one."""
+    try:
+        return _cached_description(rule)
+    except TypeError:  # a rule that cannot be hashed
+        return rule.describe()
+
+
+@functools.lru_cache(maxsize=4096)
+def _cached_description(rule: Rule) -> str:
+    return rule.describe()
 
 
 _RULES: dict[str, tuple[str, Rule | None]] = {}
