@@ -371,7 +371,10 @@ def test_history_and_status_show_the_state_while_the_daemon_runs_and_after(
     assert all(job["next_run"] is None for job in after["jobs"])
     assert workspace.gnomon("status").stdout.startswith("daemon: not running")
     records = workspace.history()
-    assert {r["outcome"] for r in records if r["job"] == "ok"} == {"success"}
+    # A tick claimed just as SIGTERM arrives is recorded skipped_stopping, not run.
+    ok_outcomes = {r["outcome"] for r in records if r["job"] == "ok"}
+    assert "success" in ok_outcomes
+    assert ok_outcomes <= {"success", "skipped_stopping"}
     assert [(r["outcome"], r["exit_status"]) for r in records if r["job"] == "bad"] == [
         ("failed", 4)
     ]

@@ -20,7 +20,9 @@ store: each replica builds its own app or broker from it and registers it.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import json
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -87,9 +89,6 @@ class DispatchAction:
 
 
 def _fingerprint(action: DispatchAction) -> str:
-    import hashlib
-    import json
-
     text = json.dumps(
         [action.args, action.kwargs, action.queue, action.expires.total_seconds(), action.track],
         sort_keys=True,
