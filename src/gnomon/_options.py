@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import enum
 import functools
@@ -33,6 +34,7 @@ __all__ = [
     "build_spec",
     "check_option_names",
     "check_rule",
+    "derive_spec",
     "is_async_callable",
 ]
 
@@ -196,6 +198,132 @@ def build_spec(
         or any(is_async_callable(fn) for fn in listeners.values() if fn is not None)
     )
     return _replace_needs_loop(spec, needs_loop)
+
+
+PER_JOB_OPTIONS = frozenset({"name", "args", "kwargs", "tags", "start_at", "stop_at"})
+"""Options that differ from job to job of one function: the fast path of ``add_job``."""
+
+
+def derive_spec(
+    template: JobSpec, options: Mapping[str, Any], defaults: Mapping[str, Any]
+) -> JobSpec | None:
+    """A spec for ``template``'s function with ``options``, validating only the per-job
+    options; ``None`` when ``options`` hold others (then use ``build_spec``).
+
+    ``template`` is any spec built for the function with the scheduler's ``defaults``
+    (which set no per-job option) and per-job options only: what does not vary from job
+    to job (listeners, locker, coroutine-ness...) was validated once, there.
+    """
+    if not PER_JOB_OPTIONS.issuperset(options):
+        return None
+    func = template.func
+    args, kwargs = _check_arguments(options.get("args", ()), options.get("kwargs"))
+    if _fits(func, args, kwargs):
+        context: tuple[str | None, int | None] = (None, None)
+    else:
+        context = _check_signature(func, args, kwargs)  # binds, or says why not
+    tags = options.get("tags")
+    spec = _with_per_job(
+        template,
+        _check_name(options.get("name"), func),
+        args,
+        kwargs,
+        frozenset() if tags is None else _check_tags(tags),
+        _check_moment(options.get("start_at"), "start_at"),
+        _check_moment(options.get("stop_at"), "stop_at"),
+        context,
+        {**defaults, **options},
+    )
+    _check_combinations(spec)
+    return spec
+
+
+_PER_JOB_FIELDS = (
+    "name",
+    "args",
+    "kwargs",
+    "tags",
+    "start_at",
+    "stop_at",
+    "context_parameter",
+    "context_position",
+    "options",
+)
+
+
+def _make_copier() -> Callable[..., JobSpec]:
+    """A function that copies a ``JobSpec`` with new per-job fields, setting each slot
+    directly: ``dataclasses.replace`` re-runs ``__init__`` through ``getattr`` for all
+    thirty-odd fields, which costs more than the rest of adding a job."""
+    shared = [f.name for f in dataclasses.fields(JobSpec) if f.name not in _PER_JOB_FIELDS]
+    lines = [
+        "def copy(t, name, args, kwargs, tags, start_at, stop_at, context, options):",
+        "    new = new_spec(JobSpec)",
+        *(f"    set_{n}(new, t.{n})" for n in shared),
+        "    set_name(new, name)",
+        "    set_args(new, args)",
+        "    set_kwargs(new, kwargs)",
+        "    set_tags(new, tags)",
+        "    set_start_at(new, start_at)",
+        "    set_stop_at(new, stop_at)",
+        "    set_context_parameter(new, context[0])",
+        "    set_context_position(new, context[1])",
+        "    set_options(new, options)",
+        "    return new",
+    ]
+    namespace: dict[str, Any] = {"JobSpec": JobSpec, "new_spec": object.__new__}
+    for field in dataclasses.fields(JobSpec):
+        namespace[f"set_{field.name}"] = getattr(JobSpec, field.name).__set__
+    exec("\n".join(lines), namespace)  # noqa: S102 - built from the dataclass's own field names
+    copier: Callable[..., JobSpec] = namespace["copy"]
+    return copier
+
+
+_with_per_job = _make_copier()
+
+
+def _fits(
+    func: Callable[..., object], args: tuple[object, ...], kwargs: Mapping[str, object]
+) -> bool:
+    """Whether ``args`` and ``kwargs`` bind to a plain function's parameters: a quick
+    check for the common shape (no ``*args``, ``**kwargs``, positional-only or context
+    parameter); False means "ask ``inspect``", not "they do not fit"."""
+    try:
+        shape = _shape(func)
+    except TypeError:  # unhashable
+        return False
+    if shape is None:
+        return False
+    positional, keywords, required = shape
+    if len(args) > len(positional):
+        return False
+    taken = positional[: len(args)]
+    for key in kwargs:
+        if key not in keywords or key in taken:
+            return False
+    return all(name in kwargs or name in taken for name in required)
+
+
+@functools.lru_cache(maxsize=4096)
+def _shape(
+    func: Callable[..., object],
+) -> tuple[tuple[str, ...], frozenset[str], tuple[str, ...]] | None:
+    binder = _signature_binder(func)
+    if binder is None or binder[1] is not None:
+        return None
+    kinds = inspect.Parameter
+    positional: list[str] = []
+    keywords: set[str] = set()
+    required: list[str] = []
+    for parameter in binder[0].parameters.values():
+        if parameter.kind is kinds.POSITIONAL_OR_KEYWORD:
+            positional.append(parameter.name)
+        elif parameter.kind is not kinds.KEYWORD_ONLY:
+            return None
+        keywords.add(parameter.name)
+        if parameter.default is kinds.empty:
+            required.append(parameter.name)
+    return tuple(positional), frozenset(keywords), tuple(required)
 
 
 def _replace_needs_loop(spec: JobSpec, needs_loop: bool) -> JobSpec:

@@ -37,6 +37,7 @@ from gnomon._history import HistoryQuery
 from gnomon._job import Job, JobOwner, JobSpec, JobState
 from gnomon._options import (
     ADD_ONLY_OPTIONS,
+    PER_JOB_OPTIONS,
     AddOptions,
     DecoratorOptions,
     JobOptions,
@@ -44,6 +45,7 @@ from gnomon._options import (
     build_spec,
     check_option_names,
     check_rule,
+    derive_spec,
 )
 from gnomon._pool import WorkerPool
 from gnomon._retry import Retry
@@ -144,6 +146,7 @@ class _SchedulerCore(JobOwner):
         self._monitor = _check_instance(monitor, Monitor, "monitor")
         self._log = _check_instance(logger, logging.Logger, "logger") or logging.getLogger("gnomon")
         self._defaults: dict[str, Any] = dict(job_defaults or {})
+        self._defaults_per_job = not PER_JOB_OPTIONS.isdisjoint(self._defaults)
         check_option_names(self._defaults, "job_defaults")
         self._pool = WorkerPool(_check_workers(max_workers))
         self._forked = False
@@ -170,6 +173,8 @@ class _SchedulerCore(JobOwner):
         self._tasks = TaskRegistry()
         self._durable = self._attach_store(store, node, history_retention)
         self._spec_cache: dict[object, JobSpec] = {}
+        self._templates: dict[object, JobSpec] = {}
+        """A validated spec per function, from which later jobs' specs are derived."""
         self._init_face()
         _live.add(self)
 
@@ -274,8 +279,11 @@ class _SchedulerCore(JobOwner):
         if options:
             job_id = _check_id(options.get("id"))
             given = {k: v for k, v in options.items() if k != "id"}
-            check_option_names(given, "add_job")
-            spec = self._build({**self._defaults, **given}, func)
+            spec = self._derived_spec(func, given)
+            if spec is None:
+                check_option_names(given, "add_job")
+                spec = self._build({**self._defaults, **given}, func)
+                self._keep_template(func, given, spec)
         else:
             job_id = _new_id()
             spec = self._default_spec(func)
@@ -345,6 +353,32 @@ class _SchedulerCore(JobOwner):
         return build_spec(
             func, options, scheduler_locker=self._locker, clustered=self._engine.clustered
         )
+
+    def _derived_spec(self, func: object, given: Mapping[str, Any]) -> JobSpec | None:
+        """The fast path: per-job options (name, args, tags, start_at...) on the
+        function's shared spec, when the scheduler's defaults set none of them."""
+        if self._defaults_per_job:
+            return None
+        try:
+            template = self._templates.get(func)
+        except TypeError:  # an unhashable callable
+            return None
+        if template is None:
+            return None  # the first job of a function takes the full path (and is kept)
+        return derive_spec(template, given, self._defaults)
+
+    def _keep_template(self, func: object, given: Mapping[str, Any], spec: JobSpec) -> None:
+        """Keep a fully validated spec as its function's template for later jobs."""
+        if self._defaults_per_job or not PER_JOB_OPTIONS.issuperset(given):
+            return
+        try:
+            if func in self._templates:
+                return
+        except TypeError:  # an unhashable callable
+            return
+        if len(self._templates) >= 1024:
+            self._templates.clear()
+        self._templates[func] = spec
 
     def _default_spec(self, func: object) -> JobSpec:
         """Jobs added with no options share one validated spec per function."""
