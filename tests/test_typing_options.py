@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -55,7 +56,10 @@ async def main() -> None:
 @pytest.fixture(scope="module")
 def mypy_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
     folder = tmp_path_factory.mktemp("typing")
-    typo, correct = folder / "typo_usage.py", folder / "correct_usage.py"
+    # mypy caches results by module name: fresh names keep another run's report out.
+    unique = uuid.uuid4().hex[:12]
+    typo = folder / f"typo_usage_{unique}.py"
+    correct = folder / f"correct_usage_{unique}.py"
     typo.write_text(TYPO)
     correct.write_text(CORRECT)
     command = [

@@ -871,10 +871,10 @@ class Engine:
     def _forget_retry(self, run: Run, effects: Effects, *, stopping: bool) -> None:
         state = run.state
         holder = run if run.kept else run.parent
-        if holder is not None and not stopping:
+        if holder is not None:
             # Given up: let the occurrence's claim go. (When the scheduler stops, its
             # lease runs out instead, and a node watching the occurrence takes it over.)
-            effects.append(holder.release_kept_soon)
+            effects.append(holder.stop_keeping_soon if stopping else holder.release_kept_soon)
         if self.log.isEnabledFor(logging.INFO):
             self.log.info(
                 "pending retry of %s dropped (attempt %d was its last)",

@@ -516,6 +516,15 @@ class Run:
             self.keeper.cancel()
         await self._release_held()
 
+    def stop_keeping_soon(self) -> None:
+        """Stop renewing a kept lease without releasing it (the scheduler stops): it runs
+        out, and a node watching the occurrence takes the retry over."""
+        keeper, loop = self.keeper, self.loop
+        if keeper is None or loop is None or loop.is_closed():
+            return
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(keeper.cancel)
+
     def release_kept_soon(self) -> None:
         """``release_kept`` from any thread, on the loop that holds the lease."""
         loop = self.loop
