@@ -304,8 +304,17 @@ class DurableJobs:
         durable.definition, durable.version = hash(row.definition), row.version
 
     def remove(self, state: JobState) -> None:
-        self.store.remove_job(state.uuid(), reason="removed")
-        self._gone.add(state.uuid())
+        """Remove a job's row; the caller then removes it from the engine. The follower
+        waits meanwhile, so that it does not forget the job before the caller removes it
+        (the caller would find it gone)."""
+        job_id = state.uuid()
+        with self._apply_lock:
+            self._gone.add(job_id)
+            try:
+                self.store.remove_job(job_id, reason="removed")
+            except BaseException:
+                self._gone.discard(job_id)
+                raise
 
     def remove_parked(self, job_id: uuid.UUID) -> bool:
         """Remove a stored job this process could not load (its task is unknown here, or
@@ -382,9 +391,10 @@ class DurableJobs:
         if row.removed is None and state is None and self._gone and row.id in self._gone:
             return None  # a row read before this process's own removal reached the store
         if row.removed is not None:
+            ours = row.id in self._gone  # removed by this process, which updates its engine
             self._gone.discard(row.id)
             self._parked.pop(row.id, None)
-            if state is not None and state.durable is not None:
+            if state is not None and state.durable is not None and not ours:
                 cancel = row.removed != "exhausted"
                 self.engine.forget(state, f"{row.removed} in the store", cancel=cancel)
             return None

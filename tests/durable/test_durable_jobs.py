@@ -811,3 +811,36 @@ def test_durable_jobs_get_time_ordered_ids_so_stores_index_them_at_the_end(
     assert abs(millis[-1] - time.time_ns() // 1_000_000) < 60_000
     given = uuid.uuid4()
     assert s.add_job("record", gnomon.every("1h"), args=[0], id=given).id == given
+
+
+class EagerFollowerStore(MemoryStore):
+    """A memory store whose removals reach the remover's follower before ``remove_job``
+    returns, as a follower woken by the store's notification can."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.follow: Callable[[], None] | None = None
+
+    def remove_job(self, job_id: uuid.UUID, *, reason: str = "removed") -> StoredJob | None:
+        row = super().remove_job(job_id, reason=reason)
+        if self.follow is not None:
+            self.follow()
+        return row
+
+
+def test_removing_a_job_succeeds_when_the_follower_reads_the_removal_first(
+    clock: FakeClock,
+) -> None:
+    store = EagerFollowerStore()
+    s = gnomon.Scheduler(store=store, clock=clock, timezone="UTC")
+    try:
+        s.register(Calls().record, name="record")
+        store.follow = s._durable.poll  # type: ignore[union-attr]
+        first = s.add_job("record", gnomon.every("1h"), args=[1])
+        second = s.add_job("record", gnomon.every("1h"), args=[2])
+        first.remove()
+        s.remove_job(second.id)
+        assert s.jobs() == []
+        assert store.jobs(include_removed=False) == []
+    finally:
+        s.shutdown()
