@@ -418,12 +418,11 @@ class Fence:
     Counts what it drops in ``dropped`` and logs each at WARNING.
     """
 
-    def __init__(self, store: Store, *, seen: object = None, lookback: int = 1000) -> None:
+    def __init__(self, store: Store, *, seen: object = None) -> None:
         if not isinstance(store, Store):
             raise InvalidOption(f"a guard needs the scheduler's gnomon store, got {store!r}")
         self.store = store
         self.ledger = make_ledger(seen)
-        self.lookback = lookback
         self.dropped = 0
         self.admitted = 0
         self._lock = threading.Lock()
@@ -466,11 +465,10 @@ class Fence:
         return Admission(admitted=True, reason=state, key=key, token=token)
 
     def _current(self, key: str, job: str, scheduled_at: datetime) -> tuple[int | None, Any]:
-        records = self.store.history(job_name=job, since=scheduled_at, limit=self.lookback)
-        for record in reversed(records):
-            if record.occurrence_key == key:
-                return record.fencing_token, record.outcome
-        return None, None
+        record = self.store.occurrence(key)
+        if record is None or record.job_name != job or record.scheduled_at != scheduled_at:
+            return None, None  # not an occurrence the store claimed as the message says
+        return record.fencing_token, record.outcome
 
 
 def _fenced_headers(headers: Mapping[str, object]) -> tuple[str, int, str, datetime] | str:

@@ -610,6 +610,64 @@ def test_retry_refuses_an_unknown_or_a_running_occurrence(store: Store) -> None:
         store.retry(claim.key)
 
 
+def test_occurrence_finds_one_record_by_its_key(store: Store) -> None:
+    row = add(store)
+    assert store.occurrence("report@1") is None
+    claim = store.claim(ask(row))
+    finish(store, claim, Outcome.FAILED)
+    found = store.occurrence("report@1")
+    assert found is not None
+    assert (found.occurrence_key, found.fencing_token, found.outcome) == (
+        "report@1",
+        claim.token,
+        Outcome.FAILED,
+    )
+    assert found == store.history()[0]
+
+
+def test_finish_with_retry_at_leaves_a_pending_retry_that_the_next_claim_takes(
+    store: Store,
+) -> None:
+    row = add(store)
+    first = store.claim(ask(row))
+    due = store.now() - timedelta(minutes=1)  # by the store's own clock
+    store.finish(
+        first.key, first.token, Outcome.FAILED, finished_at=T0 + timedelta(seconds=1),
+        error="OSError: down", retry_at=due,
+    )  # fmt: skip
+    [pending] = store.due_retries(grace=timedelta(0))
+    assert (pending.occurrence_key, pending.outcome, pending.attempt) == (
+        first.key,
+        Outcome.FAILED,
+        1,
+    )
+    assert store.due_retries(grace=timedelta(hours=1)) == []  # not yet overdue by that
+    again = store.claim(ask(row, node="node-b"))
+    assert (again.attempt, again.token > first.token) == (2, True)
+    assert store.due_retries(grace=timedelta(0)) == []
+    finish(store, again)
+    [record] = store.history()
+    assert (record.outcome, record.attempt, record.attempts) == (Outcome.SUCCESS, 2, 2)
+
+
+def test_drop_retry_keeps_the_last_attempts_outcome_and_ends_the_occurrence(
+    store: Store,
+) -> None:
+    row = add(store)
+    first = store.claim(ask(row))
+    store.finish(
+        first.key, first.token, Outcome.TIMED_OUT, finished_at=T0 + timedelta(seconds=1),
+        retry_at=store.now() - timedelta(minutes=1),
+    )  # fmt: skip
+    store.drop_retry(first.key)
+    store.drop_retry("no-such-key")  # nothing pending: nothing happens
+    assert store.due_retries(grace=timedelta(0)) == []
+    [record] = store.history()
+    assert (record.outcome, record.attempts) == (Outcome.TIMED_OUT, 1)
+    with pytest.raises(LockHeld):
+        store.claim(ask(row, node="node-b"))
+
+
 # ---------------------------------------------------------------- history and pruning
 
 

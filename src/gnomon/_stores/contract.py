@@ -360,6 +360,10 @@ class Store(abc.ABC):
         """Running rows whose lease has expired by the store's clock (dead holders)."""
 
     @abc.abstractmethod
+    def occurrence(self, key: str) -> RunRecord | None:
+        """One occurrence's record by its key (its latest attempt), ``None`` if unknown."""
+
+    @abc.abstractmethod
     def due_retries(self, *, grace: timedelta, limit: int = 100) -> list[RunRecord]:
         """Pending retries (``finish(..., retry_at=...)``) due more than ``grace`` ago by
         the store's clock: their scheduler did not take them (it died)."""

@@ -336,6 +336,11 @@ class MemoryStore(Store):
                 occurrence.lease_until = as_utc(retry_at, "retry_at")
             self._changed.notify_all()
 
+    def occurrence(self, key: str) -> RunRecord | None:
+        with self._lock:
+            occurrence = self._occurrences.get(key)
+            return None if occurrence is None else occurrence.record
+
     def due_retries(self, *, grace: timedelta, limit: int = 100) -> list[RunRecord]:
         check_limit(limit)
         with self._lock:

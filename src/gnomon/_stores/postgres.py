@@ -356,6 +356,7 @@ _STATEMENTS = {
         "WHERE key = %(key)s AND state <> 'running' RETURNING {run_cols}"
     ),
     "occurrence_state": "SELECT state FROM {occurrences} WHERE key = %(key)s",
+    "occurrence": "SELECT {run_cols} FROM {occurrences} WHERE key = %(key)s",
     "prune_runs": (
         "WITH d AS (DELETE FROM {occurrences} WHERE state IN ('finished', 'skipped') "
         "AND scheduled_at < %(before)s RETURNING 1) SELECT count(*) FROM d"
@@ -1316,6 +1317,10 @@ class PostgresStore(Store):
         }
         if not self._rows("finish", params):
             raise LeaseLost(f"cannot finish {key!r}: token {token} no longer holds it")
+
+    def occurrence(self, key: str) -> RunRecord | None:
+        rows = self._rows("occurrence", {"key": key})
+        return _run_record(rows[0]) if rows else None
 
     def due_retries(self, *, grace: timedelta, limit: int = 100) -> list[RunRecord]:
         check_limit(limit)

@@ -544,6 +544,10 @@ class SQLiteStore(Store):
             if connection.execute(_FINISH, (*result, *pending, key, token)).rowcount != 1:
                 raise LeaseLost(f"cannot finish {key!r}: token {token} no longer holds it")
 
+    def occurrence(self, key: str) -> RunRecord | None:
+        rows = self._fetch(_RETRYABLE, (key,))
+        return _record(rows[0]) if rows else None
+
     def due_retries(self, *, grace: timedelta, limit: int = 100) -> list[RunRecord]:
         check_limit(limit)
         before = (self.now() - grace).timestamp()

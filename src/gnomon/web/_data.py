@@ -37,7 +37,6 @@ __all__ = [
 FAILED = frozenset({Outcome.FAILED, Outcome.TIMED_OUT, Outcome.CANCELLED, Outcome.ABANDONED})
 ALIVE_WITHIN = timedelta(seconds=30)
 """A scheduler that has not sent a heartbeat for this long is not listed."""
-OCCURRENCE_SEARCH = 2000
 """How many of a job's newest records are searched for an occurrence by its key."""
 STRIP = 12
 """How many recent outcomes a job's row shows."""
@@ -130,10 +129,11 @@ class Source:
         return store.history(job_id=job_id, outcomes=outcomes, limit=limit)
 
     def occurrence(self, job_id: uuid.UUID, key: str) -> RunRecord | None:
-        for record in self.history(job_id, None, OCCURRENCE_SEARCH):
-            if record.occurrence_key == key:
-                return record
-        return None
+        store = self.store()
+        if store is None:
+            return None
+        record = store.occurrence(key)
+        return record if record is not None and record.job_id == job_id else None
 
     def nodes(self) -> list[NodeInfo]:
         store = self.store()
@@ -251,6 +251,12 @@ class SchedulerSource(Source):
         merged = records + memory
         merged.sort(key=lambda record: record.scheduled_at.timestamp(), reverse=True)
         return merged[:limit]
+
+    def occurrence(self, job_id: uuid.UUID, key: str) -> RunRecord | None:
+        for record in self._memory(job_id):  # an in-memory job's (newest first)
+            if record.occurrence_key == key:
+                return record
+        return super().occurrence(job_id, key)
 
     def nodes(self) -> list[NodeInfo]:
         result = self.scheduler._nodes()
