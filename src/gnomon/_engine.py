@@ -387,6 +387,8 @@ class Engine:
                 state.spec, state.rule = old_spec, old_rule
                 raise
             retimed = new_rule or old_rule != rule or _timing_changed(old_spec, spec)
+            if retimed:
+                state.resume_from = state.stored_next = None  # the old rule's phase is gone
             if retimed and self.started and not state.paused:
                 self._disarm(state)
                 self._arm_first(state, now)
@@ -812,7 +814,7 @@ class Engine:
         singleton = state.spec.singleton
         if singleton is not None and (state.running or state.pending_retry):
             if singleton in (LimitMode.WAIT_LATEST, LimitMode.REPLACE):
-                self._drop_retry(state, effects)  # a new tick discards a pending retry
+                self._drop_retry(state, effects, admit=False)  # a new tick discards it
                 if not state.running:
                     self._admit(run, now, effects)
                     return
@@ -845,6 +847,9 @@ class Engine:
         for run in self.live_runs:
             if run.state is state and not run.finished and not run.replaced:
                 run.replaced = True
+                run.retry_at = None  # a replaced run is not retried
+                if run.outcome is not None:  # it ended, and only its listeners are left
+                    run.outcome = Outcome.CANCELLED
                 run.cancel()
                 effects.append(run.interrupt)
                 self.log.info(
@@ -870,6 +875,8 @@ class Engine:
 
     def _forget_retry(self, run: Run, effects: Effects, *, stopping: bool) -> None:
         state = run.state
+        if not stopping:
+            run.retry_at = None  # a release not yet written then writes no pending retry
         holder = run if run.kept else run.parent
         if holder is not None:
             # Given up: let the occurrence's claim go. (When the scheduler stops, its
@@ -902,7 +909,7 @@ class Engine:
             state = run.state
             # A job that ran out of fire times or runs still retries its last occurrence;
             # one removed by a call (``cancelling``) or paused does not.
-            if state.paused or state.cancelling or not self.accepting:
+            if state.paused or state.cancelling or run.replaced or not self.accepting:
                 return
             stop_at = state.spec.stop_at
             if stop_at is not None and _ts(when) > _ts(stop_at):
@@ -935,10 +942,13 @@ class Engine:
         """Park a finished attempt's planned retry on the heap (under the lock)."""
         when = run.retry_at
         state = run.state
-        if when is None or state.paused or state.cancelling:
+        if when is None:
+            return False
+        if state.paused or state.cancelling or run.replaced:
+            run.retry_at = None  # dropped: a store must not keep it pending either
             return False
         if not self.accepting:
-            return False
+            return False  # stopping: a store keeps the retry for another scheduler
         if run.lease is not None and run.keep_on_retry and run.parent is None:
             run.kept = True  # the occurrence stays claimed until its last attempt ends
         pending = _PendingRetry(run)
@@ -959,6 +969,7 @@ class Engine:
         run.attempt = run.base_attempt = previous.attempt
         run.attempt += 1
         run.actor = previous.actor
+        run.prior = previous
         run.parent = previous if previous.kept else previous.parent
         self._gate(run, now, effects)
 
@@ -1110,27 +1121,14 @@ class Engine:
         effects: Effects = []
         with self.lock:
             now = self.now()
-            unclaimed: dict[JobState, list[datetime]] = {}
-            if claimed is not None:
-                moments = self._unclaimed.pop(claimed.state, None)
-                if moments:
-                    unclaimed[claimed.state] = moments
-            else:
-                stamp = _ts(now)
-                for state, moments in list(self._unclaimed.items()):
-                    upcoming = state.next_fire
-                    newest = max(_ts(moment) for moment in moments)
-                    if (
-                        not state.running
-                        and newest < stamp - self.catch_up_grace
-                        and (upcoming is None or _ts(upcoming) > stamp)
-                    ):
-                        unclaimed[state] = self._unclaimed.pop(state)
-            for state, moments in unclaimed.items():
-                if state.removed or state.paused or not self.accepting:
+            for state, moments in self._take_unclaimed(claimed, now).items():
+                if state.removed:
                     continue
                 moments.sort(key=_ts)
-                due, missed = self._catch_up(state, moments, now)
+                due: list[datetime] = []
+                missed = moments  # paused or stopping: nothing runs now; the gap is recorded
+                if not state.paused and self.accepting:
+                    due, missed = self._catch_up(state, moments, now)
                 if claimed is not None and state.spec.catch_up != "all":
                     due, missed = [], moments  # the later occurrence runs instead
                 if missed:
@@ -1139,6 +1137,24 @@ class Engine:
                 for moment in due:
                     self._start(state, moment, now, effects, immediate=False)
         self.apply(effects)
+
+    def _take_unclaimed(self, claimed: Run | None, now: datetime) -> dict[JobState, list[datetime]]:
+        """The unclaimed occurrences ready to catch up (see ``catch_up_unclaimed``)."""
+        if claimed is not None:
+            moments = self._unclaimed.pop(claimed.state, None)
+            return {claimed.state: moments} if moments else {}
+        taken: dict[JobState, list[datetime]] = {}
+        stamp = _ts(now)
+        for state, moments in list(self._unclaimed.items()):
+            upcoming = state.next_fire
+            newest = max(_ts(moment) for moment in moments)
+            if (
+                not state.running
+                and newest < stamp - self.catch_up_grace
+                and (upcoming is None or _ts(upcoming) > stamp)
+            ):
+                taken[state] = self._unclaimed.pop(state)
+        return taken
 
     def claim_report(self, run: Run) -> bool:
         """True for the one caller that reports a run's end (its pipeline, or its timeout)."""
@@ -1160,9 +1176,7 @@ class Engine:
             else:
                 self._settling += 1  # stays live until its claim is settled in the store
             if run.outcome is not None and not self._retry_later(run):
-                self._record(run, run.outcome, run.error, effects)
-                if run.parent is not None:  # the last attempt: let the occurrence go
-                    effects.append(run.parent.release_kept_soon)
+                self._record_final(run, run.outcome, run.error, effects)
             state = run.state
             state.running -= 1
             self._running -= 1
@@ -1227,7 +1241,7 @@ class Engine:
         """An occurrence that never got a slot."""
         event = run.event(outcome, exception=exception)
         self._log_skip(run, event)
-        self._record(run, outcome, exception, effects)
+        self._record_final(run, outcome, exception, effects)
         if run.spec.interval_from_completion and not run.manual and self._rearms_free(run):
             self._arm(run.state, self._next_fire_or_none(run.state, event.scheduled_at))
         effects.append(self.report_effect(lambda: run.report_skip(event)))
@@ -1250,6 +1264,20 @@ class Engine:
                 reason,
                 extra=run.log_extra(),
             )
+
+    def _record_final(
+        self, run: Run, outcome: Outcome, error: BaseException | None, effects: Effects
+    ) -> None:
+        """Record how an occurrence ended. A retry that never started leaves the record
+        of its last attempt that did; the lease kept for the retries is let go."""
+        prior = run.prior
+        if run.started_at is None and prior is not None and prior.outcome is not None:
+            self._record(prior, prior.outcome, prior.error, effects)
+        else:
+            self._record(run, outcome, error, effects)
+        holder = run.parent
+        if holder is not None:  # the last attempt: let the occurrence go
+            effects.append(holder.release_kept_soon if self.accepting else holder.stop_keeping_soon)
 
     def _report_missed(
         self, state: JobState, missed: list[datetime], effects: Effects, *, why: str = ""

@@ -69,6 +69,7 @@ class Run:
         "manual",
         "outcome",
         "parent",
+        "prior",
         "replaced",
         "reported",
         "result",
@@ -113,6 +114,8 @@ class Run:
         """This run's lease stays held (renewed) for its occurrence's pending retry, so
         that other nodes keep watching the occurrence and take it over if we die."""
         self.parent: Run | None = None
+        self.prior: Run | None = None
+        """For a retry: the attempt before it, whose record stands if this one never starts."""
         """For a retry under a locker: the first attempt's run, whose lease is kept."""
         self.retry_at: datetime | None = None
         """When the job's ``retry`` runs this occurrence again (decided as it ends)."""
@@ -497,15 +500,12 @@ class Run:
             return
         if self.keeper is not None:
             self.keeper.cancel()
-        parent = self.parent
         try:
             if self.lease is not None:
                 await self._release_held()
         finally:
             if self.lease is not None:
                 self.engine.settled(self)
-            if parent is not None:
-                await parent.release_kept()
 
     async def release_kept(self) -> None:
         """Release a lease kept for a retry: the occurrence is done (or given up)."""

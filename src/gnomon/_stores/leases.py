@@ -55,6 +55,7 @@ class StoreLease(Lease):
         run = self._run
         started = run.started_at
         result = _command_result(run)
+        retry_at = run.retry_at
         self._locker.store.finish(
             self.key,
             self.token,
@@ -63,9 +64,12 @@ class StoreLease(Lease):
             started_at=None if started is None else started.astimezone(UTC),
             error=describe_error(run.error),
             exit_status=None if result is None else result.exit_status,
-            retry_at=None if run.retry_at is None else run.retry_at.astimezone(UTC),
+            retry_at=None if retry_at is None else retry_at.astimezone(UTC),
             output=describe_traceback(run.error) if result is None else result.output,
         )
+        if retry_at is not None and run.retry_at is None:
+            # The retry was dropped (pause, removal, a new tick) while this was written.
+            self._locker.store.drop_retry(self.key)
 
     def __repr__(self) -> str:
         return f"<StoreLease {self.key!r} token={self.token} attempt={self.attempt}>"

@@ -1,0 +1,104 @@
+"""Edge cases of durable retries and outage catch-up: what a pause leaves in the store."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from datetime import timedelta
+
+from durable_support import SchedulerFactory, StoreFactory
+
+import gnomon
+from gnomon import Outcome, Retry
+from gnomon.testing import FakeClock
+
+HOUR = timedelta(hours=1)
+MINUTE = timedelta(minutes=1)
+SECOND = timedelta(seconds=1)
+WAIT = 20.0
+
+
+def wait_until(predicate: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting until {what}")
+        time.sleep(0.01)
+
+
+def test_pausing_while_after_error_runs_leaves_no_pending_retry_in_the_store(
+    make: SchedulerFactory, clock: FakeClock
+) -> None:
+    """A pause between the retry's planning and the run's end (here: while
+    ``after_error`` runs) drops the retry: the store keeps no pending retry, and after
+    ``resume()`` the old occurrence is not run again."""
+    attempts: list[int] = []
+    in_listener, go_on = threading.Event(), threading.Event()
+
+    def flaky(ctx: gnomon.JobContext) -> None:
+        attempts.append(ctx.attempt)
+        raise ConnectionError(f"attempt {ctx.attempt} fails")
+
+    def after_error(event: gnomon.RunEvent) -> None:
+        if event.attempt == 1:
+            in_listener.set()
+            go_on.wait(WAIT)
+
+    s = make()
+    s.register(flaky, name="flaky", after_error=after_error)
+    s.start()
+    job = s.add_job("flaky", gnomon.every("1h"), name="j", retry=Retry(delay="10s", jitter=False))
+    assert job is not None
+    clock.advance(HOUR)
+    assert in_listener.wait(WAIT)
+    job.pause("deploying")  # the retry is planned; the run has not finished yet
+    go_on.set()
+    s.wait_idle()
+    [record] = s.history(job="j")
+    assert (record.outcome, record.attempts) == (Outcome.FAILED, 1)
+    store = s.store
+    assert store is not None
+    wait_until(lambda: store.due_retries(grace=timedelta(0)) == [], "no retry is left", 3.0)
+    job.resume()
+    clock.advance(10 * SECOND)
+    s.wait_idle()
+    assert attempts == [1]
+
+
+def test_occurrences_unclaimed_in_an_outage_are_recorded_when_the_job_was_paused_meanwhile(
+    make: SchedulerFactory, new_store: StoreFactory, clock: FakeClock
+) -> None:
+    """Occurrences that could not be claimed during an outage, of a job paused before
+    the store answers again, are recorded ``SKIPPED_MISSED`` (none of them runs)."""
+    seen: list[object] = []
+    store = new_store()
+    s = make(store=store)
+
+    def task(ctx: gnomon.JobContext) -> None:
+        seen.append(ctx.scheduled_at)
+
+    s.register(task, name="task")
+    s.start()
+    job = s.add_job("task", gnomon.every("1m"), name="ticker", catch_up="skip")
+    assert job is not None
+    calls = ("claim", "record", "seq", "jobs")
+    working = {name: getattr(store, name) for name in calls}
+
+    def down(*args: object, **kwargs: object) -> object:
+        raise gnomon.StoreUnavailable("the store is down (test)")
+
+    for name in calls:
+        setattr(store, name, down)
+    clock.advance(5 * MINUTE + 30 * SECOND)  # five occurrences cannot be claimed
+    s.wait_idle()
+    job.pause("outage")  # set_paused still reaches the store
+    for name, method in working.items():
+        setattr(store, name, method)
+    engine = s._engine
+    wait_until(lambda: not engine.unclaimed_waiting, "the follower looked at them")
+    job.resume()
+    s.wait_idle()
+    assert seen == []
+    missed = sum(r.count for r in s.history(outcome=Outcome.SKIPPED_MISSED))
+    assert missed == 5
