@@ -17,7 +17,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from durable_support import T0, SchedulerFactory, StoreFactory
+from durable_support import T0, SchedulerFactory, StoreFactory, wait_until
 
 import gnomon
 from gnomon import Outcome
@@ -41,14 +41,6 @@ class Calls:
         with self._lock:
             self.values.append(value)
             self.keys.append(ctx.occurrence_key)
-
-
-def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting until {what}")
-        time.sleep(0.01)
 
 
 def scheduler_with_task(

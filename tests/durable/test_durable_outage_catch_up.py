@@ -3,26 +3,16 @@
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
-from durable_support import T0, SchedulerFactory, StoreFactory
+from durable_support import T0, Outage, SchedulerFactory, StoreFactory, wait_until
 
 import gnomon
 from gnomon import Outcome
 from gnomon.testing import FakeClock
 
 MINUTE = timedelta(minutes=1)
-
-
-def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting until {what}")
-        time.sleep(0.01)
 
 
 @pytest.mark.parametrize(
@@ -50,19 +40,11 @@ def test_occurrences_unclaimable_during_an_outage_follow_the_catch_up_policy(
     s.register(task, name="task")
     s.start()
     s.add_job("task", gnomon.every("1m"), name="ticker", catch_up=catch_up)
-    calls = ("claim", "record", "seq", "jobs")
-    working = {name: getattr(store, name) for name in calls}
-
-    def down(*args: object, **kwargs: object) -> object:
-        raise gnomon.StoreUnavailable("the store is down (test)")
-
-    for name in calls:
-        setattr(store, name, down)
+    outage = Outage(store)
     clock.advance(5 * MINUTE + timedelta(seconds=30))
     s.wait_idle()
     assert seen == []
-    for name, method in working.items():
-        setattr(store, name, method)
+    outage.end()
     wait_until(
         lambda: (
             len(seen) == len(ran)

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
-from durable_support import SchedulerFactory, StoreFactory
+from durable_support import SchedulerFactory, StoreFactory, wait_until
 
 import gnomon
 from gnomon import Outcome, Retry
@@ -34,14 +32,6 @@ class Flaky:
         if ctx.attempt <= self.failures:
             raise ConnectionError(f"attempt {ctx.attempt} fails")
         self.done.set()
-
-
-def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting until {what}")
-        time.sleep(0.01)
 
 
 def test_a_retry_is_the_same_occurrence_claimed_again_with_a_larger_token(

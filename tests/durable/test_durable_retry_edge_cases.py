@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable
 from datetime import timedelta
 
-from durable_support import SchedulerFactory, StoreFactory
+from durable_support import Outage, SchedulerFactory, StoreFactory, wait_until
 
 import gnomon
 from gnomon import Outcome, Retry
@@ -17,14 +15,6 @@ HOUR = timedelta(hours=1)
 MINUTE = timedelta(minutes=1)
 SECOND = timedelta(seconds=1)
 WAIT = 20.0
-
-
-def wait_until(predicate: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting until {what}")
-        time.sleep(0.01)
 
 
 def test_pausing_while_after_error_runs_leaves_no_pending_retry_in_the_store(
@@ -82,19 +72,11 @@ def test_occurrences_unclaimed_in_an_outage_are_recorded_when_the_job_was_paused
     s.start()
     job = s.add_job("task", gnomon.every("1m"), name="ticker", catch_up="skip")
     assert job is not None
-    calls = ("claim", "record", "seq", "jobs")
-    working = {name: getattr(store, name) for name in calls}
-
-    def down(*args: object, **kwargs: object) -> object:
-        raise gnomon.StoreUnavailable("the store is down (test)")
-
-    for name in calls:
-        setattr(store, name, down)
+    outage = Outage(store)
     clock.advance(5 * MINUTE + 30 * SECOND)  # five occurrences cannot be claimed
     s.wait_idle()
     job.pause("outage")  # set_paused still reaches the store
-    for name, method in working.items():
-        setattr(store, name, method)
+    outage.end()
     engine = s._engine
     wait_until(lambda: not engine.unclaimed_waiting, "the follower looked at them")
     job.resume()
