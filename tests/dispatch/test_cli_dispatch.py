@@ -87,6 +87,7 @@ def test_an_unreachable_broker_stops_gnomon_run_at_start_with_a_clear_error(
         ('command = "true"\nqueue = "q"', None, "queue does not apply to this job"),
         ('dramatiq = "report"\nexpires = "0s"', "redis://127.0.0.1", "expires"),
         ('celery = "app.tasks.report"\ntrack = "yes"', "redis://127.0.0.1", "track must be"),
+        ('dramatiq = "report"\ntrack = true', "redis://127.0.0.1", "Results middleware"),
         (
             'celery = "app.tasks.report"\nargs = [1979-05-27T07:32:00Z]',
             "redis://127.0.0.1",

@@ -130,6 +130,12 @@ def read_dispatch(kind: str, table: Mapping[str, object], broker_url: str | None
         raise InvalidJob(f"args must be an array, got {args!r}")
     if not isinstance(kwargs, dict):
         raise InvalidJob(f"kwargs must be a table, got {kwargs!r}")
+    if kind == "dramatiq" and table.get("track") is True:
+        raise InvalidJob(
+            "track = true needs Dramatiq's Results middleware, which a broker made from a URL "
+            "does not have: use celery or rq for a tracked job, or build the Dramatiq broker "
+            "in Python and register it with s.register_broker"
+        )
     func = _rq_function(name) if kind == "rq" else None
     target = make_target(
         kind,
