@@ -229,25 +229,13 @@ class Engine:
 
     # ---------------------------------------------------------------- registration
 
-    def add(
-        self,
-        job_id: int,
-        spec: JobSpec,
-        rule: Rule,
-        now: datetime,
-        *,
-        setup: Callable[[JobState], None] | None = None,
-    ) -> JobState:
-        """Register a job. ``setup`` prepares a stored job's state (its store identity
-        and progress) before it is armed; such a job's timing was checked when stored."""
+    def add(self, job_id: int, spec: JobSpec, rule: Rule, now: datetime) -> JobState:
+        """Register a job added by a call (stored jobs come through ``add_prepared``)."""
         if now.tzinfo is not self.tz:
             now = now.astimezone(self.tz)
         state = JobState(job_id, spec, rule)
-        if setup is not None:
-            setup(state)
-        elif spec.stop_at is not None or type(rule) is Once:
+        if spec.stop_at is not None or type(rule) is Once:
             self._check_timing(state, now)
-        effects: Effects = []
         with self.lock:
             if self.shut_down:
                 self._require_open()
@@ -258,18 +246,15 @@ class Engine:
                 self._names[spec.name] = self._names.get(spec.name, 0) + 1
             self.jobs[job_id] = state
             if self.started and not state.paused:
-                if setup is None:
-                    self._arm_first(state, now)
-                else:
-                    self._arm_or_expire(state, now, effects)
-        self.apply(effects)
+                self._arm_first(state, now)
         return state
 
     def add_prepared(
         self, states: Iterable[JobState], now: datetime
     ) -> list[tuple[JobState, InvalidJob]]:
-        """Register many stored jobs at once (a store's load): states made and prepared as
-        ``add`` with ``setup`` would, under one hold of the lock. Those whose id or name
+        """Register many stored jobs at once (a store's load), under one hold of the lock:
+        states already prepared with their store identity and progress, whose timing was
+        checked when they were stored. Those whose id or name
         is taken are returned with the reason; the others are registered (and armed, if
         the engine runs)."""
         if now.tzinfo is not self.tz:
