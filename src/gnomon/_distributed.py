@@ -21,8 +21,8 @@ def occurrence_key(job_name: str, scheduled_at: datetime) -> str:
     Fire times come from the rule, never from ``now()``, so every node computes the
     same key for the same occurrence.
     """
-    utc = scheduled_at.astimezone(UTC).replace(tzinfo=None)
-    return f"{job_name}@{utc.isoformat(timespec='microseconds')}Z"
+    utc = scheduled_at if scheduled_at.tzinfo is UTC else scheduled_at.astimezone(UTC)
+    return f"{job_name}@{utc.isoformat(timespec='microseconds')[:-6]}Z"  # without "+00:00"
 
 
 class Lease(abc.ABC):

@@ -573,35 +573,39 @@ class Engine:
                 for _ in range(_WAKE_BATCH):
                     if not heap or heap[0][0] > stamp:
                         break
-                    self._pop_due(now, effects)
+                    self._pop_due(now, stamp, effects)
                 more = bool(heap) and heap[0][0] <= stamp
             self.apply(effects)
             if batches is not None:
                 batches -= 1
         return more
 
-    def _pop_due(self, now: datetime, effects: Effects) -> None:
-        _, _, target, generation = heapq.heappop(self._heap)
+    def _pop_due(self, now: datetime, stamp: float, effects: Effects) -> None:
+        due_stamp, _, target, generation = heapq.heappop(self._heap)
         if not isinstance(target, JobState):
             target.fire(self, now, effects)
         elif target.removed or generation != target.generation:
             self._stale -= 1
         else:
-            self._fire(target, now, effects)
+            self._fire(target, now, stamp, due_stamp, effects)
 
-    def _fire(self, state: JobState, now: datetime, effects: Effects) -> None:
+    def _fire(
+        self, state: JobState, now: datetime, stamp: float, due_stamp: float, effects: Effects
+    ) -> None:
+        """Run a job's due fire time (whose UTC stamp is ``due_stamp``) at ``now``
+        (``stamp``)."""
         scheduled = state.next_fire
         assert scheduled is not None  # noqa: S101 - an armed job always has its fire time
         state.next_fire = None
         immediate, state.immediate = state.immediate, False
         spec = state.spec
         try:
-            following, passed = self._following(state, scheduled, now)
+            following, passed = self._following(state, scheduled, now, stamp)
         except _RuleStuck as stuck:
             self.log.warning("job %s removed: %s", spec.name, stuck, extra=_extra(state, scheduled))
             self._remove(state, str(stuck), cancel=False, effects=effects, expired=True)
             return
-        if passed or _ts(scheduled) < _ts(now) - self.catch_up_grace:
+        if passed or due_stamp < stamp - self.catch_up_grace:
             due, missed = self._catch_up(state, [scheduled, *passed], now)
             if missed:
                 self._report_missed(state, missed, effects)
@@ -661,16 +665,18 @@ class Engine:
         return [*chosen, *late], missed[: len(missed) - len(chosen)]
 
     def _following(
-        self, state: JobState, scheduled: datetime, now: datetime
+        self, state: JobState, scheduled: datetime, now: datetime, stamp: float | None = None
     ) -> tuple[datetime | None, list[datetime]]:
-        """The fire time after ``scheduled``, and the later fire times ``now`` already passed.
+        """The fire time after ``scheduled``, and the later fire times ``now`` (whose UTC
+        stamp is ``stamp``) already passed.
 
         A timer that wakes late (a suspended process, a stepped clock) runs only the
         latest due fire time; the earlier ones are reported missed, not replayed.
         """
         following = self._next_fire(state, scheduled)
         passed: list[datetime] = []
-        stamp = _ts(now)
+        if stamp is None:
+            stamp = _ts(now)
         while following is not None and _ts(following) <= stamp:
             if len(passed) == _MISSED_LIMIT:
                 return self._next_fire(state, now), passed

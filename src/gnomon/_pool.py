@@ -23,7 +23,14 @@ _IDLE_SECONDS = 30.0
 
 
 class WorkerPool(Executor):
-    """Up to ``max_workers`` daemon threads, started on demand, ended when idle."""
+    """Up to ``max_workers`` daemon threads, started on demand, ended when idle.
+
+    Workers are woken one at a time: work handed over while a wake-up is already on its
+    way waits for that worker, which wakes the next one if work is still queued when it
+    takes its own. A burst of short tasks is then drained by the few threads that are
+    awake instead of every thread fighting for the lock and the interpreter, while a
+    burst of long tasks still spreads over every worker, one wake-up after another.
+    """
 
     def __init__(self, max_workers: int, name: str = "gnomon-worker") -> None:
         self._max = max_workers
@@ -33,6 +40,8 @@ class WorkerPool(Executor):
         self._work: deque[Callable[[], object]] = deque()
         self._threads: set[threading.Thread] = set()
         self._idle = 0
+        self._waking = 0
+        """Workers notified (or started) that have not taken work yet."""
         self._closed = False
         self._serial = 0
 
@@ -42,10 +51,8 @@ class WorkerPool(Executor):
             if self._closed:
                 raise RuntimeError("the worker pool is shut down")
             self._work.append(work)
-            if self._idle > len(self._work) - 1:
-                self._ready.notify()
-            elif len(self._threads) < self._max:
-                self._start_thread()
+            if not self._waking:
+                self._wake_one()
 
     def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
         future: Future[T] = Future()
@@ -86,6 +93,15 @@ class WorkerPool(Executor):
     def thread_count(self) -> int:
         return len(self._threads)
 
+    def _wake_one(self) -> None:
+        """Wake an idle worker, or start one if none is idle (under the lock)."""
+        if self._idle > 0:
+            self._waking += 1
+            self._ready.notify()
+        elif len(self._threads) < self._max:
+            self._waking += 1
+            self._start_thread()
+
     def _start_thread(self) -> None:
         self._serial += 1
         thread = threading.Thread(
@@ -95,6 +111,8 @@ class WorkerPool(Executor):
         thread.start()
 
     def _worker(self) -> None:
+        with self._lock:
+            self._waking -= 1  # started to take work: it is here
         try:
             while True:
                 work = self._next_work()
@@ -114,6 +132,11 @@ class WorkerPool(Executor):
                 self._idle += 1
                 woke = self._ready.wait(_IDLE_SECONDS)
                 self._idle -= 1
+                if woke and self._waking:
+                    self._waking -= 1
                 if not woke and not self._work:
                     return None
-            return self._work.popleft()
+            work = self._work.popleft()
+            if self._work and not self._waking:
+                self._wake_one()  # more is queued: the next worker joins in
+            return work

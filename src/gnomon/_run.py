@@ -292,7 +292,9 @@ class Run:
         self.task = asyncio.current_task()
         self.loop = asyncio.get_running_loop()
         try:
-            if await self._claim():
+            if self._unclaimed():
+                await self._run_claimed()  # nothing to claim, so no lease to release
+            elif await self._claim():
                 await self._run_holding_claim()
         except GeneratorExit:
             raise  # the loop was closed under a task that ignored its cancellation
@@ -300,6 +302,12 @@ class Run:
             self._cancelled_midway()
         except BaseException as exc:
             self._crash(exc)
+
+    def _unclaimed(self) -> bool:
+        """No elector, locker or store gates this run: the common, cheap case."""
+        return (
+            self.engine.elector is None and self.spec.locker is None and self.state.durable is None
+        )
 
     async def _run_holding_claim(self) -> None:
         try:
@@ -375,7 +383,7 @@ class Run:
         self, outcome: Outcome, result: object, exc: BaseException | None
     ) -> None:
         self.outcome, self.error, self.result = outcome, exc, result
-        self._plan_retry(outcome, exc, self.engine.now())
+        self._plan_retry(outcome, exc)
         listener = self.spec.after_run if outcome is Outcome.SUCCESS else self.spec.after_error
         if self._quiet(outcome, listener):
             self.engine.finish(self)
@@ -580,9 +588,12 @@ class Run:
             call_hook(engine.log, monitor.scheduling_delay, event, delay)
         return True
 
-    def _plan_retry(self, outcome: Outcome, exc: BaseException | None, ended: datetime) -> None:
+    def _plan_retry(
+        self, outcome: Outcome, exc: BaseException | None, ended: datetime | None = None
+    ) -> None:
+        """Decide on a retry as the attempt ends (at ``ended``, by default now)."""
         if outcome is not Outcome.SUCCESS and self.spec.retry is not None:
-            self.engine.plan_retry(self, outcome, exc, ended)
+            self.engine.plan_retry(self, outcome, exc, ended or self.engine.now())
 
     def _success_outcome(self) -> Outcome:
         if self.replaced:
@@ -635,7 +646,7 @@ class Run:
     ) -> None:
         self.outcome, self.error, self.result = outcome, exc, result
         if not self.reported:  # a timed-out sync run planned its retry at the deadline
-            self._plan_retry(outcome, exc, self.engine.now())
+            self._plan_retry(outcome, exc)
         listener = self.spec.after_run if outcome is Outcome.SUCCESS else self.spec.after_error
         quiet = self._quiet(outcome, listener)
         if quiet or (self.spec.timeout is not None and not self.engine.claim_report(self)):

@@ -52,6 +52,7 @@ from gnomon._retry import Retry
 from gnomon._run import Run, call_hook, current_run
 from gnomon._stores.contract import IfExists, NodeInfo, RunRecord, Store
 from gnomon._tasks import LISTENER_OPTIONS, Task, TaskRegistry
+from gnomon._waker import LoopWaker
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -962,6 +963,8 @@ class AsyncScheduler(_SchedulerCore):
     def _init_face(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._waker: LoopWaker | None = None
+        """On the system clock, the thread that wakes the loop on time (see _waker)."""
         self._changed: asyncio.Event | None = None
         self._shutting_down = False
 
@@ -990,12 +993,18 @@ class AsyncScheduler(_SchedulerCore):
         loop = self._loop
         if loop is None or loop.is_closed() or isinstance(self.clock, FakeClock):
             return
-        if _on_loop(loop):
+        waker = self._waker
+        if waker is not None:  # called under the engine's lock: the heap is ours to read
+            waker.set(self._engine.next_deadline())
+        elif _on_loop(loop):
             loop.call_soon(self._rearm)
         else:
             loop.call_soon_threadsafe(self._rearm)
 
     def _start_timer(self) -> None:
+        loop = self._loop
+        if loop is not None and self._waker is None and type(self.clock) is SystemClock:
+            self._waker = LoopWaker(loop, self._on_timer)
         self._rearm()
 
     def _rearm(self) -> None:
@@ -1005,12 +1014,19 @@ class AsyncScheduler(_SchedulerCore):
         loop = self._loop
         if loop is None or not self._engine.started:
             return
+        waker = self._waker
+        if waker is not None:
+            with self._engine.lock:
+                waker.set(self._engine.next_deadline())
+            return
         deadline = self._engine.next_deadline()
         wait = _MAX_SLEEP if deadline is None else deadline - self.clock.now().timestamp()
         self._timer = loop.call_later(max(0.0, min(wait, _MAX_SLEEP)), self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None
+        if not self._engine.started:
+            return  # a wake-up the waker posted just before the timer stopped
         try:
             more = self._engine.wake(self.clock.now(), batches=1)
         except Exception:
@@ -1200,6 +1216,9 @@ class AsyncScheduler(_SchedulerCore):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        waker, self._waker = self._waker, None
+        if waker is not None:
+            waker.close()
         if isinstance(self.clock, FakeClock):
             self.clock.detach(self._engine)
 

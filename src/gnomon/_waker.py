@@ -1,0 +1,77 @@
+"""A precise wake-up for an asyncio loop.
+
+``loop.call_later`` cannot wake a loop on time: the selector's timeout is a whole number
+of milliseconds, rounded up, so a timer fires on average half a millisecond late, and up
+to a whole one. A thread waits on a condition variable instead, which wakes within a
+fraction of a millisecond, and hands the wake-up to the loop through its self-pipe
+(``call_soon_threadsafe``), which the selector notices at once.
+
+The thread waits only while a deadline is set; it never touches the scheduler's state,
+only calls ``callback`` on the loop, once per deadline it reaches.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import asyncio
+    from collections.abc import Callable
+
+__all__ = ["LoopWaker"]
+
+_MAX_SLEEP = 60.0
+
+
+class LoopWaker:
+    """Calls ``callback`` on ``loop`` when the wall clock reaches the set deadline."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
+        self._loop = loop
+        self._callback = callback
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._deadline: float | None = None
+        self._closed = False
+        self._thread = threading.Thread(target=self._main, name="gnomon-waker", daemon=True)
+        self._thread.start()
+
+    def set(self, deadline: float | None) -> None:
+        """Wake the loop at ``deadline`` (a ``time.time()`` stamp); None: not at all.
+
+        Replaces any earlier deadline; safe from any thread.
+        """
+        with self._lock:
+            earlier = self._deadline
+            self._deadline = deadline
+            if deadline is not None and (earlier is None or deadline < earlier):
+                self._changed.notify()
+
+    def close(self) -> None:
+        """Stop the thread (it ends at once; a pending deadline is dropped)."""
+        with self._lock:
+            self._closed = True
+            self._deadline = None
+            self._changed.notify()
+        if self._thread is not threading.current_thread():
+            self._thread.join()
+
+    def _main(self) -> None:
+        clock = time.time
+        with self._lock:
+            while not self._closed:
+                deadline = self._deadline
+                wait = _MAX_SLEEP if deadline is None else deadline - clock()
+                if wait > 0:
+                    self._changed.wait(min(wait, _MAX_SLEEP))
+                    continue
+                self._deadline = None  # one wake-up per deadline; the callback sets the next
+                loop = self._loop
+                if loop.is_closed():
+                    return
+                try:
+                    loop.call_soon_threadsafe(self._callback)
+                except RuntimeError:  # the loop closed meanwhile
+                    return

@@ -1,0 +1,165 @@
+"""The worker pool's one-at-a-time wake-ups and the asyncio face's precise wake-up thread.
+
+Real threads and real time, but every wait is on an event with a generous timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import gnomon
+from gnomon._pool import WorkerPool
+from gnomon._waker import LoopWaker
+
+_PATIENCE = 10.0
+
+
+def test_work_handed_over_while_a_worker_is_waking_still_gets_its_own_worker() -> None:
+    pool = WorkerPool(4)
+    second_ran = threading.Event()
+    first_saw_second = threading.Event()
+
+    def first() -> None:  # holds its worker until the second task has run elsewhere
+        if second_ran.wait(_PATIENCE):
+            first_saw_second.set()
+
+    try:
+        pool.spawn(first)
+        pool.spawn(second_ran.set)  # queued while the first worker is still starting
+        assert first_saw_second.wait(_PATIENCE)
+    finally:
+        pool.shutdown(wait=True)
+
+
+def test_a_burst_of_blocking_tasks_spreads_over_every_worker() -> None:
+    workers = 5
+    pool = WorkerPool(workers)
+    everyone_in = threading.Barrier(workers, timeout=_PATIENCE)
+    passed: list[bool] = []
+    done = threading.Semaphore(0)
+
+    def task() -> None:
+        try:
+            everyone_in.wait()  # only passes when all five run at once
+            passed.append(True)
+        except threading.BrokenBarrierError:
+            passed.append(False)
+        done.release()
+
+    try:
+        for _ in range(workers):
+            pool.spawn(task)
+        for _ in range(workers):
+            assert done.acquire(timeout=_PATIENCE)
+        assert passed == [True] * workers
+        assert pool.thread_count <= workers
+    finally:
+        pool.shutdown(wait=True)
+
+
+def test_every_task_of_a_burst_of_short_tasks_runs_exactly_once() -> None:
+    pool = WorkerPool(6)
+    seen: list[int] = []
+    lock = threading.Lock()
+    all_done = threading.Event()
+    total = 2_000
+
+    def task(i: int) -> None:
+        with lock:
+            seen.append(i)
+            if len(seen) == total:
+                all_done.set()
+
+    try:
+        for i in range(total):
+            pool.spawn(lambda i=i: task(i))  # type: ignore[misc]
+        assert all_done.wait(_PATIENCE)
+        assert sorted(seen) == list(range(total))
+        assert pool.thread_count <= 6
+    finally:
+        pool.shutdown(wait=True)
+
+
+def test_the_waker_calls_back_on_the_loop_thread_once_the_deadline_passes() -> None:
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        fired = asyncio.Event()
+        calls: list[tuple[threading.Thread, float]] = []
+
+        def callback() -> None:
+            calls.append((threading.current_thread(), time.time()))
+            fired.set()
+
+        waker = LoopWaker(loop, callback)
+        try:
+            deadline = time.time() + 0.05
+            waker.set(deadline)
+            await asyncio.wait_for(fired.wait(), _PATIENCE)
+        finally:
+            waker.close()
+        assert len(calls) == 1
+        assert calls[0][0] is threading.current_thread()
+        assert calls[0][1] >= deadline
+
+    asyncio.run(scenario())
+
+
+def test_an_earlier_deadline_replaces_a_later_one_and_a_cleared_one_never_fires() -> None:
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        fired = asyncio.Event()
+        calls: list[float] = []
+
+        def callback() -> None:
+            calls.append(time.time())
+            fired.set()
+
+        waker = LoopWaker(loop, callback)
+        try:
+            now = time.time()
+            waker.set(now + 3_600)  # replaced before it could fire
+            waker.set(now + 0.05)
+            await asyncio.wait_for(fired.wait(), _PATIENCE)
+            fired.clear()
+            now = time.time()
+            waker.set(now + 0.02)
+            waker.set(None)  # cleared: must not fire
+            waker.set(now + 0.2)
+            await asyncio.wait_for(fired.wait(), _PATIENCE)
+        finally:
+            waker.close()
+        assert len(calls) == 2
+        assert calls[1] >= now + 0.2
+
+    asyncio.run(scenario())
+
+
+def test_closing_the_waker_ends_its_thread() -> None:
+    async def scenario() -> None:
+        waker = LoopWaker(asyncio.get_running_loop(), lambda: None)
+        thread = waker._thread
+        assert thread.is_alive()
+        waker.close()
+        assert not thread.is_alive()
+
+    asyncio.run(scenario())
+
+
+def test_an_async_scheduler_wakes_through_its_waker_and_ends_it_on_shutdown() -> None:
+    async def scenario() -> None:
+        ran = asyncio.Event()
+
+        async def task() -> None:
+            ran.set()
+
+        async with gnomon.AsyncScheduler() as scheduler:
+            await scheduler.add_job(task, gnomon.every(0.05))
+            waker = scheduler._waker
+            assert waker is not None
+            await asyncio.wait_for(ran.wait(), _PATIENCE)
+        assert scheduler._waker is None
+        assert not waker._thread.is_alive()
+
+    asyncio.run(scenario())
