@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,16 @@ LABELS = {
 
 APS4_MAX_W1_JOBS = 10_000
 """APScheduler 4 pays a portal round trip per call, which 100k adds make take minutes."""
+
+W1_TAGS = ("bench", "w1")
+"""The tags of every job of W1 with options (where the contestant has tags)."""
+
+
+def w1_start_times(n: int) -> list[datetime]:
+    """W1 with options: each job's own start time, an hour or two from now (so that
+    none fires while measured), made before the timed loop as a caller would have it."""
+    base = datetime.now(UTC) + timedelta(hours=1)
+    return [base + timedelta(seconds=i % 3600) for i in range(n)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +146,9 @@ def all_cases(profile: Profile, contestants: tuple[str, ...]) -> list[Case]:
         params = {"n": n, "removals": profile.removals}
         found.append(Case(f"w1-{n}", "w1", "w1", f"W1 scale, {n:,} jobs", params, sides))
         found.append(Case(f"w1mem-{n}", "w1", "w1mem", f"W1 memory, {n:,} jobs", {"n": n}, sides))
+        found.append(
+            Case(f"w1opt-{n}", "w1", "w1opt", f"W1 with options, {n:,} jobs", params, sides)
+        )
     for key, title, spec in (
         ("w2", "W2 burst", burst_spec(profile)),
         ("w3", "W3 latency", latency_spec(profile)),

@@ -51,6 +51,13 @@ def targets(largest: int | None) -> list[Target]:
         else [
             Target(f"W1 add at {largest:,}, µs/job", f"w1-{largest}", "add_us", thread, 6),
             Target(
+                f"W1 add with options at {largest:,}, µs/job",
+                f"w1opt-{largest}",
+                "add_us",
+                thread,
+                8,
+            ),
+            Target(
                 f"W1 random removal at {largest:,}, µs",
                 f"w1-{largest}",
                 "remove_random_us",
@@ -261,6 +268,51 @@ def scale_section(values: Medians, sizes: list[int], removals: int) -> list[str]
     return lines
 
 
+OPTIONS_GIVEN = {
+    "gnomon": "`name`, `args`, `tags`, `start_at`",
+    "apscheduler3": "`id`, `name`, `args`, start date (trigger); no tags",
+    "apscheduler4": "`id`, `args`, start time (trigger); no name, no tags",
+    "schedule": "`args` (`do`), `tag`; no name, no start time",
+}
+"""What each contestant's add of W1 with options is given, and what it has no option for."""
+
+
+def options_section(values: Medians, sizes: list[int]) -> list[str]:
+    lines = [
+        "## W1 with options",
+        "",
+        (
+            "W1 again, with each job given what users usually give it: its own name, an "
+            "argument, two tags and its own start time, as far as the contestant has such "
+            "options (see the last column). Start times are made before the timed loop; so "
+            "are the triggers that carry them for APScheduler 3 and 4."
+        ),
+        "",
+    ]
+    for n in sizes:
+        case = f"w1opt-{n}"
+        rows = [
+            [
+                LABELS[c],
+                *(fmt(median(values, case, c, metric)) for metric in SHOWN["w1"]),
+                OPTIONS_GIVEN.get(c, "—"),
+            ]
+            for c in contestants_of(values, case)
+        ]
+        if not rows:
+            continue
+        header = [
+            "contestant",
+            "add, µs",
+            "add, CPU µs",
+            "remove in order, µs",
+            "remove at random, µs",
+            "given",
+        ]
+        lines += [f"### {n:,} jobs, with options", "", *table(header, rows)]
+    return lines
+
+
 def timed_section(
     values: Medians, case: str, title: str, intro: str, columns: list[tuple[str, str]]
 ) -> list[str]:
@@ -293,6 +345,7 @@ LATENESS = [
 
 def ratio_section(values: Medians, sizes: list[int]) -> list[str]:
     headline = [(f"W1 add at {n:,}", f"w1-{n}", "add_us") for n in sizes]
+    headline += [(f"W1 add with options at {n:,}", f"w1opt-{n}", "add_us") for n in sizes]
     headline += [(f"W1 random removal at {n:,}", f"w1-{n}", "remove_random_us") for n in sizes]
     headline += [(f"W1 memory at {n:,}", f"w1mem-{n}", "bytes_per_job") for n in sizes[-1:]]
     headline += [
@@ -496,6 +549,7 @@ def render(raw: dict[str, Any]) -> str:
     lines += ratio_section(values, sizes)
     if sizes:
         lines += scale_section(values, sizes, params[f"w1-{sizes[0]}"]["removals"])
+        lines += options_section(values, sizes)
     lines += timed_sections(values, params)
     lines += cron_section(cron) + cold_cron_section(cron_rows(records, "w5cold"))
     lines += noise_section(values) + failure_section(records, params)

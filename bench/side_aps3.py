@@ -17,6 +17,7 @@ from _harness import (
     run_timed,
     sleep_until,
 )
+from _plan import w1_start_times
 from apscheduler.events import EVENT_JOB_EXECUTED, JobExecutionEvent
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
@@ -24,6 +25,10 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 def _noop() -> None:
     pass
+
+
+def _task(i: int) -> None:
+    del i
 
 
 def _started() -> float:
@@ -54,6 +59,31 @@ def scale(n: int, removals: int) -> dict[str, float]:
     try:
         return measure_scale(
             lambda i: scheduler.add_job(_noop, triggers[i % len(triggers)]).id,
+            scheduler.remove_job,
+            n,
+            removals,
+        )
+    finally:
+        scheduler.shutdown()
+
+
+def scale_options(n: int, removals: int) -> dict[str, float]:
+    """W1 with options: ``add_job`` with ``id``, ``name``, ``args`` and a start date
+    (APScheduler 3 has no tags); each job's trigger carries its start date and is made
+    before the timed loop."""
+    scheduler = _started_scheduler()
+    starts = w1_start_times(n)
+    triggers = [
+        IntervalTrigger(
+            seconds=HOURLY_PERIODS[i % len(HOURLY_PERIODS)], start_date=starts[i], timezone=UTC
+        )
+        for i in range(n)
+    ]
+    try:
+        return measure_scale(
+            lambda i: (
+                scheduler.add_job(_task, triggers[i], id=f"job-{i}", name=f"job-{i}", args=(i,)).id
+            ),
             scheduler.remove_job,
             n,
             removals,

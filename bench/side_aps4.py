@@ -23,6 +23,7 @@ from _harness import (
     measure_scale,
     run_timed_async,
 )
+from _plan import w1_start_times
 from apscheduler import AsyncScheduler, Scheduler, current_job
 from apscheduler.triggers.interval import IntervalTrigger
 
@@ -31,6 +32,10 @@ SAMPLES: list[Sample] = []
 
 def _noop() -> None:
     pass
+
+
+def _task(i: int) -> None:
+    del i
 
 
 async def _record() -> None:
@@ -57,6 +62,25 @@ def scale(n: int, removals: int) -> dict[str, float]:
         scheduler.start_in_background()
         return measure_scale(
             lambda i: scheduler.add_schedule(_noop, triggers[i]),
+            scheduler.remove_schedule,
+            n,
+            removals,
+        )
+
+
+def scale_options(n: int, removals: int) -> dict[str, float]:
+    """W1 with options: ``add_schedule`` with ``id``, ``args`` and a start time (schedules
+    have neither a name nor tags); each trigger carries its start time and is made before
+    the timed loop."""
+    starts = w1_start_times(n)
+    triggers = [
+        IntervalTrigger(seconds=HOURLY_PERIODS[i % len(HOURLY_PERIODS)], start_time=starts[i])
+        for i in range(n)
+    ]
+    with Scheduler() as scheduler:
+        scheduler.start_in_background()
+        return measure_scale(
+            lambda i: scheduler.add_schedule(_task, triggers[i], id=f"job-{i}", args=(i,)),
             scheduler.remove_schedule,
             n,
             removals,

@@ -19,6 +19,7 @@ from _harness import (
     run_timed_async,
     sleep_until,
 )
+from _plan import W1_TAGS, w1_start_times
 
 import gnomon
 from gnomon import JobContext
@@ -29,6 +30,10 @@ SAMPLES: list[Sample] = []
 
 def _noop() -> None:
     pass
+
+
+def _task(i: int) -> None:
+    del i
 
 
 def _record(ctx: JobContext) -> None:
@@ -58,6 +63,30 @@ def scale(n: int, removals: int) -> dict[str, float]:
     try:
         return measure_scale(
             lambda i: scheduler.add_job(_noop, rules[i % len(rules)]),
+            lambda job: scheduler.remove_job(job.id),
+            n,
+            removals,
+        )
+    finally:
+        scheduler.shutdown()
+
+
+def scale_options(n: int, removals: int) -> dict[str, float]:
+    """W1 with options: ``add_job`` with ``name``, ``args``, ``tags`` and ``start_at``."""
+    scheduler = gnomon.Scheduler()
+    scheduler.start()
+    rules = _hourly_rules()
+    starts = w1_start_times(n)
+    try:
+        return measure_scale(
+            lambda i: scheduler.add_job(
+                _task,
+                rules[i % len(rules)],
+                name=f"job-{i}",
+                args=(i,),
+                tags=W1_TAGS,
+                start_at=starts[i],
+            ),
             lambda job: scheduler.remove_job(job.id),
             n,
             removals,

@@ -17,6 +17,7 @@ from _harness import (
     measure_scale,
     run_timed,
 )
+from _plan import W1_TAGS
 
 POLL_SECONDS = 0.001
 """schedule never wakes itself; this loop period gives it latency comparable to the others."""
@@ -24,6 +25,10 @@ POLL_SECONDS = 0.001
 
 def _noop() -> None:
     pass
+
+
+def _task(i: int) -> None:
+    del i
 
 
 def versions() -> dict[str, str]:
@@ -44,6 +49,18 @@ def scale(n: int, removals: int) -> dict[str, float]:
     """W1 timing: ``every(...).seconds.do`` and ``cancel_job``."""
     scheduler = schedule.Scheduler()
     return measure_scale(_adder(scheduler), scheduler.cancel_job, n, removals)
+
+
+def scale_options(n: int, removals: int) -> dict[str, float]:
+    """W1 with options: ``every(...).seconds.do(task, i).tag(...)`` (jobs have neither a
+    name nor a start time), and ``cancel_job``."""
+    scheduler = schedule.Scheduler()
+
+    def add(i: int) -> schedule.Job:
+        job: schedule.Job = scheduler.every(HOURLY_PERIODS[i % len(HOURLY_PERIODS)]).seconds
+        return job.do(_task, i).tag(*W1_TAGS)
+
+    return measure_scale(add, scheduler.cancel_job, n, removals)
 
 
 def memory(n: int) -> dict[str, float]:

@@ -7,9 +7,12 @@
 W1 jobs page: 10,000 jobs, paginated (50 a page), over a scheduler on a SQLite store and
 over the bare store (``gnomon web``); first page, a deep page, a text filter, a tag
 filter. W2 history page: one job with 1,000,000 records in a SQLite store (rows written
-straight into its table, as the store writes them); first page, page 20, the failures
-filter. W3 idle: a scheduler with 100 jobs, its dashboard open in headless Chromium
-(polling every 5 s), the process's CPU time over the window.
+straight into its table, as the store writes them), paged by cursor as the dashboard
+pages it: the first page; page 20, reached by following its "older" links from the
+first; the middle page and the last, their URLs carrying the cursor the page before's
+"older" link would (each checked to show the records it should); the failures filter's
+first and middle pages. W3 idle: a scheduler with 100 jobs, its dashboard open in
+headless Chromium (polling every 5 s), the process's CPU time over the window.
 
 Server time is the ASGI app's own time for one request (in process, no network), the
 median of the repetitions after one warm-up.
@@ -19,7 +22,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import html
 import os
+import re
 import sqlite3
 import statistics
 import sys
@@ -30,6 +35,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlencode
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -42,6 +48,9 @@ from gnomon.web import _listing, dashboard
 from gnomon.web._data import StoreSource
 
 REPS = 15
+OLDER_LINK = re.compile(r'<a href="([^"]*)" rel="next">')
+SHOWN_KEY = re.compile(r'<td data-label="Scheduled"><a href="[^"]*/occurrence\?key=([^"]*)"')
+"""The key of each record a history page lists (its link to the occurrence)."""
 
 
 def task() -> None:
@@ -110,19 +119,91 @@ def history_page(root: Path, records: int) -> None:
     started = time.perf_counter()
     _fill(path, job.id, records)
     print(f"W2: {records} records written in {time.perf_counter() - started:.1f}s")
-    paths = [f"/jobs/{job.id}", f"/jobs/{job.id}?page=20", f"/jobs/{job.id}?outcome=failed"]
-    for label, target in (("store", store),):
-        results = timed(dashboard(target), paths)
-        for page, ms in results.items():
-            shown = page.replace(str(job.id), "ID")
-            print(f"W2 history page over {label:5} {shown:26} {ms:7.1f} ms")
+    app, base = dashboard(store), f"/jobs/{job.id}"
+    page_20 = _follow_older(app, base, 20)
+    [twentieth] = _keys_from(store.path, job.id, "", 19 * _listing.RECORDS_PER_PAGE, 1)
+    assert _first_shown(app, page_20) == twentieth, page_20
+    pages = {"first page": base, "page 20, by older links": page_20}
+    for outcome, count in (("", records), ("failed", records // 20)):
+        last = -(-count // _listing.RECORDS_PER_PAGE)
+        for page in [last // 2 + 1] if outcome else [last // 2 + 1, last]:
+            label = f"{'failures, ' if outcome else ''}page {page:,} of {last:,}"
+            pages[label] = _page_by_cursor(app, store, job.id, outcome, page)
+    pages["failures, first page"] = f"{base}?outcome=failed"
+    results = timed(app, list(pages.values()))
+    for label, url in pages.items():
+        print(f"W2 history page over store {label:34} {results[url]:7.1f} ms")
     plan = sqlite3.connect(path).execute(
         "EXPLAIN QUERY PLAN SELECT * FROM gnomon_occurrences WHERE job_id = ? "
+        "AND scheduled_ts <= ? AND (scheduled_ts < ? OR occurrence_key < ?) "
         "ORDER BY scheduled_ts DESC, occurrence_key DESC LIMIT 51",
-        (job.id.bytes,),
+        (job.id.bytes, 0.0, 0.0, ""),
     )
     print("W2 query plan:", "; ".join(row[-1] for row in plan))
     store.close()
+
+
+def _get(app: Any, url: str) -> str:
+    async def fetch() -> str:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as http:
+            answer = await http.get(url)
+        assert answer.status_code == 200, (url, answer.status_code)
+        return answer.text
+
+    return asyncio.run(fetch())
+
+
+def _follow_older(app: Any, base: str, page: int) -> str:
+    """The URL of history page ``page``, reached as a reader reaches it: from the first
+    page, by each page's "older" link."""
+    url = base
+    for _ in range(page - 1):
+        found = OLDER_LINK.search(_get(app, url))
+        assert found is not None, f"no older link on {url}"
+        url = base + html.unescape(found.group(1))
+    return url
+
+
+def _page_by_cursor(
+    app: Any, store: SQLiteStore, job_id: uuid.UUID, outcome: str, page: int
+) -> str:
+    """The URL of history page ``page`` (of the records ``outcome`` filters), with the
+    cursor the page before's "older" link carries: its last record's. Checked: the page
+    shows the record that follows that one."""
+    size = _listing.RECORDS_PER_PAGE
+    offset = (page - 1) * size - 1
+    cursor_key, first_key = _keys_from(store.path, job_id, outcome, offset, 2)
+    last_before = store.occurrence(cursor_key)
+    assert last_before is not None, cursor_key
+    query = {"outcome": outcome} if outcome else {}
+    query.update(page=str(page), before=_listing.format_cursor(last_before))
+    url = f"/jobs/{job_id}?{urlencode(query)}"
+    assert _first_shown(app, url) == first_key, url
+    return url
+
+
+def _first_shown(app: Any, url: str) -> str:
+    """The key of the first record the history page at ``url`` lists."""
+    shown = SHOWN_KEY.search(_get(app, url))
+    assert shown is not None, f"no record on {url}"
+    return unquote(html.unescape(shown.group(1)))
+
+
+def _keys_from(path: str, job_id: uuid.UUID, outcome: str, offset: int, count: int) -> list[str]:
+    """The keys of ``count`` records from ``offset`` on, in history order (setup only:
+    an offset walks every record before it)."""
+    wanted = _listing.wanted_outcomes(outcome) or set()
+    values = [each.value for each in wanted if each is not None]
+    where = f" AND outcome IN ({', '.join('?' * len(values))})" if values else ""
+    connection = sqlite3.connect(path)
+    rows = connection.execute(
+        "SELECT occurrence_key FROM gnomon_occurrences WHERE job_id = ?"  # noqa: S608
+        f"{where} ORDER BY scheduled_ts DESC, occurrence_key DESC LIMIT ? OFFSET ?",
+        (job_id.bytes, *values, count, offset),
+    ).fetchall()
+    connection.close()
+    return [row[0] for row in rows]
 
 
 def _fill(path: Path, job_id: uuid.UUID, count: int) -> None:

@@ -45,6 +45,7 @@ def _measure_w5_cold() -> dict[str, Any]:
 def _measure(side: Any, face: str, workload: str, params: dict[str, Any]) -> dict[str, Any]:
     measures: dict[str, Callable[[], dict[str, Any]]] = {
         "w1": lambda: side.scale(params["n"], params["removals"]),
+        "w1opt": lambda: side.scale_options(params["n"], params["removals"]),
         "w1mem": lambda: side.memory(params["n"]),
         "timed": lambda: _timed(side, face, params),
         "w5": lambda: _measure_w5(side, face, params),

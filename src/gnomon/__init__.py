@@ -45,9 +45,10 @@ from gnomon._rules import (
     weekly,
 )
 from gnomon._scheduler import AsyncScheduler, Scheduler
-from gnomon._stores.contract import NodeInfo, RunRecord, Store
+from gnomon._stores.contract import ActionRecord, NodeInfo, RunRecord, Store
 
 __all__ = [
+    "ActionRecord",
     "AsyncScheduler",
     "Elector",
     "GnomonError",

@@ -32,9 +32,9 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from gnomon._errors import GnomonError, InvalidJob, StoreUnavailable
-from gnomon._job import Durable, JobSpec, JobState
+from gnomon._job import Durable, JobSpec, JobState, new_spec
 from gnomon._options import check_rule
-from gnomon._stores.bulk import collector_paused, maker
+from gnomon._stores.bulk import collector_paused
 from gnomon._stores.codec import (
     UndecodableDefinition,
     decode_definition,
@@ -79,28 +79,29 @@ _LOAD_BATCH = 1000
 SpecBuilder = Callable[[Mapping[str, Any], object], JobSpec]
 
 
-_SPEC_FIELDS = tuple(JobSpec.__dataclass_fields__)
-_make_spec = maker(JobSpec)
-_NAME, _ARGS, _KWARGS = (_SPEC_FIELDS.index(f) for f in ("name", "args", "kwargs"))
+_NO_KWARGS: Mapping[str, object] = {}
 
 
 class _Template:
-    """A validated spec that stored jobs differing only in name and arguments share, with
-    its field values listed once (``dataclasses.replace`` would look them up per job)."""
+    """A validated spec whose traits, tags and bounds stored jobs differing only in name
+    and arguments share."""
 
-    __slots__ = ("spec", "values")
+    __slots__ = ("spec",)
 
     def __init__(self, spec: JobSpec) -> None:
         self.spec = spec
-        self.values = [getattr(spec, field) for field in _SPEC_FIELDS]
 
     def copy(self, name: str, args: tuple[object, ...], kwargs: Mapping[str, object]) -> JobSpec:
-        values = self.values.copy()
-        # jobs without keyword arguments share one empty mapping, as in-memory jobs do
-        shared = self.spec.kwargs
-        values[_NAME], values[_ARGS] = name, args
-        values[_KWARGS] = shared if not kwargs and not shared else kwargs
-        return _make_spec(values)
+        spec = self.spec
+        return new_spec(
+            name,
+            args,
+            kwargs or _NO_KWARGS,
+            spec.tags,
+            spec.start_at,
+            spec.stop_at,
+            spec.traits,
+        )
 
 
 _MILLIS = (1 << 48) - 1

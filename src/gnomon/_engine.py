@@ -159,6 +159,9 @@ class Engine:
     01:30 EST would look equal on the night clocks fall back.
     """
 
+    _start_memo: tuple[datetime, float, datetime] | None = None
+    """The latest ``start_at`` armed: (it, its timestamp, it in the engine's zone)."""
+
     def __init__(
         self,
         *,
@@ -709,7 +712,7 @@ class Engine:
         spec, rule = state.spec, state.rule
         if state.stored_next is not None:
             return state.stored_next.astimezone(self.tz)  # progress kept in a store
-        if spec.start_immediately or (type(rule) is Once and not rule.instants):
+        if spec.traits.start_immediately or (type(rule) is Once and not rule.instants):
             return now
         try:
             start_at = _anchor(state)
@@ -725,8 +728,11 @@ class Engine:
         self, state: JobState, start_at: datetime, now: datetime
     ) -> datetime | None:
         rule = state.rule
-        if _ts(start_at) > _ts(now) and isinstance(rule, Every | EveryRandom):
-            return start_at.astimezone(self.tz)
+        kind = type(rule)  # rules are ABCs, whose isinstance is slow: try the exact types first
+        if kind is Every or kind is EveryRandom or isinstance(rule, _INTERVAL_RULES):
+            stamp, local = self._local_start(start_at)
+            if stamp > _ts(now):
+                return local
         if isinstance(rule, Every):
             return rule.anchored_after(start_at, now).astimezone(self.tz)
         moment = self._next_fire(state, (start_at - _TINY).astimezone(self.tz))
@@ -737,12 +743,27 @@ class Engine:
             moment = self._next_fire(state, moment)
         return self._next_fire(state, now)
 
+    def _local_start(self, start_at: datetime) -> tuple[float, datetime]:
+        """``start_at``'s timestamp, and ``start_at`` in the engine's zone. Jobs added in
+        a loop often share one ``start_at`` object: the latest is remembered, so that
+        they share its conversions (and one first fire time) too."""
+        memo = self._start_memo
+        if memo is not None and memo[0] is start_at:
+            return memo[1], memo[2]
+        stamp, local = _ts(start_at), start_at.astimezone(self.tz)
+        self._start_memo = (start_at, stamp, local)
+        return stamp, local
+
     def _arm_first(self, state: JobState, now: datetime) -> datetime | None:
         """Arm a job's first fire time; remember whether it is an immediate run."""
         first = self._first_fire(state, now)
         state.immediate = first is now  # _first_fire hands back ``now`` itself for those
         state.stored_next = None
-        self._arm(state, first)
+        state.next_fire = first
+        if first is not None:
+            memo = self._start_memo
+            stamp = memo[1] if memo is not None and memo[2] is first else first.timestamp()
+            self._push(stamp, state, state.generation)
         return first
 
     def _arm(self, state: JobState, when: datetime | None) -> None:
@@ -1461,6 +1482,9 @@ class _RuleStuck(Exception):
 
 def _ts(moment: datetime) -> float:
     return moment.timestamp()
+
+
+_INTERVAL_RULES = (Every, EveryRandom)
 
 
 def _anchor(state: JobState) -> datetime | None:

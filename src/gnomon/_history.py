@@ -1,4 +1,5 @@
-"""Reading the history: one query, answered from memory and from a store alike."""
+"""Reading the history and the actions: one query each, answered from memory and from a
+store alike."""
 
 from __future__ import annotations
 
@@ -14,9 +15,9 @@ from gnomon._events import Outcome
 from gnomon._job import Job
 
 if TYPE_CHECKING:
-    from gnomon._stores.contract import RunRecord, Store
+    from gnomon._stores.contract import ActionRecord, RunRecord, Store
 
-__all__ = ["HistoryQuery"]
+__all__ = ["ActionQuery", "HistoryQuery"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,9 +34,7 @@ class HistoryQuery:
     def parse(cls, job: object, outcome: object, since: object, limit: object) -> HistoryQuery:
         job_id, job_name = _job_filter(job)
         moment = None if since is None else require_aware(since, "since", InvalidOption)  # type: ignore[arg-type]
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise InvalidOption(f"limit must be a whole number of at least 1, got {limit!r}")
-        return cls(job_id, job_name, _outcome_filter(outcome), moment, limit)
+        return cls(job_id, job_name, _outcome_filter(outcome), moment, _limit(limit))
 
     def matches(self, record: RunRecord) -> bool:
         if self.job_id is not None and record.job_id != self.job_id:
@@ -89,3 +88,39 @@ def _outcome_filter(outcome: object) -> frozenset[Outcome | None] | None:
     raise InvalidOption(
         f"outcome must be an Outcome ({valid}) or a collection of them, got {outcome!r}"
     )
+
+
+@dataclass(frozen=True, slots=True)
+class ActionQuery:
+    """``actions(job=, limit=)``, validated."""
+
+    job_id: uuid.UUID | None
+    job_name: str | None
+    limit: int
+
+    @classmethod
+    def parse(cls, job: object, limit: object) -> ActionQuery:
+        job_id, job_name = _job_filter(job)
+        return cls(job_id, job_name, _limit(limit))
+
+    def select(self, actions: Iterable[ActionRecord]) -> list[ActionRecord]:
+        return [
+            action
+            for action in actions
+            if (self.job_id is None or action.job_id == self.job_id)
+            and (self.job_name is None or action.job_name == self.job_name)
+        ]
+
+    def ask(self, store: Store) -> list[ActionRecord]:
+        return store.actions(job_id=self.job_id, job_name=self.job_name, limit=self.limit)
+
+    def newest(self, actions: list[ActionRecord]) -> list[ActionRecord]:
+        """``actions`` (each source's newest first) merged, newest first."""
+        actions.sort(key=lambda a: a.at.timestamp(), reverse=True)
+        return actions[: self.limit]
+
+
+def _limit(limit: object) -> int:
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise InvalidOption(f"limit must be a whole number of at least 1, got {limit!r}")
+    return limit

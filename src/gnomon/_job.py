@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+import operator
 import uuid
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
@@ -17,25 +19,30 @@ if TYPE_CHECKING:
     from gnomon._rules import Rule
     from gnomon._run import Run
 
-__all__ = ["CatchUp", "Durable", "Job", "JobSpec", "JobState"]
+__all__ = [
+    "PER_JOB_FIELDS",
+    "TRAIT_FIELDS",
+    "CatchUp",
+    "Durable",
+    "Job",
+    "JobSpec",
+    "JobState",
+    "JobTraits",
+    "new_spec",
+]
 
 CatchUp = Literal["latest", "skip", "all"]
 
 
 @dataclass(frozen=True, slots=True)
-class JobSpec:
-    """Everything ``add_job`` was told about a job, validated. Replaced whole by updates."""
+class JobTraits:
+    """What a job's spec shares with the other jobs of its function and options: validated
+    once, and held by reference, so that a job pays only for what is its own."""
 
     func: Callable[..., object]
-    args: tuple[object, ...]
-    kwargs: Mapping[str, object]
-    name: str
-    tags: frozenset[str]
     singleton: LimitMode | None
     max_runs: int | None
-    start_at: datetime | None
     start_immediately: bool
-    stop_at: datetime | None
     jitter: timedelta | None
     timeout: timedelta | None
     before_run: Callable[[RunEvent], object] | None
@@ -50,10 +57,141 @@ class JobSpec:
     context_position: int | None
     needs_loop: bool
     options: Mapping[str, Any]
+    """The options given, less the per-job ones (``PER_JOB_FIELDS``)."""
     catch_up: CatchUp = "latest"
     catch_up_window: timedelta | None = None
     catch_up_limit: int = 100
     retry: Retry | None = None
+    _variants: dict[tuple[str | None, int | None], JobTraits] = field(
+        default_factory=dict, init=False, compare=False, repr=False
+    )
+
+    def with_context(self, parameter: str | None, position: int | None) -> JobTraits:
+        """These traits with the ``JobContext`` passed as ``parameter`` at ``position``
+        (which depends on how many arguments a job gives), made once per shape."""
+        if parameter == self.context_parameter and position == self.context_position:
+            return self
+        variant = self._variants.get((parameter, position))
+        if variant is None:
+            variant = dataclasses.replace(
+                self, context_parameter=parameter, context_position=position
+            )
+            self._variants[parameter, position] = variant
+        return variant
+
+
+PER_JOB_FIELDS = ("name", "args", "kwargs", "tags", "start_at", "stop_at")
+"""A spec's own fields; every other option is one of its shared ``JobTraits``."""
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    """Everything ``add_job`` was told about a job, validated. Replaced whole by updates.
+
+    The per-job options are fields of its own; everything else is read through to its
+    ``traits``, which jobs of one function with the same options share (read-only, so a
+    change to one job builds it a new spec and never touches another's).
+    """
+
+    name: str
+    args: tuple[object, ...]
+    kwargs: Mapping[str, object]
+    tags: frozenset[str]
+    start_at: datetime | None
+    stop_at: datetime | None
+    traits: JobTraits
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The options that build this spec again (``update_job`` starts from them)."""
+        return {
+            **self.traits.options,
+            "name": self.name,
+            "args": self.args,
+            "kwargs": self.kwargs,
+            "tags": self.tags,
+            "start_at": self.start_at,
+            "stop_at": self.stop_at,
+        }
+
+    if TYPE_CHECKING:  # the traits read through; set below as C-level getters
+
+        @property
+        def func(self) -> Callable[..., object]: ...
+        @property
+        def singleton(self) -> LimitMode | None: ...
+        @property
+        def max_runs(self) -> int | None: ...
+        @property
+        def start_immediately(self) -> bool: ...
+        @property
+        def jitter(self) -> timedelta | None: ...
+        @property
+        def timeout(self) -> timedelta | None: ...
+        @property
+        def before_run(self) -> Callable[[RunEvent], object] | None: ...
+        @property
+        def after_run(self) -> Callable[[RunEvent], object] | None: ...
+        @property
+        def after_error(self) -> Callable[[RunEvent], object] | None: ...
+        @property
+        def after_lock_error(self) -> Callable[[RunEvent], object] | None: ...
+        @property
+        def locker(self) -> Locker | None: ...
+        @property
+        def recovery(self) -> Recovery: ...
+        @property
+        def interval_from_completion(self) -> bool: ...
+        @property
+        def is_async(self) -> bool: ...
+        @property
+        def context_parameter(self) -> str | None: ...
+        @property
+        def context_position(self) -> int | None: ...
+        @property
+        def needs_loop(self) -> bool: ...
+        @property
+        def catch_up(self) -> CatchUp: ...
+        @property
+        def catch_up_window(self) -> timedelta | None: ...
+        @property
+        def catch_up_limit(self) -> int: ...
+        @property
+        def retry(self) -> Retry | None: ...
+
+
+TRAIT_FIELDS = tuple(f.name for f in dataclasses.fields(JobTraits) if f.init)
+for _trait in TRAIT_FIELDS:
+    if _trait != "options":
+        setattr(JobSpec, _trait, property(operator.attrgetter(f"traits.{_trait}")))
+
+_new = object.__new__
+_set_name, _set_args, _set_kwargs, _set_tags, _set_start_at, _set_stop_at, _set_traits = (
+    JobSpec.__dict__[name].__set__ for name in (*PER_JOB_FIELDS, "traits")
+)
+
+
+def new_spec(  # noqa: PLR0917 - the fields in order, like the dataclass's own __init__
+    name: str,
+    args: tuple[object, ...],
+    kwargs: Mapping[str, object],
+    tags: frozenset[str],
+    start_at: datetime | None,
+    stop_at: datetime | None,
+    traits: JobTraits,
+) -> JobSpec:
+    """``JobSpec(...)`` of values already validated, at a third of its cost (a frozen
+    dataclass's ``__init__`` sets each field through ``object.__setattr__``): the path
+    of every job added after its function's first, and of every stored job loaded."""
+    spec: JobSpec = _new(JobSpec)
+    _set_name(spec, name)
+    _set_args(spec, args)
+    _set_kwargs(spec, kwargs)
+    _set_tags(spec, tags)
+    _set_start_at(spec, start_at)
+    _set_stop_at(spec, stop_at)
+    _set_traits(spec, traits)
+    return spec
 
 
 class Durable:
@@ -151,7 +289,7 @@ class JobOwner:
     def _job_run_now(self, state: JobState, wait: bool, actor: str | None = None) -> object:
         raise NotImplementedError
 
-    def _job_remove(self, state: JobState) -> object:
+    def _job_remove(self, state: JobState, actor: str | None = None) -> object:
         raise NotImplementedError
 
     def _job_set_paused(
@@ -161,6 +299,7 @@ class JobOwner:
         reason: str | None = None,
         *,
         catch_up: bool = False,
+        actor: str | None = None,
     ) -> object:
         raise NotImplementedError
 
@@ -249,28 +388,38 @@ class Job:
         Returns at once; with ``wait=True`` returns the run's :class:`~gnomon.RunEvent`.
         ``actor`` names who asked (a dashboard user); history keeps it in ``actor``.
         """
-        if actor is not None and not isinstance(actor, str):
-            raise TypeError(f"an actor is a string, got {actor!r}")
+        _check_actor(actor)
         return self._owner._job_run_now(self._state, wait, actor)
 
-    def remove(self) -> Any:
-        return self._owner._job_remove(self._state)
+    def remove(self, *, actor: str | None = None) -> Any:
+        """Remove the job (its running runs are cancelled). The scheduler's ``actions()``
+        records the removal with ``actor``, who asked (``None``: code)."""
+        _check_actor(actor)
+        return self._owner._job_remove(self._state, actor)
 
-    def pause(self, reason: str | None = None) -> Any:
-        """Stop firing until ``resume()``; ``reason`` is kept (and stored, if durable)."""
+    def pause(self, reason: str | None = None, *, actor: str | None = None) -> Any:
+        """Stop firing until ``resume()``; ``reason`` is kept (and stored, if durable).
+
+        The scheduler's ``actions()`` records the pause with ``actor`` and the reason.
+        """
         if reason is not None and not isinstance(reason, str):
             raise TypeError(f"a pause reason is a string, got {reason!r}")
-        return self._owner._job_set_paused(self._state, paused=True, reason=reason)
+        _check_actor(actor)
+        return self._owner._job_set_paused(self._state, paused=True, reason=reason, actor=actor)
 
-    def resume(self, *, catch_up: bool = False) -> Any:
+    def resume(self, catch_up: bool = False, *, actor: str | None = None) -> Any:
         """Fire again, from the first fire time after now in the job's existing phase.
 
         What fell due while paused is recorded as one ``SKIPPED_MISSED`` record; with
         ``catch_up=True`` the job's catch-up policy decides what of it still runs.
+        The scheduler's ``actions()`` records the resume with ``actor``.
         """
         if not isinstance(catch_up, bool):
             raise TypeError(f"catch_up must be True or False, got {catch_up!r}")
-        return self._owner._job_set_paused(self._state, paused=False, catch_up=catch_up)
+        _check_actor(actor)
+        return self._owner._job_set_paused(
+            self._state, paused=False, catch_up=catch_up, actor=actor
+        )
 
     def __repr__(self) -> str:
         status = "removed" if self._state.removed else f"next_run={self.next_run}"
@@ -281,3 +430,8 @@ class Job:
 
     def __hash__(self) -> int:
         return hash(self._state.id)
+
+
+def _check_actor(actor: object) -> None:
+    if actor is not None and not isinstance(actor, str):
+        raise TypeError(f"an actor is a string (who asked) or None, got {actor!r}")

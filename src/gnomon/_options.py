@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import enum
 import functools
@@ -18,7 +17,7 @@ from gnomon._distributed import Locker
 from gnomon._durations import Duration, parse_duration
 from gnomon._errors import InvalidJob, InvalidJobArguments
 from gnomon._events import JobContext, LimitMode, Recovery, RunEvent
-from gnomon._job import JobSpec
+from gnomon._job import PER_JOB_FIELDS, JobSpec, JobTraits, new_spec
 from gnomon._retry import Retry
 from gnomon._rules import Every, EveryRandom, Rule
 from gnomon._stores.contract import IfExists
@@ -161,125 +160,89 @@ def build_spec(
     context_parameter, context_position = _check_signature(task, args, kwargs)
     locker = _check_locker(opts["locker"], scheduler_locker)
     listeners = {name: _check_listener(opts[name], name) for name in _LISTENERS}
-    spec = JobSpec(
+    name = _check_name(opts["name"], task)
+    tags = _check_tags(opts["tags"])
+    singleton = _check_enum(opts["singleton"], LimitMode, "singleton", optional=True)
+    max_runs = _check_max_runs(opts["max_runs"])
+    start_at = _check_moment(opts["start_at"], "start_at")
+    start_immediately = _check_bool(opts["start_immediately"], "start_immediately")
+    stop_at = _check_moment(opts["stop_at"], "stop_at")
+    jitter = _check_duration(opts["jitter"], "jitter")
+    timeout = _check_duration(opts["timeout"], "timeout")
+    recovery = _check_enum(opts["recovery"], Recovery, "recovery", optional=False)
+    interval_from_completion = _check_bool(
+        opts["interval_from_completion"], "interval_from_completion"
+    )
+    is_async = is_async_callable(task)
+    traits = JobTraits(
         func=task,
-        args=args,
-        kwargs=kwargs,
-        name=_check_name(opts["name"], task),
-        tags=_check_tags(opts["tags"]),
-        singleton=_check_enum(opts["singleton"], LimitMode, "singleton", optional=True),
-        max_runs=_check_max_runs(opts["max_runs"]),
-        start_at=_check_moment(opts["start_at"], "start_at"),
-        start_immediately=_check_bool(opts["start_immediately"], "start_immediately"),
-        stop_at=_check_moment(opts["stop_at"], "stop_at"),
-        jitter=_check_duration(opts["jitter"], "jitter"),
-        timeout=_check_duration(opts["timeout"], "timeout"),
+        singleton=singleton,
+        max_runs=max_runs,
+        start_immediately=start_immediately,
+        jitter=jitter,
+        timeout=timeout,
         locker=locker,
-        recovery=_check_enum(opts["recovery"], Recovery, "recovery", optional=False),
-        interval_from_completion=_check_bool(
-            opts["interval_from_completion"], "interval_from_completion"
-        ),
-        is_async=is_async_callable(task),
+        recovery=recovery,
+        interval_from_completion=interval_from_completion,
+        is_async=is_async,
         context_parameter=context_parameter,
         context_position=context_position,
-        needs_loop=False,
-        options=options,
+        needs_loop=(
+            is_async
+            or locker is not None
+            or clustered
+            or any(is_async_callable(fn) for fn in listeners.values() if fn is not None)
+        ),
+        options={k: v for k, v in options.items() if k not in PER_JOB_OPTIONS},
         catch_up=_check_catch_up(opts["catch_up"]),
         catch_up_window=_check_duration(opts["catch_up_window"], "catch_up_window"),
         catch_up_limit=_check_catch_up_limit(opts["catch_up_limit"]),
         retry=_check_retry(opts["retry"]),
         **listeners,
     )
-    _check_combinations(spec)
-    needs_loop = (
-        spec.is_async
-        or locker is not None
-        or clustered
-        or any(is_async_callable(fn) for fn in listeners.values() if fn is not None)
-    )
-    return _replace_needs_loop(spec, needs_loop)
-
-
-PER_JOB_OPTIONS = frozenset({"name", "args", "kwargs", "tags", "start_at", "stop_at"})
-"""Options that differ from job to job of one function: the fast path of ``add_job``."""
-
-
-def derive_spec(
-    template: JobSpec, options: Mapping[str, Any], defaults: Mapping[str, Any]
-) -> JobSpec | None:
-    """A spec for ``template``'s function with ``options``, validating only the per-job
-    options; ``None`` when ``options`` hold others (then use ``build_spec``).
-
-    ``template`` is any spec built for the function with the scheduler's ``defaults``
-    (which set no per-job option) and per-job options only: what does not vary from job
-    to job (listeners, locker, coroutine-ness...) was validated once, there.
-    """
-    if not PER_JOB_OPTIONS.issuperset(options):
-        return None
-    func = template.func
-    args, kwargs = _check_arguments(options.get("args", ()), options.get("kwargs"))
-    if _fits(func, args, kwargs):
-        context: tuple[str | None, int | None] = (None, None)
-    else:
-        context = _check_signature(func, args, kwargs)  # binds, or says why not
-    tags = options.get("tags")
-    spec = _with_per_job(
-        template,
-        _check_name(options.get("name"), func),
-        args,
-        kwargs,
-        frozenset() if tags is None else _check_tags(tags),
-        _check_moment(options.get("start_at"), "start_at"),
-        _check_moment(options.get("stop_at"), "stop_at"),
-        context,
-        {**defaults, **options},
-    )
+    spec = new_spec(name, args, kwargs, tags, start_at, stop_at, traits)
     _check_combinations(spec)
     return spec
 
 
-_PER_JOB_FIELDS = (
-    "name",
-    "args",
-    "kwargs",
-    "tags",
-    "start_at",
-    "stop_at",
-    "context_parameter",
-    "context_position",
-    "options",
-)
+PER_JOB_OPTIONS = frozenset(PER_JOB_FIELDS)
+"""Options that differ from job to job of one function: the fast path of ``add_job``."""
+
+_NO_KWARGS: Mapping[str, object] = {}
+"""The keyword arguments of every job derived without any (a spec is never changed)."""
 
 
-def _make_copier() -> Callable[..., JobSpec]:
-    """A function that copies a ``JobSpec`` with new per-job fields, setting each slot
-    directly: ``dataclasses.replace`` re-runs ``__init__`` through ``getattr`` for all
-    thirty-odd fields, which costs more than the rest of adding a job."""
-    shared = [f.name for f in dataclasses.fields(JobSpec) if f.name not in _PER_JOB_FIELDS]
-    lines = [
-        "def copy(t, name, args, kwargs, tags, start_at, stop_at, context, options):",
-        "    new = new_spec(JobSpec)",
-        *(f"    set_{n}(new, t.{n})" for n in shared),
-        "    set_name(new, name)",
-        "    set_args(new, args)",
-        "    set_kwargs(new, kwargs)",
-        "    set_tags(new, tags)",
-        "    set_start_at(new, start_at)",
-        "    set_stop_at(new, stop_at)",
-        "    set_context_parameter(new, context[0])",
-        "    set_context_position(new, context[1])",
-        "    set_options(new, options)",
-        "    return new",
-    ]
-    namespace: dict[str, Any] = {"JobSpec": JobSpec, "new_spec": object.__new__}
-    for field in dataclasses.fields(JobSpec):
-        namespace[f"set_{field.name}"] = getattr(JobSpec, field.name).__set__
-    exec("\n".join(lines), namespace)  # noqa: S102 - built from the dataclass's own field names
-    copier: Callable[..., JobSpec] = namespace["copy"]
-    return copier
+def derive_spec(template: JobSpec, options: Mapping[str, Any]) -> JobSpec | None:
+    """A spec for ``template``'s function with ``options``, validating only the per-job
+    options; ``None`` when ``options`` hold others (then use ``build_spec``).
 
-
-_with_per_job = _make_copier()
+    ``template`` is any spec built for the function with the scheduler's defaults
+    (which set no per-job option) and per-job options only: its traits (listeners,
+    locker, coroutine-ness...), validated once there, are shared by the new spec.
+    """
+    if not PER_JOB_OPTIONS.issuperset(options):
+        return None
+    traits = template.traits
+    func = traits.func
+    args, kwargs = _check_arguments(options.get("args", ()), options.get("kwargs"))
+    if not _fits(func, args, kwargs):
+        parameter, position = _check_signature(func, args, kwargs)  # binds, or says why not
+        traits = traits.with_context(parameter, position)
+    elif traits.context_parameter is not None or traits.context_position is not None:
+        traits = traits.with_context(None, None)
+    tags = options.get("tags")
+    spec = new_spec(
+        _check_name(options.get("name"), func),
+        args,
+        kwargs or _NO_KWARGS,
+        frozenset() if tags is None else _check_tags(tags),
+        _check_moment(options.get("start_at"), "start_at"),
+        _check_moment(options.get("stop_at"), "stop_at"),
+        traits,
+    )
+    if spec.start_at is not None:
+        _check_combinations(spec)
+    return spec
 
 
 def _fits(
@@ -294,9 +257,11 @@ def _fits(
         return False
     if shape is None:
         return False
-    positional, keywords, required = shape
+    positional, keywords, required, fewest = shape
     if len(args) > len(positional):
         return False
+    if not kwargs:
+        return len(args) >= fewest
     taken = positional[: len(args)]
     for key in kwargs:
         if key not in keywords or key in taken:
@@ -307,7 +272,10 @@ def _fits(
 @functools.lru_cache(maxsize=4096)
 def _shape(
     func: Callable[..., object],
-) -> tuple[tuple[str, ...], frozenset[str], tuple[str, ...]] | None:
+) -> tuple[tuple[str, ...], frozenset[str], tuple[str, ...], int] | None:
+    """A plain function's positional parameters, all its parameter names, the required
+    ones, and the fewest positional arguments that fill every required one without
+    keyword arguments (one more than it takes, if a keyword-only one is required)."""
     binder = _signature_binder(func)
     if binder is None or binder[1] is not None:
         return None
@@ -323,15 +291,11 @@ def _shape(
         keywords.add(parameter.name)
         if parameter.default is kinds.empty:
             required.append(parameter.name)
-    return tuple(positional), frozenset(keywords), tuple(required)
-
-
-def _replace_needs_loop(spec: JobSpec, needs_loop: bool) -> JobSpec:
-    if spec.needs_loop == needs_loop:
-        return spec
-    fields = {name: getattr(spec, name) for name in JobSpec.__dataclass_fields__}
-    fields["needs_loop"] = needs_loop
-    return JobSpec(**fields)
+    fewest = 0
+    for name in required:
+        needs = positional.index(name) + 1 if name in positional else len(positional) + 1
+        fewest = max(fewest, needs)
+    return tuple(positional), frozenset(keywords), tuple(required), fewest
 
 
 def is_async_callable(func: object) -> bool:
@@ -350,7 +314,8 @@ def _check_callable(func: object, what: str) -> Callable[..., object]:
 
 def check_rule(spec: JobSpec, rule: object, *, clustered: bool) -> Rule:
     """Check the rule itself, and the options that only make sense with some rules."""
-    if type(rule) in _PLAIN_RULES and not spec.interval_from_completion and spec.locker is None:
+    traits = spec.traits
+    if type(rule) in _PLAIN_RULES and not traits.interval_from_completion and traits.locker is None:
         return rule  # type: ignore[return-value]  # the common case, kept cheap
     if not isinstance(rule, Rule):
         raise InvalidJob(
@@ -376,6 +341,8 @@ def check_rule(spec: JobSpec, rule: object, *, clustered: bool) -> Rule:
 
 
 def _check_arguments(args: object, kwargs: object) -> tuple[tuple[object, ...], dict[str, object]]:
+    if type(args) is tuple and kwargs is None:
+        return args, {}  # the common case, kept cheap
     if isinstance(args, str | bytes) or not isinstance(args, tuple | list):
         raise InvalidJobArguments(f"args must be a tuple or list, got {args!r}")
     if kwargs is None:
@@ -467,6 +434,13 @@ def _check_name(name: object, func: Callable[..., object]) -> str:
 
 
 def _check_tags(tags: object) -> frozenset[str]:
+    if type(tags) is tuple:
+        try:
+            known = _TAG_SETS.get(tags)
+        except TypeError:  # an unhashable item: found wanting below
+            known = None
+        if known is not None:
+            return known
     if isinstance(tags, str):
         raise InvalidJob(f"tags must be a collection of strings, got the string {tags!r}")
     if not isinstance(tags, Iterable):
@@ -475,7 +449,18 @@ def _check_tags(tags: object) -> frozenset[str]:
     bad = [t for t in result if not isinstance(t, str) or not t]
     if bad:
         raise InvalidJob(f"every one of tags must be a non-empty string, got {bad[0]!r}")
+    if len(_TAG_SETS) >= _TAG_SETS_KEPT:
+        _TAG_SETS.clear()
+    result = _TAG_SETS.setdefault(result, result)
+    if type(tags) is tuple:
+        _TAG_SETS[tags] = result
     return result
+
+
+_TAG_SETS: dict[object, frozenset[str]] = {}
+"""Equal tag sets, kept once (many jobs carry the same few tags, and each set is a couple
+of hundred bytes), found by the set or by the tuple it was made of."""
+_TAG_SETS_KEPT = 4096
 
 
 def _check_enum(value: object, kind: type[enum.Enum], field: str, *, optional: bool) -> Any:

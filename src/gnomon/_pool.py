@@ -30,6 +30,12 @@ class WorkerPool(Executor):
     takes its own. A burst of short tasks is then drained by the few threads that are
     awake instead of every thread fighting for the lock and the interpreter, while a
     burst of long tasks still spreads over every worker, one wake-up after another.
+
+    One piece of work may *lead*: the scheduler's timer loop, run on a worker beside at
+    most ``max_workers`` tasks (``lead``). The leader can hand the lead to another thread
+    and become a plain worker, to run a due task itself without a hand-off
+    (``hand_over``); the pool agrees only while a thread is free for the new leader and
+    the task stays within ``max_workers``.
     """
 
     def __init__(self, max_workers: int, name: str = "gnomon-worker") -> None:
@@ -42,6 +48,8 @@ class WorkerPool(Executor):
         self._idle = 0
         self._waking = 0
         """Workers notified (or started) that have not taken work yet."""
+        self._leads = 0
+        """Lead work queued or running (0 or 1): it does not count against the maximum."""
         self._closed = False
         self._serial = 0
 
@@ -53,6 +61,44 @@ class WorkerPool(Executor):
             self._work.append(work)
             if not self._waking:
                 self._wake_one()
+
+    def lead(self, work: Callable[[], object]) -> None:
+        """Run ``work``, the lead, on a thread at once: before any queued work, on an idle
+        worker or a thread of its own. It calls ``end_lead()`` when it stops leading
+        without handing over."""
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the worker pool is shut down")
+            self._leads += 1
+            self._start_lead(work)
+
+    def hand_over(self, work: Callable[[], object]) -> bool:
+        """Called by the lead: let ``work`` lead on another thread at once, so that the
+        caller can run one task itself. False (nothing done) when that task would exceed
+        ``max_workers`` running tasks, or when the pool is shut down."""
+        with self._lock:
+            if self._closed:
+                return False
+            # Threads neither idle nor leading run tasks (or are on their way to one).
+            tasks = len(self._threads) - self._idle - self._leads
+            if tasks >= self._max:
+                return False
+            self._start_lead(work)
+            return True
+
+    def end_lead(self) -> None:
+        """The lead stopped without handing over."""
+        with self._lock:
+            self._leads -= 1
+
+    def _start_lead(self, work: Callable[[], object]) -> None:
+        self._work.appendleft(work)
+        if self._idle > self._waking:
+            self._waking += 1
+            self._ready.notify()
+        else:
+            self._waking += 1
+            self._start_thread()
 
     def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
         future: Future[T] = Future()
@@ -98,7 +144,7 @@ class WorkerPool(Executor):
         if self._idle > 0:
             self._waking += 1
             self._ready.notify()
-        elif len(self._threads) < self._max:
+        elif len(self._threads) < self._max + self._leads:
             self._waking += 1
             self._start_thread()
 

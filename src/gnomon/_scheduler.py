@@ -31,9 +31,10 @@ from gnomon._errors import (
     JobNotFound,
     SchedulerForked,
     ShutdownTimedOut,
+    StoreUnavailable,
 )
 from gnomon._events import LimitMode, Monitor, Outcome, RunEvent
-from gnomon._history import HistoryQuery
+from gnomon._history import ActionQuery, HistoryQuery
 from gnomon._job import Job, JobOwner, JobSpec, JobState
 from gnomon._options import (
     ADD_ONLY_OPTIONS,
@@ -50,7 +51,7 @@ from gnomon._options import (
 from gnomon._pool import WorkerPool
 from gnomon._retry import Retry
 from gnomon._run import Run, call_hook, current_run
-from gnomon._stores.contract import IfExists, NodeInfo, RunRecord, Store
+from gnomon._stores.contract import ActionRecord, IfExists, NodeInfo, RunRecord, Store
 from gnomon._tasks import LISTENER_OPTIONS, Task, TaskRegistry
 from gnomon._waker import LoopWaker
 
@@ -171,6 +172,8 @@ class _SchedulerCore(JobOwner):
             catch_up_grace, field="catch_up_grace", error=InvalidOption, positive=False
         ).total_seconds()
         self._engine.history = deque(maxlen=_check_history_limit(history_limit))
+        self._actions: deque[ActionRecord] = deque(maxlen=self._engine.history.maxlen)
+        """Actions on jobs kept in memory (durable jobs' are in the store)."""
         self._tasks = TaskRegistry()
         self._durable = self._attach_store(store, node, history_retention)
         self._spec_cache: dict[object, JobSpec] = {}
@@ -275,11 +278,14 @@ class _SchedulerCore(JobOwner):
         self._check_fork()
         if self._durable is not None and _is_durable(options):
             return self._add_durable(self._durable, func, rule, options)
-        if options and any(key in ADD_ONLY_OPTIONS for key in options):
+        if options and not ADD_ONLY_OPTIONS.isdisjoint(options):
             options = self._strip_add_only(options)
         if options:
-            job_id = _check_id(options.get("id"))
-            given = {k: v for k, v in options.items() if k != "id"}
+            if "id" in options:
+                job_id = _check_id(options["id"])
+                given: Mapping[str, Any] = {k: v for k, v in options.items() if k != "id"}
+            else:
+                job_id, given = _new_id(), options  # read, never kept
             spec = self._derived_spec(func, given)
             if spec is None:
                 check_option_names(given, "add_job")
@@ -366,7 +372,7 @@ class _SchedulerCore(JobOwner):
             return None
         if template is None:
             return None  # the first job of a function takes the full path (and is kept)
-        return derive_spec(template, given, self._defaults)
+        return derive_spec(template, given)
 
     def _keep_template(self, func: object, given: Mapping[str, Any], spec: JobSpec) -> None:
         """Keep a fully validated spec as its function's template for later jobs."""
@@ -450,6 +456,49 @@ class _SchedulerCore(JobOwner):
     def _pause_durable(self, state: JobState, paused: bool, reason: str | None) -> None:
         if state.durable is not None and self._durable is not None and not state.removed:
             self._durable.set_paused(state, paused, reason)
+
+    def _remove_parked(self, job_id: uuid.UUID) -> bool:
+        """Remove a stored job this process did not load, recording the removal."""
+        assert self._durable is not None  # noqa: S101 - the caller checked
+        parked = self._durable.parked().get(job_id)
+        if not self._durable.remove_parked(job_id):
+            return False
+        if parked is not None:
+            record = ActionRecord(job_id, parked[0].name, "remove", None, self.clock.now())
+            self._keep_action(record, durable=True)
+        return True
+
+    def _record_action(
+        self, state: JobState, action: str, actor: str | None, detail: str | None = None
+    ) -> None:
+        """Record an action just done on a job, with who asked and when."""
+        job_id, name, now = state.uuid(), state.spec.name, self.clock.now()
+        record = ActionRecord(job_id, name, action, actor, now, detail)
+        self._keep_action(record, durable=state.durable is not None)
+
+    def _keep_action(self, record: ActionRecord, *, durable: bool) -> None:
+        if not durable or self._durable is None:
+            self._actions.append(record)
+            return
+        try:
+            self._durable.store.record_action(record)
+        except StoreUnavailable as error:
+            # The action itself is done and stored; undoing it would be a second surprise.
+            self._log.warning(
+                "the %s of job %r by %s was done, but could not be recorded: %s",
+                record.action,
+                record.job_name,
+                record.actor or "code",
+                error,
+                extra={"job_name": record.job_name},
+            )
+
+    def _action_records(self, job: object, limit: int) -> list[ActionRecord]:
+        query = ActionQuery.parse(job, limit)
+        actions = query.select(reversed(self._actions.copy()))
+        if self._durable is not None:
+            actions += query.ask(self._durable.store)
+        return query.newest(actions)
 
     def _history_records(
         self,
@@ -605,7 +654,12 @@ class Scheduler(_SchedulerCore):
     def _init_face(self) -> None:
         self._timer_wake = threading.Condition(self._engine.lock)
         self._timer: threading.Thread | None = None
+        """The worker thread leading (running the timer loop) now, if any."""
         self._timer_stop = False
+        self._timer_loops = 0
+        """Timer loops started and not yet stopped (a hand-over passes one on): 0 or 1."""
+        self._inline: Run | None = None
+        """A due run the leading thread keeps to run itself (only that thread sets it)."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: threading.Thread | None = None
         self._loop_lock = threading.Lock()
@@ -619,6 +673,8 @@ class Scheduler(_SchedulerCore):
     def dispatch(self, run: Run) -> None:
         if run.spec.needs_loop:
             asyncio.run_coroutine_threadsafe(run.run_async(), self._ensure_loop())
+        elif self._inline is None and threading.current_thread() is self._timer:
+            self._inline = run  # the leader runs it itself once it has handed the lead over
         else:
             self._pool.spawn(run.run_sync)
 
@@ -669,16 +725,21 @@ class Scheduler(_SchedulerCore):
         state = self._engine.jobs.get(_id_int(job_id))
         if state is not None:
             self._remove_durable(state)
-        elif self._durable is not None and self._durable.remove_parked(job_id):
+        elif self._durable is not None and self._remove_parked(job_id):
             return
-        self._engine.remove(_id_int(job_id))
+        removed = self._engine.remove(_id_int(job_id))
+        self._record_action(removed, "remove", None)
 
     def remove_by_tags(self, *tags: str) -> int:
         self._check_fork()
-        wanted = frozenset(tags)
-        for job in self._jobs(wanted):
+        doomed = self._jobs(frozenset(tags))
+        for job in doomed:
             self._remove_durable(job._state)
-        return self._engine.remove_by_tags(tags)
+        count = self._engine.remove_by_tags(tags)
+        for job in doomed:
+            if job._state.removed:
+                self._record_action(job._state, "remove", None)
+        return count
 
     def history(
         self,
@@ -696,6 +757,13 @@ class Scheduler(_SchedulerCore):
         """Run a finished occurrence again: same key, ``attempt + 1``, a new claim."""
         self._check_fork()
         self._retry(occurrence_key, actor)
+
+    def actions(
+        self, *, job: Job | uuid.UUID | str | None = None, limit: int = 100
+    ) -> list[ActionRecord]:
+        """The pauses, resumes and removals of jobs, each with who asked, newest first
+        (with a store: every scheduler's on it)."""
+        return self._action_records(job, limit)
 
     def nodes(self) -> list[NodeInfo]:
         """The schedulers on this scheduler's store (just this one without a store)."""
@@ -719,10 +787,11 @@ class Scheduler(_SchedulerCore):
         assert run.future is not None  # noqa: S101 - requested above
         return run.future.result()
 
-    def _job_remove(self, state: JobState) -> None:
+    def _job_remove(self, state: JobState, actor: str | None = None) -> None:
         self._check_fork()
         self._remove_durable(state)
         self._engine.remove_state(state)
+        self._record_action(state, "remove", actor)
 
     def _job_set_paused(
         self,
@@ -731,12 +800,17 @@ class Scheduler(_SchedulerCore):
         reason: str | None = None,
         *,
         catch_up: bool = False,
+        actor: str | None = None,
     ) -> None:
         self._check_fork()
         self._pause_durable(state, paused, reason)
         now = self.clock.now()
         self._engine.set_paused(state, paused, now, reason=reason, catch_up=catch_up)
         self._settle()
+        if paused:
+            self._record_action(state, "pause", actor, reason)
+        else:
+            self._record_action(state, "resume", actor)
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -755,36 +829,72 @@ class Scheduler(_SchedulerCore):
     def _start_timer(self) -> None:
         with self._engine.lock:
             self._timer_stop = False
-        timer = threading.Thread(target=self._timer_main, name="gnomon-timer", daemon=True)
-        self._timer = timer
-        timer.start()
+            self._timer_loops += 1
+        self._pool.lead(self._timer_main)
 
     def _timer_main(self) -> None:
+        """The timer loop, led by one worker thread at a time (leader/followers).
+
+        The leader waits for the next deadline and processes what is due. It keeps the
+        first due sync run for itself: it hands the lead to another worker, which waits
+        for the next deadline, and runs that run at once, with no hand-off between the
+        thread that woke on time and the one that runs. During a burst the runs after the
+        first go to the pool, and each new leader takes the next batch.
+        """
+        run = self._lead()
+        if run is not None:
+            run.run_sync()  # this thread handed the lead over: it is a plain worker now
+
+    def _lead(self) -> Run | None:
         engine, wake = self._engine, self._timer_wake
         now_stamp = _stamp_function(self.clock)
+        me = threading.current_thread()
         with engine.lock:
-            while not self._timer_stop:
-                deadline = engine.next_deadline()
-                wait = _MAX_SLEEP if deadline is None else deadline - now_stamp()
-                if wait > 0:
-                    wake.wait(min(wait, _MAX_SLEEP))
-                    continue
-                engine.lock.release()
-                try:
-                    engine.wake(self.clock.now())
-                except Exception:
-                    self._log.critical("the scheduler's timer failed", exc_info=True)
-                finally:
-                    engine.lock.acquire()
+            self._timer = me
+            try:
+                while not self._timer_stop:
+                    deadline = engine.next_deadline()
+                    wait = _MAX_SLEEP if deadline is None else deadline - now_stamp()
+                    if wait > 0:
+                        wake.wait(min(wait, _MAX_SLEEP))
+                        continue
+                    engine.lock.release()
+                    try:
+                        run = self._wake_engine()
+                    finally:
+                        engine.lock.acquire()
+                    if run is not None:
+                        return run  # the new leader counts as this loop
+                self._timer_loops -= 1
+                self._pool.end_lead()
+                wake.notify_all()  # _stop_timer waits for the loop to end
+                return None
+            finally:
+                if self._timer is me:
+                    self._timer = None
+
+    def _wake_engine(self) -> Run | None:
+        """One batch of due work; the run kept for this thread once the lead is handed
+        over (else None: the run, if any, went to the pool)."""
+        try:
+            self._engine.wake(self.clock.now(), batches=1)
+        except Exception:
+            self._log.critical("the scheduler's timer failed", exc_info=True)
+        run, self._inline = self._inline, None
+        if run is None:
+            return None
+        if self._pool.hand_over(self._timer_main):
+            return run
+        self._pool.spawn(run.run_sync)  # no thread free for a new leader: no hand-off
+        return None
 
     def _stop_timer(self) -> None:
         with self._engine.lock:
             self._timer_stop = True
             self._timer_wake.notify_all()
-        timer = self._timer
-        if timer is not None and timer is not threading.current_thread():
-            timer.join()
-        self._timer = None
+            if self._timer is not threading.current_thread():
+                while self._timer_loops:
+                    self._timer_wake.wait()
         if isinstance(self.clock, FakeClock):
             self.clock.detach(self._engine)
 
@@ -1093,17 +1203,23 @@ class AsyncScheduler(_SchedulerCore):
         if state is not None and state.durable is not None:
             await self._off_loop(self._remove_durable, state)
         elif self._durable is not None and state is None:
-            parked = await self._off_loop(self._durable.remove_parked, job_id)
+            parked = await self._off_loop(self._remove_parked, job_id)
             if parked:
                 return
-        self._engine.remove(_id_int(job_id))
+        removed = self._engine.remove(_id_int(job_id))
+        await self._record_action_async(removed, "remove", None)
 
     async def remove_by_tags(self, *tags: str) -> int:
         self._check_fork()
-        for job in self._jobs(frozenset(tags)):
+        doomed = self._jobs(frozenset(tags))
+        for job in doomed:
             if job._state.durable is not None:
                 await self._off_loop(self._remove_durable, job._state)
-        return self._engine.remove_by_tags(tags)
+        count = self._engine.remove_by_tags(tags)
+        for job in doomed:
+            if job._state.removed:
+                await self._record_action_async(job._state, "remove", None)
+        return count
 
     async def history(
         self,
@@ -1121,6 +1237,21 @@ class AsyncScheduler(_SchedulerCore):
         """Run a finished occurrence again: same key, ``attempt + 1``, a new claim."""
         self._check_fork()
         await self._off_loop(self._retry, occurrence_key, actor)
+
+    async def actions(
+        self, *, job: Job | uuid.UUID | str | None = None, limit: int = 100
+    ) -> list[ActionRecord]:
+        """The pauses, resumes and removals of jobs, each with who asked, newest first
+        (with a store: every scheduler's on it)."""
+        return await self._off_loop(self._action_records, job, limit)
+
+    async def _record_action_async(
+        self, state: JobState, action: str, actor: str | None, detail: str | None = None
+    ) -> None:
+        if state.durable is None:
+            self._record_action(state, action, actor, detail)
+        else:
+            await self._off_loop(self._record_action, state, action, actor, detail)
 
     async def nodes(self) -> list[NodeInfo]:
         """The schedulers on this scheduler's store (just this one without a store)."""
@@ -1155,17 +1286,23 @@ class AsyncScheduler(_SchedulerCore):
     ) -> Coroutine[Any, Any, RunEvent | None]:
         return self._job_run_now_async(state, wait, actor)
 
-    async def _remove_state(self, state: JobState) -> None:
+    async def _remove_state(self, state: JobState, actor: str | None) -> None:
         self._check_fork()
         if state.durable is not None:
             await self._off_loop(self._remove_durable, state)
         self._engine.remove_state(state)
+        await self._record_action_async(state, "remove", actor)
 
-    def _job_remove(self, state: JobState) -> Coroutine[Any, Any, None]:
-        return self._remove_state(state)
+    def _job_remove(self, state: JobState, actor: str | None = None) -> Coroutine[Any, Any, None]:
+        return self._remove_state(state, actor)
 
     async def _set_paused(
-        self, state: JobState, paused: bool, reason: str | None, catch_up: bool
+        self,
+        state: JobState,
+        paused: bool,
+        reason: str | None,
+        catch_up: bool,
+        actor: str | None,
     ) -> None:
         self._check_fork()
         if state.durable is not None:
@@ -1173,6 +1310,10 @@ class AsyncScheduler(_SchedulerCore):
         now = self.clock.now()
         self._engine.set_paused(state, paused, now, reason=reason, catch_up=catch_up)
         self._settle()
+        if paused:
+            await self._record_action_async(state, "pause", actor, reason)
+        else:
+            await self._record_action_async(state, "resume", actor)
 
     def _job_set_paused(
         self,
@@ -1181,8 +1322,9 @@ class AsyncScheduler(_SchedulerCore):
         reason: str | None = None,
         *,
         catch_up: bool = False,
+        actor: str | None = None,
     ) -> Coroutine[Any, Any, None]:
-        return self._set_paused(state, paused, reason, catch_up)
+        return self._set_paused(state, paused, reason, catch_up, actor)
 
     # ---------------------------------------------------------------- lifecycle
 

@@ -46,7 +46,14 @@ def metrics(raw: dict[str, Any], case: str, contestant: str) -> dict[str, float]
 def test_every_measurement_of_the_smoke_run_succeeds(smoke_run: tuple[dict[str, Any], str]) -> None:
     raw, _ = smoke_run
     assert [r for r in raw["records"] if "error" in r] == []
-    assert {r["case"] for r in raw["records"]} == {"w1-300", "w1mem-300", "w2", "w3", "w4"}
+    assert {r["case"] for r in raw["records"]} == {
+        "w1-300",
+        "w1mem-300",
+        "w1opt-300",
+        "w2",
+        "w3",
+        "w4",
+    }
 
 
 def test_scale_workload_times_adds_and_removals_and_traces_memory(
@@ -59,6 +66,9 @@ def test_scale_workload_times_adds_and_removals_and_traces_memory(
     assert timing["remove_random_us"] > 0
     assert timing["removals"] == 50
     assert metrics(raw, "w1mem-300", "gnomon")["bytes_per_job"] > 0
+    with_options = metrics(raw, "w1opt-300", "gnomon")
+    assert with_options["add_us"] > 0
+    assert with_options["removals"] == 50
 
 
 @pytest.mark.parametrize("face", FACES)

@@ -53,11 +53,10 @@ def test_a_later_job_of_a_function_gets_the_spec_the_full_validation_builds(
     )
     assert later._state.spec == expected
     assert later._state.spec is not first._state.spec
-    assert later._state.spec.options == {
-        "singleton": gnomon.LimitMode.WAIT,
-        "timeout": "5s",
-        **options,
-    }
+    assert later._state.spec.traits is first._state.spec.traits
+    assert later._state.spec.options == expected.options
+    rebuilt = build_spec(func, later._state.spec.options, scheduler_locker=None, clustered=False)
+    assert rebuilt == later._state.spec
 
 
 @pytest.mark.parametrize(
@@ -113,4 +112,73 @@ def test_defaults_that_set_a_per_job_option_take_the_full_path(
     s.add_job(plain, gnomon.every("1h"), args=(1,))
     job = s.add_job(plain, gnomon.every("1h"), args=(2,), name="two")
     assert job.tags == frozenset({"team"})
-    assert job._state.spec.options == {"tags": ["team"], "args": (2,), "name": "two"}
+    assert job._state.spec.options == {
+        "tags": frozenset({"team"}),
+        "args": (2,),
+        "kwargs": {},
+        "name": "two",
+        "start_at": None,
+        "stop_at": None,
+    }
+
+
+def test_jobs_of_one_function_share_one_copy_of_what_they_have_in_common(
+    make_scheduler: SchedulerFactory,
+) -> None:
+    s = make_scheduler(job_defaults={"singleton": gnomon.LimitMode.WAIT})
+    one = s.add_job(plain, gnomon.every("1h"), args=(1,), name="one", tags=("a",))
+    two = s.add_job(plain, gnomon.every("1h"), args=(2,), name="two", tags=["a"])
+    assert two._state.spec.traits is one._state.spec.traits
+    assert two._state.spec.tags is one._state.spec.tags  # equal tag sets kept once
+    assert (two.name, two._state.spec.args, two._state.spec.singleton) == (
+        "two",
+        (2,),
+        gnomon.LimitMode.WAIT,
+    )
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"args": (9,)},
+        {"tags": ["changed"], "name": "renamed"},
+        {"singleton": gnomon.LimitMode.RESCHEDULE, "timeout": "1s"},
+        {"start_at": START, "stop_at": START + timedelta(days=1)},
+        {"rule": gnomon.every("5m")},
+    ],
+)
+def test_updating_a_job_never_changes_another_that_shares_its_template(
+    make_scheduler: SchedulerFactory, changes: dict[str, Any]
+) -> None:
+    s = make_scheduler(job_defaults={"timeout": "5s"})
+    template = s.add_job(plain, gnomon.every("1h"), args=(1,), name="template", tags=["t"])
+    other = s.add_job(plain, gnomon.every("1h"), args=(2,), name="other", tags=["t"])
+    changed = s.add_job(plain, gnomon.every("1h"), args=(3,), name="changed", tags=["t"])
+    before = {job.name: (job._state.spec, job.rule) for job in (template, other)}
+    shown = {job.name: repr(job._state.spec) for job in (template, other)}
+    s.update_job(changed.id, **changes)
+    for job in (template, other):
+        spec, rule = before[job.name]
+        assert job._state.spec is spec
+        assert repr(job._state.spec) == shown[job.name]
+        assert job.rule == rule
+    assert changed._state.spec.traits is not template._state.spec.traits
+    assert changed._state.spec.args == changes.get("args", (3,))
+
+
+def test_updating_a_later_job_keeps_its_own_per_job_options(
+    make_scheduler: SchedulerFactory,
+) -> None:
+    s = make_scheduler()
+    s.add_job(plain, gnomon.every("1h"), args=(1,), name="first", tags=["x"], start_at=START)
+    later = s.add_job(plain, gnomon.every("1h"), kwargs={"a": 2, "c": 7}, name="later")
+    s.update_job(later.id, singleton=gnomon.LimitMode.RESCHEDULE)
+    spec = later._state.spec
+    assert (spec.name, spec.args, dict(spec.kwargs), spec.tags, spec.start_at) == (
+        "later",
+        (),
+        {"a": 2, "c": 7},
+        frozenset(),
+        None,
+    )
+    assert spec.singleton is gnomon.LimitMode.RESCHEDULE

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 
 import gnomon
 from gnomon._pool import WorkerPool
@@ -163,3 +164,82 @@ def test_an_async_scheduler_wakes_through_its_waker_and_ends_it_on_shutdown() ->
         assert not waker._thread.is_alive()
 
     asyncio.run(scenario())
+
+
+def test_a_run_blocking_the_thread_that_woke_for_it_does_not_stop_the_timer() -> None:
+    first_may_end = threading.Event()
+    second_ran = threading.Event()
+    threads: dict[str, threading.Thread] = {}
+
+    def first() -> None:
+        threads["first"] = threading.current_thread()
+        first_may_end.wait(_PATIENCE)
+
+    def second() -> None:
+        threads["second"] = threading.current_thread()
+        second_ran.set()
+        first_may_end.set()
+
+    scheduler = gnomon.Scheduler(max_workers=2)
+    try:
+        scheduler.start()
+        soon = datetime.now(UTC)
+        scheduler.add_job(first, gnomon.once(soon + timedelta(seconds=0.05)))
+        # due while the first still runs
+        scheduler.add_job(second, gnomon.once(soon + timedelta(seconds=0.3)))
+        assert second_ran.wait(_PATIENCE)
+        scheduler.wait_idle(_PATIENCE)
+    finally:
+        scheduler.shutdown()
+    assert threads["first"] is not threads["second"]
+
+
+def test_a_leader_runs_nothing_itself_while_max_workers_runs_are_going() -> None:
+    lock = threading.Lock()
+    going = [0]
+    most = [0]
+    finished = threading.Semaphore(0)
+    soon = datetime.now(UTC)
+    busy_until = (soon + timedelta(seconds=0.4)).timestamp()
+
+    def task(hold: bool) -> None:
+        with lock:
+            going[0] += 1
+            most[0] = max(most[0], going[0])
+        while hold and time.time() < busy_until:  # the task's own work, past the late job
+            time.sleep(0.01)
+        with lock:
+            going[0] -= 1
+        finished.release()
+
+    scheduler = gnomon.Scheduler(max_workers=2)
+    try:
+        scheduler.start()
+        for _ in range(2):
+            scheduler.add_job(task, gnomon.once(soon + timedelta(seconds=0.05)), args=(True,))
+        # due while both workers are busy: it waits for one of them
+        scheduler.add_job(task, gnomon.once(soon + timedelta(seconds=0.2)), args=(False,))
+        for _ in range(3):
+            assert finished.acquire(timeout=_PATIENCE)
+    finally:
+        scheduler.shutdown()
+    assert most[0] == 2
+
+
+def test_stop_jobs_ends_the_timer_loop_and_start_leads_again() -> None:
+    ran = threading.Semaphore(0)
+    scheduler = gnomon.Scheduler()
+    try:
+        scheduler.start()
+        scheduler.add_job(ran.release, gnomon.every(0.02))
+        assert ran.acquire(timeout=_PATIENCE)
+        scheduler.stop_jobs()
+        assert scheduler._timer_loops == 0
+        assert scheduler._timer is None
+        scheduler.start()
+        while ran.acquire(blocking=False):  # drain what ran before the stop
+            pass
+        assert ran.acquire(timeout=_PATIENCE)
+    finally:
+        scheduler.shutdown()
+    assert scheduler._timer_loops == 0

@@ -266,6 +266,10 @@ def test_pause_with_a_reason_shows_on_the_page_and_in_gnomon_status(
         expect(row.locator(".reason")).to_have_text("disk maintenance (paused by alice)")
         expect(row.get_by_role("button", name="Resume")).to_be_visible()
         page.screenshot(path=shots / "paused.png", full_page=True)
+        row.get_by_role("link", name="nightly", exact=True).click()
+        recorded = page.locator("#actions tbody tr")
+        expect(recorded.locator('[data-label="Action"]')).to_have_text(["pause"])
+        expect(recorded.locator('[data-label="By"]')).to_have_text(["alice"])
         context.close()
         status = subprocess.run(
             [sys.executable, "-m", "gnomon", "status"],

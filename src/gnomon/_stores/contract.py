@@ -39,9 +39,12 @@ from datetime import datetime, timedelta
 from gnomon._events import Outcome, Recovery
 
 __all__ = [
+    "ACTIONS",
     "SCHEMA_VERSION",
+    "ActionRecord",
     "Claim",
     "CommandResult",
+    "HistoryCursor",
     "IfExists",
     "NewJob",
     "NodeInfo",
@@ -51,6 +54,9 @@ __all__ = [
     "describe_error",
     "describe_traceback",
 ]
+
+HistoryCursor = tuple[datetime, str]
+"""Where a page of history ended: the last record's ``scheduled_at`` and key."""
 
 SCHEMA_VERSION = 1
 """The schema version this gnomon writes. A store at a higher version is refused."""
@@ -143,6 +149,26 @@ class RunRecord:
     exit_status: int | None = None
     output: str | None = None
     actor: str | None = None
+
+
+ACTIONS = ("pause", "resume", "remove")
+"""The actions on a job that are recorded (``ActionRecord.action``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ActionRecord:
+    """One action taken on a job: who paused, resumed or removed it, and when.
+
+    ``actor`` is who asked (a dashboard user), ``None`` for a call made by code;
+    ``detail`` is the pause reason. Kept apart from the job, so it outlives a removal.
+    """
+
+    job_id: uuid.UUID
+    job_name: str
+    action: str
+    actor: str | None
+    at: datetime
+    detail: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -388,13 +414,36 @@ class Store(abc.ABC):
         outcomes: Collection[Outcome | None] | None = None,
         since: datetime | None = None,
         limit: int = 100,
+        before: HistoryCursor | None = None,
     ) -> list[RunRecord]:
-        """Records newest first by ``scheduled_at``; ``outcomes`` may hold ``None``
-        (in progress); ``since`` compares ``scheduled_at`` (inclusive)."""
+        """Records newest first by ``scheduled_at``, then by key (descending);
+        ``outcomes`` may hold ``None`` (in progress); ``since`` compares ``scheduled_at``
+        (inclusive). ``before`` is the ``(scheduled_at, occurrence_key)`` of the last
+        record of a page: the next page starts just after it in that order (keyset
+        pagination, indexed, so a deep page costs what the first does)."""
 
     @abc.abstractmethod
     def prune(self, before: datetime) -> int:
-        """Delete finished records and tombstones older than ``before``; the count."""
+        """Delete finished records, tombstones and actions older than ``before``; the
+        count."""
+
+    # ---------------------------------------------------------------- actions
+
+    @abc.abstractmethod
+    def record_action(self, record: ActionRecord) -> None:
+        """Keep an action taken on a job. It is not tied to the job's row: it stays
+        after the job is removed, until ``prune`` drops it."""
+
+    @abc.abstractmethod
+    def actions(
+        self,
+        *,
+        job_id: uuid.UUID | None = None,
+        job_name: str | None = None,
+        limit: int = 100,
+    ) -> list[ActionRecord]:
+        """Actions newest first by ``at`` (of two at one instant, the later recorded
+        first), of one job (by id or by name) or of all."""
 
     # ---------------------------------------------------------------- nodes
 

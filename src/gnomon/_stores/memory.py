@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import logging
 import threading
 import uuid
 from collections.abc import Collection
@@ -28,8 +29,11 @@ from gnomon._errors import JobChanged, JobExists, JobNotFound, LeaseLost, LockHe
 from gnomon._events import Outcome, Recovery
 from gnomon._memory import _MonotonicUTC
 from gnomon._stores.contract import (
+    ACTIONS,
+    ActionRecord,
     Claim,
     ClaimRequest,
+    HistoryCursor,
     IfExists,
     NewJob,
     NodeInfo,
@@ -39,6 +43,8 @@ from gnomon._stores.contract import (
 )
 
 __all__ = ["MemoryStore"]
+
+logger = logging.getLogger("gnomon")
 
 FOREVER = datetime.max.replace(tzinfo=UTC)
 """A finished record's ``keep_until`` for ``judge_claim``: retention is ``prune``'s job."""
@@ -108,6 +114,8 @@ class MemoryStore(Store):
         self._live: dict[str, uuid.UUID] = {}
         self._occurrences: dict[str, _Occurrence] = {}
         self._nodes: dict[str, NodeInfo] = {}
+        self._actions: list[ActionRecord] = []
+        """Oldest first, as recorded."""
         self._seq = 0
         self._token = 0
 
@@ -412,10 +420,12 @@ class MemoryStore(Store):
         outcomes: Collection[Outcome | None] | None = None,
         since: datetime | None = None,
         limit: int = 100,
+        before: HistoryCursor | None = None,
     ) -> list[RunRecord]:
         check_limit(limit)
         wanted = None if outcomes is None else set(outcomes)
         oldest = optional_utc(since, "since")
+        cursor = history_cursor(before)
         with self._lock:
             records = [occurrence.record for occurrence in self._occurrences.values()]
         matching = [
@@ -425,6 +435,7 @@ class MemoryStore(Store):
             and (job_name is None or record.job_name == job_name)
             and (wanted is None or record.outcome in wanted)
             and (oldest is None or record.scheduled_at >= oldest)
+            and (cursor is None or (record.scheduled_at, record.occurrence_key) < cursor)
         ]
         matching.sort(key=lambda record: (record.scheduled_at, record.occurrence_key))
         return matching[::-1][:limit]
@@ -446,7 +457,35 @@ class MemoryStore(Store):
                 del self._occurrences[key]
             for job_id in tombstones:
                 del self._jobs[job_id]
-        return len(records) + len(tombstones)
+            kept = [action for action in self._actions if action.at >= before]
+            dropped, self._actions = len(self._actions) - len(kept), kept
+        return len(records) + len(tombstones) + dropped
+
+    # ---------------------------------------------------------------- actions
+
+    def record_action(self, record: ActionRecord) -> None:
+        record = action_in_utc(record)
+        with self._lock:
+            self._actions.append(record)
+
+    def actions(
+        self,
+        *,
+        job_id: uuid.UUID | None = None,
+        job_name: str | None = None,
+        limit: int = 100,
+    ) -> list[ActionRecord]:
+        check_limit(limit)
+        with self._lock:
+            newest = self._actions[::-1]
+        matching = [
+            action
+            for action in newest
+            if (job_id is None or action.job_id == job_id)
+            and (job_name is None or action.job_name == job_name)
+        ]
+        matching.sort(key=_action_time, reverse=True)  # stable: ties stay newest first
+        return matching[:limit]
 
     # ---------------------------------------------------------------- nodes
 
@@ -475,6 +514,10 @@ class MemoryStore(Store):
 
 def _seq_of(row: StoredJob) -> int:
     return row.seq
+
+
+def _action_time(action: ActionRecord) -> datetime:
+    return action.at
 
 
 def _claimed(
@@ -510,6 +553,53 @@ def check_lookup(job_id: uuid.UUID | None, name: str | None) -> None:
         raise ValueError(
             f"get_job takes exactly one of job_id and name, got job_id={job_id!r}, name={name!r}"
         )
+
+
+def history_cursor(before: HistoryCursor | None) -> HistoryCursor | None:
+    """A history page's cursor, checked: an aware ``scheduled_at`` (in UTC) and a key."""
+    if before is None:
+        return None
+    if not isinstance(before, tuple) or len(before) != 2 or not isinstance(before[1], str):
+        raise ValueError(f"before must be a (scheduled_at, occurrence_key) pair, got {before!r}")
+    return as_utc(before[0], "before's scheduled_at"), before[1]
+
+
+def action_in_utc(record: ActionRecord) -> ActionRecord:
+    """``record`` checked, its time in UTC (as every store keeps it)."""
+    if record.action not in ACTIONS:
+        raise ValueError(f"action must be one of {', '.join(ACTIONS)}, got {record.action!r}")
+    return dataclasses.replace(record, at=as_utc(record.at, "at"))
+
+
+class ActionsNotKept:
+    """Says once, in the log, why a store keeps no record of job actions for this
+    process. A store written by an older gnomon has no table for them until a gnomon
+    allowed to create tables opens it; a process that may not (a read-only file or
+    database role, as a fleet's dashboard has) still opens the store, lists no actions
+    and records none. The actions themselves are done: only their record is missing."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._said = False
+
+    def say(self, store: str, reason: str) -> None:
+        with self._lock:
+            said, self._said = self._said, True
+        if not said:
+            logger.warning(
+                "the store %s keeps no record of job actions (pause, resume, remove) for "
+                "this process: %s",
+                store,
+                reason,
+            )
+
+
+def missing_actions_table(reason: str) -> str:
+    """Why a store has no table of job actions, for ``ActionsNotKept``."""
+    return (
+        f"it has no table for them (it was written by an older gnomon) and this process "
+        f"may not create one ({reason}); a gnomon allowed to create tables adds it on open"
+    )
 
 
 def check_limit(limit: int) -> None:

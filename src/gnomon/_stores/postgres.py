@@ -10,7 +10,10 @@ Its tables live in one schema (``gnomon`` by default), beside the locker's ``cla
 - ``store_occurrences``: one row per occurrence key, claim and history record at once;
   ``state`` is one of ``gnomon._stores.memory.OccurrenceState``; fencing tokens come
   from the sequence ``store_fence``;
-- ``store_nodes``: one row per live scheduler instance.
+- ``store_nodes``: one row per live scheduler instance;
+- ``store_actions``: the actions taken on jobs (pause, resume, remove) and by whom;
+  added within schema version 1 (made on open where missing; older versions ignore it;
+  a role that may not create it opens the store without it, recording no actions).
 
 What to decide is decided by the functions ``gnomon._stores.memory`` shares with every
 store; this module only reads and writes rows. Why it reads and writes them as it does:
@@ -73,8 +76,10 @@ from gnomon._postgres_schema import sql_name
 from gnomon._stores.bulk import collector_paused, maker
 from gnomon._stores.contract import (
     SCHEMA_VERSION,
+    ActionRecord,
     Claim,
     ClaimRequest,
+    HistoryCursor,
     IfExists,
     NewJob,
     NodeInfo,
@@ -84,8 +89,10 @@ from gnomon._stores.contract import (
     outcome_names,
 )
 from gnomon._stores.memory import (
+    ActionsNotKept,
     OccurrenceState,
     StoredClaim,
+    action_in_utc,
     as_utc,
     blocks_recreation,
     check_id_free,
@@ -95,9 +102,11 @@ from gnomon._stores.memory import (
     check_version,
     claimable,
     denial,
+    history_cursor,
     judge,
     kept_or_replaced,
     lease_lost,
+    missing_actions_table,
     next_attempt,
     optional_utc,
     paused_as,
@@ -123,6 +132,8 @@ _OUTCOMES = {outcome.value: outcome for outcome in Outcome}
 _make_job = maker(StoredJob)
 _UNAVAILABLE = (psycopg.OperationalError, psycopg.InterfaceError)
 """psycopg's connection, timeout and cancellation errors (pool timeouts included)."""
+_NOT_ALLOWED = (psycopg.errors.InsufficientPrivilege, psycopg.errors.ReadOnlySqlTransaction)
+"""A role that may not write there, or a server (or session) that is read-only."""
 
 # ---------------------------------------------------------------- schema and statements
 
@@ -185,7 +196,21 @@ CREATE TABLE {nodes} (
     last_seen timestamptz NOT NULL,
     leader boolean NOT NULL
 );
-INSERT INTO {meta} (version) VALUES ({version})
+INSERT INTO {meta} (version) VALUES ({version});
+"""
+
+_CREATE_ACTIONS = """
+CREATE TABLE IF NOT EXISTS {actions} (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    job_id uuid NOT NULL,
+    job_name text NOT NULL,
+    action text NOT NULL,
+    actor text,
+    at timestamptz NOT NULL,
+    detail text
+);
+CREATE INDEX IF NOT EXISTS store_actions_job ON {actions} (job_id, at DESC, id DESC);
+CREATE INDEX IF NOT EXISTS store_actions_at ON {actions} (at DESC, id DESC)
 """
 
 _JOB_COLUMNS = (
@@ -275,7 +300,20 @@ ON CONFLICT (key) DO NOTHING
 RETURNING 1"""
 
 _STATEMENTS = {
-    "create": _CREATE,
+    "create": _CREATE + _CREATE_ACTIONS,
+    "create_actions": _CREATE_ACTIONS,
+    "find_actions": (
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c "
+        "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = {schema_name} AND c.relname = 'store_actions')"
+    ),
+    "record_action": (
+        "INSERT INTO {actions} (job_id, job_name, action, actor, at, detail) "
+        "VALUES (%(job_id)s, %(job_name)s, %(action)s, %(actor)s, %(at)s, %(detail)s)"
+    ),
+    "prune_actions": (
+        "WITH d AS (DELETE FROM {actions} WHERE at < %(before)s RETURNING 1) SELECT count(*) FROM d"
+    ),
     "read_version": "SELECT version FROM {meta} LIMIT 1",
     # the catalog as of this statement (to_regclass would read a cache that does not see
     # a table another process created while this one waited for the schema lock)
@@ -396,6 +434,7 @@ class _Statements:
             "jobs": sql.Identifier(schema, "store_jobs"),
             "occurrences": sql.Identifier(schema, "store_occurrences"),
             "nodes": sql.Identifier(schema, "store_nodes"),
+            "actions": sql.Identifier(schema, "store_actions"),
             "seq_name": sql.Identifier(schema, "store_seq"),
             "fence_name": sql.Identifier(schema, "store_fence"),
             "seq": _regclass(schema, "store_seq"),
@@ -415,6 +454,7 @@ class _Statements:
             "notifying": sql.SQL(_NOTIFYING).format(channel=sql.Literal(channel)),
         }
         self._occurrences = names["occurrences"]
+        self._actions = names["actions"]
         self._composed = {key: sql.SQL(text).format(**names) for key, text in _STATEMENTS.items()}
         self._begin: list[sql.Composable] = [sql.SQL("BEGIN")]
         if local_timeout is not None:
@@ -452,6 +492,12 @@ class _Statements:
             "SELECT {run_cols} FROM {occurrences} WHERE {where} "
             "ORDER BY scheduled_at DESC, key DESC LIMIT %(limit)s"
         ).format(occurrences=self._occurrences, run_cols=sql.SQL(_RUN_COLUMNS), where=where)
+
+    def actions(self, where: sql.Composable) -> sql.Composed:
+        return sql.SQL(
+            "SELECT job_id, job_name, action, actor, at, detail FROM {actions} WHERE {where} "
+            "ORDER BY at DESC, id DESC LIMIT %(limit)s"
+        ).format(actions=self._actions, where=where)
 
 
 def _regclass(schema: str, name: str) -> sql.Composed:
@@ -882,6 +928,9 @@ class PostgresStore(Store):
         self._lock = threading.Lock()
         self._ready = False
         self._closed = False
+        self._actions_missing: str | None = None
+        """Why the schema has no actions table (this role may not add it), else ``None``."""
+        self._actions_not_kept = ActionsNotKept()
         self._listener = _Listener(
             self._listen_connection, self._sql.get("listen"), _round_trip_limit(self.timeout)
         )
@@ -1043,7 +1092,19 @@ class PostgresStore(Store):
         """
         if self._version(conn) is None:
             self._create(conn)
+        elif not self._exchange(conn, "find_actions")[0][0][0]:
+            self._actions_missing = self._try_create_actions(conn)
         self._ready = True
+
+    def _try_create_actions(self, conn: Connection) -> str | None:
+        """Add the actions table to a schema from an older gnomon; if this role or
+        server may not, why not (the store is still read, as a dashboard reads it)."""
+        try:
+            self._exchange(conn, "schema_lock", "create_actions", begin=True, commit=True)
+        except _NOT_ALLOWED as exc:
+            _rollback(conn, _round_trip_limit(self.timeout))
+            return _first_line(exc)
+        return None
 
     def _version(self, conn: Connection) -> int | None:
         """The schema's version, ``None`` before it exists; any other version than
@@ -1353,19 +1414,72 @@ class PostgresStore(Store):
         outcomes: Collection[Outcome | None] | None = None,
         since: datetime | None = None,
         limit: int = 100,
+        before: HistoryCursor | None = None,
     ) -> list[RunRecord]:
         check_limit(limit)
         oldest = optional_utc(since, "since")
         where, params = _history_filter(job_id, job_name, outcomes, oldest)
+        cursor = history_cursor(before)
+        if cursor is not None:
+            # a range on the index's scheduled_at, ties by key
+            where = sql.SQL(" AND ").join([where, sql.SQL(_AFTER_CURSOR)])
+            params.update(before_at=cursor[0], before_key=cursor[1])
         rows = self._rows(self._sql.history(where), {**params, "limit": limit})
         return [_run_record(row) for row in rows]
 
     def prune(self, before: datetime) -> int:
-        """Finished and skipped records, tombstones (and instances not seen since) from
-        before ``before``: runs before tombstones, the order a claim locks them in."""
+        """Finished and skipped records, tombstones, actions (and instances not seen
+        since) from before ``before``: runs before tombstones, the order a claim locks
+        them in."""
         params = {"before": as_utc(before, "before")}
-        results = self._run("prune_runs", "prune_tombstones", "prune_nodes", params=params)
-        return _int(results[0][0][0]) + _int(results[1][0][0])
+        actions = ["prune_actions"] if self._why_no_actions() is None else []
+        results = self._run(
+            "prune_runs", "prune_tombstones", *actions, "prune_nodes", params=params
+        )
+        return sum(_int(rows[0][0]) for rows in results[:-1])  # nodes are not counted
+
+    # ------------------------------------------------------------ actions
+
+    def record_action(self, record: ActionRecord) -> None:
+        params = _fields(action_in_utc(record))
+        missing = self._why_no_actions()
+        if missing is not None:
+            self._actions_not_kept.say(self.describe(), missing_actions_table(missing))
+            return
+        try:
+            self._run("record_action", params=params)
+        except _NOT_ALLOWED as exc:
+            reason = f"this role may not record them ({_first_line(exc)})"
+            self._actions_not_kept.say(self.describe(), reason)
+
+    def actions(
+        self,
+        *,
+        job_id: uuid.UUID | None = None,
+        job_name: str | None = None,
+        limit: int = 100,
+    ) -> list[ActionRecord]:
+        check_limit(limit)
+        if self._why_no_actions() is not None:
+            return []
+        where, params = _history_filter(job_id, job_name, None, None)
+        try:
+            rows = self._rows(self._sql.actions(where), {**params, "limit": limit})
+        except psycopg.errors.InsufficientPrivilege as exc:
+            reason = f"this role may not read them ({_first_line(exc)})"
+            self._actions_not_kept.say(self.describe(), reason)
+            return []
+        return [ActionRecord(*row) for row in rows]
+
+    def _why_no_actions(self) -> str | None:
+        """Why the schema has no actions table, ``None`` when it has one. While it is
+        missing it is looked for again: a gnomon allowed to create it may have since."""
+        if self._ready and self._actions_missing is None:
+            return None
+        with self._connection() as conn:  # the schema checked first: the table, or why not
+            if self._actions_missing and self._exchange(conn, "find_actions")[0][0][0]:
+                self._actions_missing = None
+        return self._actions_missing
 
     # ------------------------------------------------------------ nodes
 
@@ -1404,14 +1518,23 @@ def _checkout(pool: Pool) -> Connection:
 def _checkin(pool: Pool, conn: Connection, *, autocommit: bool, limit: float) -> None:
     """Give ``conn`` back, its transaction ended (the watchdog must be done with it
     before the pool may hand it to another caller)."""
-    if not conn.closed and conn.info.transaction_status != TransactionStatus.IDLE:
-        # a call that raised between its phases: end its transaction
-        with contextlib.suppress(psycopg.Error), _WATCHDOG.guard(conn, limit):
-            conn.execute("ROLLBACK")
+    _rollback(conn, limit)  # a call that raised between its phases
     if not autocommit:
         with contextlib.suppress(psycopg.Error):
             conn.autocommit = False
     pool.putconn(conn)
+
+
+def _rollback(conn: Connection, limit: float) -> None:
+    """End the transaction ``conn`` is in, if any."""
+    if not conn.closed and conn.info.transaction_status != TransactionStatus.IDLE:
+        with contextlib.suppress(psycopg.Error), _WATCHDOG.guard(conn, limit):
+            conn.execute("ROLLBACK")
+
+
+def _first_line(exc: Exception) -> str:
+    """A server error's message without the statement it quotes."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def _all_results(cursor: ClientCursor[Row]) -> list[list[Row]]:
@@ -1492,6 +1615,11 @@ def _run_record(row: Row) -> RunRecord:
     outcome = values[6]
     values[6] = None if outcome is None else _OUTCOMES[outcome]
     return RunRecord(*values)
+
+
+_AFTER_CURSOR = (
+    "scheduled_at <= %(before_at)s AND (scheduled_at < %(before_at)s OR key < %(before_key)s)"
+)
 
 
 def _history_filter(

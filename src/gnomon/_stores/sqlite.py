@@ -42,8 +42,10 @@ from gnomon._events import Outcome
 from gnomon._stores.bulk import collector_paused, maker
 from gnomon._stores.contract import (
     SCHEMA_VERSION,
+    ActionRecord,
     Claim,
     ClaimRequest,
+    HistoryCursor,
     IfExists,
     NewJob,
     NodeInfo,
@@ -52,8 +54,10 @@ from gnomon._stores.contract import (
     StoredJob,
 )
 from gnomon._stores.memory import (
+    ActionsNotKept,
     OccurrenceState,
     StoredClaim,
+    action_in_utc,
     as_utc,
     blocks_recreation,
     check_id_free,
@@ -63,9 +67,11 @@ from gnomon._stores.memory import (
     check_version,
     claimable,
     denial,
+    history_cursor,
     judge,
     kept_or_replaced,
     lease_lost,
+    missing_actions_table,
     new_row,
     next_attempt,
     optional_utc,
@@ -120,6 +126,23 @@ _SCHEMA = (
     """INSERT OR IGNORE INTO gnomon_meta (name, value)
         VALUES ('schema_version', ?), ('seq', 0), ('token', 0)""",
 )
+
+# Added within schema version 1, made on open where missing: an older gnomon ignores it.
+_ACTIONS_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS gnomon_actions (
+        id INTEGER PRIMARY KEY, job_id BLOB NOT NULL, job_name TEXT NOT NULL,
+        action TEXT NOT NULL, actor TEXT, at TEXT NOT NULL, at_ts REAL NOT NULL,
+        detail TEXT)""",
+    "CREATE INDEX IF NOT EXISTS gnomon_actions_by_job ON gnomon_actions (job_id, at_ts)",
+    "CREATE INDEX IF NOT EXISTS gnomon_actions_by_time ON gnomon_actions (at_ts)",
+)
+_HAS_ACTIONS = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'gnomon_actions'"
+_INSERT_ACTION = """INSERT INTO gnomon_actions (job_id, job_name, action, actor, at, at_ts,
+    detail) VALUES (?, ?, ?, ?, ?, ?, ?)"""
+_ACTION = "SELECT job_id, job_name, action, actor, at, detail FROM gnomon_actions"
+_PRUNE_ACTIONS = "DELETE FROM gnomon_actions WHERE at_ts < ?"
+_CANNOT_WRITE = frozenset({sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM})
+"""Primary result codes for a file this process may read but not write."""
 
 _JOB = """SELECT id, name, task, definition, anchor, next_fire, runs, last_run, paused,
     pause_reason, version, source, seq, removed, removed_at FROM gnomon_jobs"""
@@ -248,6 +271,9 @@ class SQLiteStore(Store):
         self._unchecked = 0
         """How many commits this process made since its last checkpoint."""
         self._checkpointed = time.monotonic()
+        self._actions_missing: str | None = None
+        """Why the file has no actions table (it may not be written), ``None`` once it has."""
+        self._actions_not_kept = ActionsNotKept()
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -315,7 +341,8 @@ class SQLiteStore(Store):
     def _prepare(self, connection: sqlite3.Connection) -> None:
         """Refuse a newer schema before writing anything, then switch to WAL and create
         the schema if it is missing (inside a write transaction, re-checked there, as
-        several processes may open a new file at once)."""
+        several processes may open a new file at once). A store from an older gnomon
+        gains the actions table, unless the file is read-only: it is read without."""
         with self._preparing:
             if self._ready:
                 return
@@ -328,6 +355,8 @@ class SQLiteStore(Store):
                     self._check_version(found)
                     if found is None:
                         _create_schema(connection)
+            elif connection.execute(_HAS_ACTIONS).fetchone() is None:
+                self._actions_missing = _try_create_actions(connection)
             self._ready = True
 
     def _use_wal(self, connection: sqlite3.Connection) -> None:
@@ -586,20 +615,64 @@ class SQLiteStore(Store):
         outcomes: Collection[Outcome | None] | None = None,
         since: datetime | None = None,
         limit: int = 100,
+        before: HistoryCursor | None = None,
     ) -> list[RunRecord]:
         check_limit(limit)
         if outcomes is not None and not outcomes:
             return []
         where, params = _history_filter(job_id, job_name, outcomes, since)
+        where, params = _after_cursor(where, params, history_cursor(before))
         statement = f"{_RECORD}{where} ORDER BY scheduled_ts DESC, occurrence_key DESC LIMIT ?"
         return [_record(row) for row in self._fetch(statement, (*params, limit))]
 
     def prune(self, before: datetime) -> int:
         moment = as_utc(before, "before").timestamp()
+        statements = [_PRUNE_RECORDS, _PRUNE_TOMBSTONES]
+        if self._why_no_actions() is None:
+            statements.append(_PRUNE_ACTIONS)
         with self._write() as connection:
-            records = connection.execute(_PRUNE_RECORDS, (moment,)).rowcount
-            tombstones = connection.execute(_PRUNE_TOMBSTONES, (moment,)).rowcount
-        return int(records + tombstones)
+            return sum(connection.execute(each, (moment,)).rowcount for each in statements)
+
+    # ---------------------------------------------------------------- actions
+
+    def record_action(self, record: ActionRecord) -> None:
+        record = action_in_utc(record)
+        params = (
+            record.job_id.bytes, record.job_name, record.action, record.actor,
+            _text(record.at), record.at.timestamp(), record.detail,
+        )  # fmt: skip
+        missing = self._why_no_actions()
+        if missing is not None:
+            self._actions_not_kept.say(self.path, missing_actions_table(missing))
+            return
+        with self._write() as connection:
+            connection.execute(_INSERT_ACTION, params)
+
+    def actions(
+        self,
+        *,
+        job_id: uuid.UUID | None = None,
+        job_name: str | None = None,
+        limit: int = 100,
+    ) -> list[ActionRecord]:
+        check_limit(limit)
+        if self._why_no_actions() is not None:
+            return []
+        where, params = _history_filter(job_id, job_name, None, None)
+        statement = f"{_ACTION}{where} ORDER BY at_ts DESC, id DESC LIMIT ?"
+        return [
+            ActionRecord(_UUID(bytes=job), name, action, actor, _datetime(at), detail)
+            for job, name, action, actor, at, detail in self._fetch(statement, (*params, limit))
+        ]
+
+    def _why_no_actions(self) -> str | None:
+        """Why the file has no actions table, ``None`` when it has one. While it is
+        missing it is looked for again: a gnomon allowed to write may have added it."""
+        with self._errors():
+            connection = self._connection()  # prepared: the table made, or why not
+            if self._actions_missing and connection.execute(_HAS_ACTIONS).fetchone():
+                self._actions_missing = None
+        return self._actions_missing
 
     # ---------------------------------------------------------------- nodes
 
@@ -673,6 +746,25 @@ def _create_schema(connection: sqlite3.Connection) -> None:
     for statement in tables:
         connection.execute(statement)
     connection.execute(counters, (SCHEMA_VERSION,))
+    _create_actions(connection)
+
+
+def _create_actions(connection: sqlite3.Connection) -> None:
+    for statement in _ACTIONS_SCHEMA:
+        connection.execute(statement)
+
+
+def _try_create_actions(connection: sqlite3.Connection) -> str | None:
+    """Add the actions table to a store from an older gnomon; if the file may not be
+    written, why not (the store is still read, as a dashboard reads it)."""
+    try:
+        with _transaction(connection):
+            _create_actions(connection)
+    except sqlite3.OperationalError as exc:
+        if exc.sqlite_errorcode & 0xFF not in _CANNOT_WRITE:
+            raise
+        return str(exc)
+    return None
 
 
 @contextlib.contextmanager
@@ -874,6 +966,19 @@ def _history_filter(
         clauses.append(f"({' OR '.join(either)})")
         params.extend(values)
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
+
+
+def _after_cursor(
+    where: str, params: list[object], cursor: HistoryCursor | None
+) -> tuple[str, list[object]]:
+    """``where`` narrowed to the records after ``cursor`` in history order (newest
+    first, then by key): a range on the index's ``scheduled_ts``, ties by key."""
+    if cursor is None:
+        return where, params
+    moment, key = cursor[0].timestamp(), cursor[1]
+    clause = "scheduled_ts <= ? AND (scheduled_ts < ? OR occurrence_key < ?)"
+    joined = f"{where} AND {clause}" if where else f" WHERE {clause}"
+    return joined, [*params, moment, moment, key]
 
 
 def _text(moment: datetime) -> str:

@@ -23,7 +23,7 @@ from starlette.staticfiles import StaticFiles
 from gnomon._errors import InvalidOption, JobNotFound
 from gnomon._events import Outcome
 from gnomon._scheduler import AsyncScheduler, Scheduler, _local_zone
-from gnomon._stores.contract import RunRecord, Store
+from gnomon._stores.contract import ActionRecord, RunRecord, Store
 from gnomon.web._data import FAILED, JobDetail, SchedulerSource, Source, StoreSource
 from gnomon.web._guard import LOOPBACK_HOSTS, Auth, Guard
 from gnomon.web._listing import HistoryPage, JobFilter, history_page, jobs_page, page_number
@@ -32,6 +32,8 @@ __all__ = ["build", "dashboard"]
 
 POLL_MS = 5000
 REASON_LIMIT = 500
+ACTIONS_SHOWN = 20
+"""How many of a job's latest actions its page lists (``s.actions()`` has them all)."""
 _LOG = logging.getLogger("gnomon.web")
 _DONE = {
     "run": "Run started.",
@@ -273,19 +275,27 @@ class _Pages:
         job_id: uuid.UUID = request.path_params["job_id"]
         outcome = request.query_params.get("outcome", "")
         page = page_number(request.query_params.get("page"))
+        before = request.query_params.get("before", "")
 
-        def collect() -> tuple[JobDetail | None, HistoryPage | None]:
+        def collect() -> tuple[JobDetail | None, HistoryPage | None, list[ActionRecord]]:
             detail = self.source.job(job_id, self.show_arguments)
             if detail is None:
-                return None, None
+                return None, None, []
             self.source.recent([detail.row])
-            return detail, history_page(self.source, job_id, outcome, page)
+            history = history_page(self.source, job_id, outcome, page, before)
+            return detail, history, self.source.actions(job_id, ACTIONS_SHOWN)
 
-        detail, history = await self.read(collect)
+        detail, history, done = await self.read(collect)
         if detail is None:
             return self.missing_job(request)
         return self.render(
-            request, "job.html", job=detail, row=detail.row, history=history, outcome=outcome
+            request,
+            "job.html",
+            job=detail,
+            row=detail.row,
+            history=history,
+            outcome=outcome,
+            job_actions=done,
         )
 
     async def occurrence(self, request: Request) -> Response:
@@ -369,16 +379,17 @@ class _Pages:
         reason = form.get("reason", "").strip()[:REASON_LIMIT]
 
         def pause(job: Any, actor: str) -> object:
+            # The actor also goes into the reason, which `gnomon status` shows.
             said = f"{reason} (paused by {actor})" if reason else f"paused by {actor}"
-            return job.pause(said)
+            return job.pause(said, actor=actor)
 
         return await self._act(request, "pause", pause)
 
     async def resume(self, request: Request) -> Response:
-        return await self._act(request, "resume", lambda job, actor: job.resume())
+        return await self._act(request, "resume", lambda job, actor: job.resume(actor=actor))
 
     async def remove(self, request: Request) -> Response:
-        return await self._act(request, "remove", lambda job, actor: job.remove())
+        return await self._act(request, "remove", lambda job, actor: job.remove(actor=actor))
 
     async def retry(self, request: Request) -> Response:
         key = request.query_params.get("key", "")

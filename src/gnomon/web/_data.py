@@ -23,7 +23,14 @@ from gnomon._job import Job
 from gnomon._rules import Every, Rule
 from gnomon._scheduler import AsyncScheduler, Scheduler
 from gnomon._stores.codec import UndecodableDefinition, decode_definition
-from gnomon._stores.contract import NodeInfo, RunRecord, Store, StoredJob
+from gnomon._stores.contract import (
+    ActionRecord,
+    HistoryCursor,
+    NodeInfo,
+    RunRecord,
+    Store,
+    StoredJob,
+)
 
 __all__ = [
     "FAILED",
@@ -121,12 +128,24 @@ class Source:
         raise NotImplementedError
 
     def history(
-        self, job_id: uuid.UUID, outcomes: Collection[Outcome | None] | None, limit: int
+        self,
+        job_id: uuid.UUID,
+        outcomes: Collection[Outcome | None] | None,
+        limit: int,
+        before: HistoryCursor | None = None,
     ) -> list[RunRecord]:
+        """A job's records newest first (then by key), after ``before`` when given."""
         store = self.store()
         if store is None:
             return []
-        return store.history(job_id=job_id, outcomes=outcomes, limit=limit)
+        return store.history(job_id=job_id, outcomes=outcomes, limit=limit, before=before)
+
+    def actions(self, job_id: uuid.UUID, limit: int) -> list[ActionRecord]:
+        """The actions taken on a job, newest first."""
+        store = self.store()
+        if store is None:
+            return []
+        return store.actions(job_id=job_id, limit=limit)
 
     def occurrence(self, job_id: uuid.UUID, key: str) -> RunRecord | None:
         store = self.store()
@@ -238,19 +257,27 @@ class SchedulerSource(Source):
         return found
 
     def history(
-        self, job_id: uuid.UUID, outcomes: Collection[Outcome | None] | None, limit: int
+        self,
+        job_id: uuid.UUID,
+        outcomes: Collection[Outcome | None] | None,
+        limit: int,
+        before: HistoryCursor | None = None,
     ) -> list[RunRecord]:
-        records = super().history(job_id, outcomes, limit)
+        records = super().history(job_id, outcomes, limit, before)
         memory = [
             record
             for record in self._memory(job_id)
-            if outcomes is None or record.outcome in outcomes
+            if (outcomes is None or record.outcome in outcomes)
+            and (before is None or _history_order(record) < (before[0], before[1]))
         ]
         if not memory:
             return records
         merged = records + memory
-        merged.sort(key=lambda record: record.scheduled_at.timestamp(), reverse=True)
+        merged.sort(key=_history_order, reverse=True)
         return merged[:limit]
+
+    def actions(self, job_id: uuid.UUID, limit: int) -> list[ActionRecord]:
+        return self.scheduler._action_records(job_id, limit)
 
     def occurrence(self, job_id: uuid.UUID, key: str) -> RunRecord | None:
         for record in self._memory(job_id):  # an in-memory job's (newest first)
@@ -286,6 +313,11 @@ class SchedulerSource(Source):
         if show_arguments:
             arguments = _arguments(spec.args, spec.kwargs)
         return JobDetail(row, definition, handle.next_runs(10), arguments)
+
+
+def _history_order(record: RunRecord) -> tuple[datetime, str]:
+    """Where a record stands in history's order (every store's: time, then key)."""
+    return record.scheduled_at, record.occurrence_key
 
 
 # ---------------------------------------------------------------- rows

@@ -6,15 +6,15 @@ import math
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Final
 
 from gnomon._events import Outcome
-from gnomon._stores.contract import RunRecord
+from gnomon._stores.contract import HistoryCursor, RunRecord
 from gnomon.web._data import FAILED, JobRow, Source
 
 __all__ = [
     "JOBS_PER_PAGE",
-    "MAX_HISTORY_PAGES",
     "RECORDS_PER_PAGE",
     "HistoryPage",
     "JobFilter",
@@ -26,8 +26,6 @@ __all__ = [
 
 JOBS_PER_PAGE: Final = 50
 RECORDS_PER_PAGE: Final = 50
-MAX_HISTORY_PAGES: Final = 40
-"""Deep history pages read every newer record first; older ones are for ``gnomon history``."""
 FAILURES: Final = "failed"
 """The history filter that shows every kind of failure."""
 RUNNING: Final = "RUNNING"
@@ -111,14 +109,39 @@ def jobs_page(source: Source, wanted: JobFilter, page: int) -> JobsPage:
 class HistoryPage:
     records: list[RunRecord]
     page: int
+    """The page's number, for the reader (the cursor, not the number, says where it is)."""
     more: bool
     """Whether an older page can be shown."""
+    cursor: str | None
+    """What the link to the older page carries: where this page ended."""
 
 
-def history_page(source: Source, job_id: uuid.UUID, outcome: str, page: int) -> HistoryPage:
-    """One page of a job's history, newest first (one indexed query for the page)."""
-    page = min(page, MAX_HISTORY_PAGES)
-    end = page * RECORDS_PER_PAGE
-    records = source.history(job_id, wanted_outcomes(outcome), end + 1)
-    more = len(records) > end and page < MAX_HISTORY_PAGES
-    return HistoryPage(records[end - RECORDS_PER_PAGE : end], page, more)
+def history_page(
+    source: Source, job_id: uuid.UUID, outcome: str, page: int, before: str
+) -> HistoryPage:
+    """One page of a job's history, newest first: the records after the cursor
+    ``before`` (keyset pagination: one indexed query, as cheap deep as on page 1)."""
+    cursor = parse_cursor(before)
+    page = page if cursor is not None else 1
+    found = source.history(job_id, wanted_outcomes(outcome), RECORDS_PER_PAGE + 1, cursor)
+    records = found[:RECORDS_PER_PAGE]
+    more = len(found) > RECORDS_PER_PAGE
+    return HistoryPage(records, page, more, format_cursor(records[-1]) if more else None)
+
+
+def format_cursor(record: RunRecord) -> str:
+    """A history cursor as a link carries it: the record's time (UTC) and key."""
+    moment = record.scheduled_at.astimezone(UTC).isoformat(timespec="microseconds")
+    return f"{moment}|{record.occurrence_key}"
+
+
+def parse_cursor(text: str) -> HistoryCursor | None:
+    """A cursor from a link; ``None`` (the first page) for anything else."""
+    moment, bar, key = text.partition("|")
+    if not bar:
+        return None
+    try:
+        when = datetime.fromisoformat(moment)
+    except ValueError:
+        return None
+    return (when, key) if when.utcoffset() is not None else None
