@@ -584,6 +584,8 @@ class DurableJobs:
             self._stop.wait(interval)
 
     def _follow_once(self, last: dict[str, float]) -> None:
+        # Only what waited before the reads below is vouched for by their success.
+        noted = self.engine.unclaimed_waiting
         if self._broken:
             self.load()
             self._broken = False
@@ -591,7 +593,7 @@ class DurableJobs:
                 "the store %s answers again; jobs resynchronised", self.store.describe()
             )
         self.poll()
-        self.engine.catch_up_unclaimed()
+        self.engine.catch_up_unclaimed(noted=noted)
         self.store.upkeep()
         now = time.monotonic()
         if now - last["beat"] >= _HEARTBEAT:

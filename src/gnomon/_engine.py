@@ -814,7 +814,7 @@ class Engine:
         key: str | None = None,
     ) -> Run:
         """Admit one occurrence through the singleton and concurrency gates."""
-        if key is None:
+        if key is None and (manual or immediate):  # else the usual key, made when needed
             key = self._key(state, now, manual=manual, immediate=immediate)
         run = Run(self, state, scheduled, key, manual=manual, retries=retries)
         self._gate(run, now, effects)
@@ -1114,26 +1114,38 @@ class Engine:
                 missed.append(run.scheduled_at)
 
     @property
-    def unclaimed_waiting(self) -> bool:
-        """Some durable occurrences wait to be caught up after a store outage."""
-        return bool(self._unclaimed)
+    def unclaimed_waiting(self) -> dict[JobState, list[datetime]]:
+        """The durable occurrences, by job, that wait to be caught up after a store
+        outage (empty: none), as they are now."""
+        if not self._unclaimed:
+            return {}
+        with self.lock:
+            return {state: list(moments) for state, moments in self._unclaimed.items()}
 
-    def catch_up_unclaimed(self, claimed: Run | None = None) -> None:
+    def catch_up_unclaimed(
+        self,
+        claimed: Run | None = None,
+        *,
+        noted: dict[JobState, list[datetime]] | None = None,
+    ) -> None:
         """The store answers again: catch up what could not be claimed meanwhile, by
         each job's catch-up policy, with one missed record per job.
 
         ``claimed``: a later occurrence of its job was just claimed, and runs anyway (as
         a late wake-up's newest fire time does). Without it (the follower read the
-        store), a job is left alone while it has a run going, while its next fire time
-        is due, or while its latest unclaimed occurrence is merely late: the next
-        claim, or a later look, decides.
+        store), only the occurrences in ``noted`` (``unclaimed_waiting`` taken before
+        that read) are caught up: one whose claim failed during the read may belong to
+        an outage that began after it, and its record would be written to a store that
+        is down, and lost. A job is left alone while it has a run going, while its next
+        fire time is due, or while its latest unclaimed occurrence is merely late: the
+        next claim, or a later look, decides.
         """
-        if not self._unclaimed:
+        if not self._unclaimed or (claimed is None and not noted):
             return
         effects: Effects = []
         with self.lock:
             now = self.now()
-            for state, moments in self._take_unclaimed(claimed, now).items():
+            for state, moments in self._take_unclaimed(claimed, noted or {}, now).items():
                 if state.removed:
                     continue
                 moments.sort(key=_ts)
@@ -1150,22 +1162,31 @@ class Engine:
                     self._start(state, moment, now, effects, immediate=False)
         self.apply(effects)
 
-    def _take_unclaimed(self, claimed: Run | None, now: datetime) -> dict[JobState, list[datetime]]:
+    def _take_unclaimed(
+        self, claimed: Run | None, noted: dict[JobState, list[datetime]], now: datetime
+    ) -> dict[JobState, list[datetime]]:
         """The unclaimed occurrences ready to catch up (see ``catch_up_unclaimed``)."""
         if claimed is not None:
             moments = self._unclaimed.pop(claimed.state, None)
             return {claimed.state: moments} if moments else {}
         taken: dict[JobState, list[datetime]] = {}
         stamp = _ts(now)
-        for state, moments in list(self._unclaimed.items()):
+        for state, waiting in list(self._unclaimed.items()):
+            known = set(noted.get(state, ()))
+            moments = [moment for moment in waiting if moment in known]
             upcoming = state.next_fire
-            newest = max(_ts(moment) for moment in moments)
             if (
-                not state.running
-                and newest < stamp - self.catch_up_grace
+                moments
+                and not state.running
+                and max(_ts(moment) for moment in moments) < stamp - self.catch_up_grace
                 and (upcoming is None or _ts(upcoming) > stamp)
             ):
-                taken[state] = self._unclaimed.pop(state)
+                taken[state] = moments
+                later = [moment for moment in waiting if moment not in known]
+                if later:
+                    self._unclaimed[state] = later
+                else:
+                    del self._unclaimed[state]
         return taken
 
     def claim_report(self, run: Run) -> bool:
@@ -1187,17 +1208,19 @@ class Engine:
                 self.live_runs.discard(run)
             else:
                 self._settling += 1  # stays live until its claim is settled in the store
-            if run.outcome is not None and not self._retry_later(run):
+            if run.outcome is not None and (run.retry_at is None or not self._retry_later(run)):
                 self._record_final(run, run.outcome, run.error, effects)
             state = run.state
             state.running -= 1
             self._running -= 1
-            if self._rearms_on_completion(run):
+            if state.spec.interval_from_completion and self._rearms_on_completion(run):
                 self._arm(state, self._next_fire_or_none(state, self.now()))
             if state.waiting or self._queue:
                 self._admit_waiting(state, self.now(), effects)
-            self._signal_change()
-        self.apply(effects)
+            if self.watchers:
+                self._signal_change()
+        if effects:
+            self.apply(effects)
 
     def settled(self, run: Run) -> None:
         """A run's claim was released (its outcome written): it is no longer live."""

@@ -12,6 +12,8 @@ from collections import deque
 from concurrent.futures import Executor, Future
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
+from gnomon._waker import sharpen_timers
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -157,6 +159,7 @@ class WorkerPool(Executor):
         thread.start()
 
     def _worker(self) -> None:
+        sharpen_timers()  # any worker may lead the timer loop, which waits for deadlines
         with self._lock:
             self._waking -= 1  # started to take work: it is here
         try:

@@ -645,10 +645,11 @@ class _SchedulerCore(JobOwner):
 
 
 class Scheduler(_SchedulerCore):
-    """Runs the engine on its own timer thread; sync tasks run in a worker pool.
+    """Runs the engine on a timer loop led by its worker threads; sync tasks run there.
 
     Use it as a context manager (``with gnomon.Scheduler() as s:``) or call ``start()``
-    and ``shutdown()``. ``max_workers=None`` means ``min(32, cpu_count + 4)`` threads.
+    and ``shutdown()``. ``max_workers`` bounds the sync runs going at once (``None``:
+    ``min(32, cpu_count + 4)``); the timer loop takes one thread more.
     """
 
     def _init_face(self) -> None:

@@ -9,6 +9,7 @@ from durable_support import Outage, SchedulerFactory, StoreFactory, wait_until
 
 import gnomon
 from gnomon import Outcome, Retry
+from gnomon._stores.contract import Store
 from gnomon.testing import FakeClock
 
 HOUR = timedelta(hours=1)
@@ -80,6 +81,67 @@ def test_occurrences_unclaimed_in_an_outage_are_recorded_when_the_job_was_paused
     engine = s._engine
     wait_until(lambda: not engine.unclaimed_waiting, "the follower looked at them")
     job.resume()
+    s.wait_idle()
+    assert seen == []
+    missed = sum(r.count for r in s.history(outcome=Outcome.SKIPPED_MISSED))
+    assert missed == 5
+
+
+class _HeldRead:
+    """Holds the follower right after its read of the store's change counter succeeded,
+    until the test lets it go on; tells when the follower has gone on to ``upkeep``."""
+
+    def __init__(self, store: Store) -> None:
+        self.read, self.go_on, self.upkept = threading.Event(), threading.Event(), threading.Event()
+        self.armed = False
+        seq, upkeep = store.seq, store.upkeep
+
+        def held_seq() -> int:
+            answer = seq()
+            if self.armed and threading.current_thread().name == "gnomon-follower":
+                self.armed = False
+                self.read.set()
+                self.go_on.wait(WAIT)
+            return answer
+
+        def noted_upkeep() -> None:
+            upkeep()
+            if self.go_on.is_set():
+                self.upkept.set()
+
+        store.seq = held_seq  # type: ignore[method-assign]
+        store.upkeep = noted_upkeep  # type: ignore[method-assign]
+
+
+def test_occurrences_unclaimed_while_the_follower_reads_the_store_are_recorded_after_the_outage(
+    make: SchedulerFactory, new_store: StoreFactory, clock: FakeClock
+) -> None:
+    """The follower reads the store, then the store goes down and occurrences cannot be
+    claimed before the follower catches up: that read is no sign that the store answers
+    for them, so they are recorded ``SKIPPED_MISSED`` once it really answers again."""
+    seen: list[object] = []
+    store = new_store()
+    held = _HeldRead(store)
+    s = make(store=store)
+
+    def task(ctx: gnomon.JobContext) -> None:
+        seen.append(ctx.scheduled_at)
+
+    s.register(task, name="task")
+    s.start()
+    job = s.add_job("task", gnomon.every("1m"), name="ticker", catch_up="skip")
+    assert job is not None
+    held.armed = True
+    assert held.read.wait(WAIT)  # the follower's read succeeded; the store goes down now
+    outage = Outage(store)
+    clock.advance(5 * MINUTE + 30 * SECOND)  # five occurrences cannot be claimed
+    s.wait_idle()
+    held.go_on.set()
+    assert held.upkept.wait(WAIT)  # the follower went past its catch-up, store still down
+    s.wait_idle()
+    outage.end()
+    engine = s._engine
+    wait_until(lambda: not engine.unclaimed_waiting, "the follower caught them up")
     s.wait_idle()
     assert seen == []
     missed = sum(r.count for r in s.history(outcome=Outcome.SKIPPED_MISSED))

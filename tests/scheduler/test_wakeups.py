@@ -6,13 +6,17 @@ Real threads and real time, but every wait is on an event with a generous timeou
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import sys
 import threading
 import time
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 import gnomon
 from gnomon._pool import WorkerPool
-from gnomon._waker import LoopWaker
+from gnomon._waker import LoopWaker, sharpen_timers
 
 _PATIENCE = 10.0
 
@@ -243,3 +247,36 @@ def test_stop_jobs_ends_the_timer_loop_and_start_leads_again() -> None:
     finally:
         scheduler.shutdown()
     assert scheduler._timer_loops == 0
+
+
+_PR_GET_TIMERSLACK = 30
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="timer slack is Linux's")
+def test_the_threads_that_wait_for_deadlines_ask_for_no_timer_slack() -> None:
+    libc = ctypes.CDLL(None)
+    slack: dict[str, int] = {}
+    ran = threading.Event()
+
+    def task() -> None:  # on a worker thread, any of which may lead the timer loop
+        slack["worker"] = libc.prctl(_PR_GET_TIMERSLACK, 0, 0, 0, 0)
+        ran.set()
+
+    def in_a_thread() -> None:
+        slack["before"] = libc.prctl(_PR_GET_TIMERSLACK, 0, 0, 0, 0)
+        sharpen_timers()
+        slack["after"] = libc.prctl(_PR_GET_TIMERSLACK, 0, 0, 0, 0)
+
+    scheduler = gnomon.Scheduler()
+    try:
+        scheduler.start()
+        scheduler.add_job(task, gnomon.once())
+        assert ran.wait(_PATIENCE)
+    finally:
+        scheduler.shutdown()
+    helper = threading.Thread(target=in_a_thread)
+    helper.start()
+    helper.join(_PATIENCE)
+    assert slack["before"] > 1  # the kernel's default (50 µs), which the waker lowers
+    assert slack["after"] == 1
+    assert slack["worker"] == 1
