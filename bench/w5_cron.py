@@ -9,10 +9,15 @@ figure is the median of several repetitions.
 :func:`run` measures warm: a warm-up pass first, so gnomon's zone offsets are cached.
 :func:`run_cold` measures every chain from a cold cache: before each chain gnomon gets a
 rule built afresh (outside the timer, as a scheduler builds it once) and forgets every
-zone's offsets, so the chain pays for probing them; there is no warm-up pass.
+zone's offsets (``forget_offsets``: what it read of the zone's TZif data or probed, and
+the last fire time it returned), so the chain pays for reading or probing them again;
+there is no warm-up pass. With ``construct=True`` gnomon's rule is built inside the
+timer too, as cronsim and croniter parse inside theirs. :func:`construction` measures
+building a rule alone.
 
-Run standalone (``.venv/bin/python bench/w5_cron.py [--cold]``) or through
-``bench/run.py``, which imports :func:`run` and :func:`run_cold`.
+Run standalone (``.venv/bin/python bench/w5_cron.py [--cold [--construct] |
+--construction]``) or through ``bench/run.py``, which imports :func:`run` and
+:func:`run_cold`.
 """
 
 from __future__ import annotations
@@ -111,12 +116,13 @@ def _us_per_next(chains: dict[str, Callable[[datetime], None]], zone: tzinfo) ->
 ColdChain = Callable[[datetime], Callable[[], None]]
 
 
-def _gnomon_cold(expr: str) -> ColdChain:
+def _gnomon_cold(expr: str, *, construct: bool = False) -> ColdChain:
     def prepare(start: datetime) -> Callable[[], None]:
-        rule = cron(expr)
+        built = None if construct else cron(expr)
         forget_offsets()
 
         def chain() -> None:
+            rule = cron(expr) if built is None else built
             moment: datetime | None = start
             for _ in range(CHAIN):
                 assert moment is not None
@@ -155,8 +161,13 @@ def _row(expr: str, croniter_expr: str | None, zone: tzinfo) -> dict[str, object
     return _figures(expr, zone, _us_per_next(chains, zone))
 
 
-def _cold_row(expr: str, croniter_expr: str | None, zone: tzinfo) -> dict[str, object]:
-    chains = {"gnomon": _gnomon_cold(expr), "cronsim": _peer_cold(_cronsim_chain(expr))}
+def _cold_row(
+    expr: str, croniter_expr: str | None, zone: tzinfo, *, construct: bool
+) -> dict[str, object]:
+    chains = {
+        "gnomon": _gnomon_cold(expr, construct=construct),
+        "cronsim": _peer_cold(_cronsim_chain(expr)),
+    }
     if croniter_expr is not None:
         chains["croniter"] = _peer_cold(_croniter_chain(croniter_expr))
     return _figures(expr, zone, _us_per_next_cold(chains, zone))
@@ -180,9 +191,45 @@ def run() -> list[dict[str, object]]:
     return [_row(expr, other, zone) for zone in ZONES for expr, other in EXPRESSIONS]
 
 
-def run_cold() -> list[dict[str, object]]:
-    """As :func:`run`, every chain from a cold cache."""
-    return [_cold_row(expr, other, zone) for zone in ZONES for expr, other in EXPRESSIONS]
+def run_cold(*, construct: bool = False) -> list[dict[str, object]]:
+    """As :func:`run`, every chain from a cold cache; with ``construct``, gnomon's rule
+    is built inside the timer."""
+    return [
+        _cold_row(expr, other, zone, construct=construct)
+        for zone in ZONES
+        for expr, other in EXPRESSIONS
+    ]
+
+
+def construction() -> list[dict[str, object]]:
+    """µs to build one rule: gnomon's ``cron(expr)`` against ``CronSim(expr, start)``
+    (which parses the expression) and ``croniter(expr, start)``."""
+    start = STARTS[0].replace(tzinfo=UTC)
+    builders: dict[str, Callable[[str, str | None], object]] = {
+        "gnomon": lambda expr, _: cron(expr),
+        "cronsim": lambda expr, _: CronSim(expr, start),
+        "croniter": lambda _, other: None if other is None else croniter(other, start),
+    }
+    rows: list[dict[str, object]] = []
+    for expr, other in EXPRESSIONS:
+        row: dict[str, object] = {"expression": expr}
+        for name, build in builders.items():
+            skipped = name == "croniter" and other is None
+            row[f"{name} µs"] = None if skipped else round(_us_per_call(build, expr, other), 1)
+        rows.append(row)
+    return rows
+
+
+def _us_per_call(
+    build: Callable[[str, str | None], object], expr: str, other: str | None, count: int = 200
+) -> float:
+    timings = []
+    for _ in range(REPETITIONS):
+        began = time.perf_counter()
+        for _ in range(count):
+            build(expr, other)
+        timings.append((time.perf_counter() - began) / count)
+    return statistics.median(timings) * 1e6
 
 
 def _median_of(rows: list[dict[str, object]], key: str) -> float:
@@ -190,13 +237,19 @@ def _median_of(rows: list[dict[str, object]], key: str) -> float:
 
 
 def main() -> None:
-    rows = run_cold() if "--cold" in sys.argv[1:] else run()
+    arguments = sys.argv[1:]
+    if "--construction" in arguments:
+        rows = construction()
+    elif "--cold" in arguments or "--construct" in arguments:
+        rows = run_cold(construct="--construct" in arguments)
+    else:
+        rows = run()
     columns = list(rows[0])
     print(" | ".join(columns))
     for row in rows:
         print(" | ".join("n/a" if row[c] is None else str(row[c]) for c in columns))
     print()
-    for key in ("gnomon µs", "cronsim µs", "croniter µs", "cronsim / ours", "croniter / ours"):
+    for key in columns[2:] if "zone" in columns else columns[1:]:
         print(f"median {key}: {_median_of(rows, key):.2f}")
 
 

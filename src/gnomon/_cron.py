@@ -48,6 +48,8 @@ _SENTINEL: Final = 99
 _LAST_DAY: Final = date.max.toordinal() - _EPOCH_ORDINAL
 _EVERY_SEVENTH_BIT: Final = sum(1 << (7 * week) for week in range(5))
 _DAYS_1_TO_31: Final = (1 << 32) - 2
+_MONTH_LENGTHS: Final = (0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+_IN_MONTH: Final = tuple((1 << (length + 1)) - 2 for length in range(32))  # bits 1 to length
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,11 +305,13 @@ class CronMatcher:
 
     __slots__ = (
         "_day_and",
+        "_day_extras",
         "_dom_bits",
         "_dow_by_first",
         "_first_time",
         "_last_answer",
         "_last_day",
+        "_last_month",
         "_last_weekday",
         "_last_weekdays",
         "_month_cache",
@@ -318,11 +322,15 @@ class CronMatcher:
         "_next_month",
         "_next_second",
         "_nth",
+        "_single_time",
+        "_weekday_extras",
     )
 
     def __init__(self, spec: CronSpec) -> None:
         self._next_second = _next_table(spec.seconds, 60)
         self._first_time = min(spec.hours) * 3600 + min(spec.minutes) * 60 + min(spec.seconds)
+        one_time = len(spec.hours) == len(spec.minutes) == len(spec.seconds) == 1
+        self._single_time = self._first_time if one_time else -1
         self._next_minute = _next_table(spec.minutes, 60)
         self._next_hour = _next_table(spec.hours, 24)
         self._next_month = _next_table(spec.months, 12)
@@ -335,8 +343,12 @@ class CronMatcher:
         self._last_weekdays = tuple(sorted(spec.last_weekdays))
         self._nth = tuple(sorted(spec.nth_weekdays))
         self._day_and = spec.days_and
-        self._month_cache: dict[int, tuple[int, int]] = {}
+        self._day_extras = spec.last_day or spec.last_weekday_of_month or bool(self._nearest)
+        self._weekday_extras = bool(self._last_weekdays or self._nth)
+        self._month_cache: dict[int, tuple[int, int, int]] = {}
         self._last_answer = (-1 << 40, 0)  # (day asked about, first allowed day from it)
+        # The month of the last answer: first day, end, allowed days, year, month.
+        self._last_month = (0, 0, 0, 0, 0)
 
     def fires_ever(self) -> bool:
         """Whether any day matches: the calendar repeats every 400 years."""
@@ -349,7 +361,19 @@ class CronMatcher:
     def first_at_or_after(self, wall: int, limit: int, anchor_day: int) -> int | None:
         """The first allowed wall time in ``[wall, limit)``; ``anchor_day`` is unused."""
         day, second = divmod(wall, 86_400)
-        time_of_day = self._time_at_or_after(second // 3600, second // 60 % 60, second % 60)
+        single = self._single_time
+        if single >= 0:  # one time of day, as most rules have: no field-by-field search
+            asked = day if second <= single else day + 1
+            # Such rules ask about the day after their last fire, most often in its month
+            # (others ask about one day many times, which _first_day remembers).
+            first, end, mask, _, _ = self._last_month
+            bits = mask >> (asked - first + 1) if first <= asked < end else 0
+            if bits:
+                found = (asked + (bits & -bits).bit_length() - 1) * 86_400 + single
+                return found if found < limit else None
+            time_of_day = single if second <= single else None
+        else:
+            time_of_day = self._time_at_or_after(second // 3600, second // 60 % 60, second % 60)
         first_day = self._first_day(day if time_of_day is not None else day + 1, limit // 86_400)
         if first_day is None:
             return None
@@ -381,10 +405,24 @@ class CronMatcher:
         asked, answer = self._last_answer
         if asked == day_number:  # rules firing many times a day ask about one day often
             return answer if answer <= last_day else None
-        if day_number > _LAST_DAY:
+        first, end, mask, year, month = self._last_month
+        following = (0, 0)  # the number of the month after one seen, and its first day
+        if first <= day_number < end:
+            # Rules ask about the day after their last fire, most often in its month.
+            bits = mask >> (day_number - first + 1)
+            if bits:
+                answer = day_number + (bits & -bits).bit_length() - 1
+                self._last_answer = (day_number, answer)
+                return answer if answer <= last_day else None
+        if first <= day_number <= end and month:
+            # Nothing left in that month, or the day asked about is the first after it.
+            following = (year * 12 + month, end)
+            month, day = month + 1, 1
+        elif day_number > _LAST_DAY:
             return None
-        start = date.fromordinal(day_number + _EPOCH_ORDINAL)
-        year, month, day = start.year, start.month, start.day
+        else:
+            start = date.fromordinal(day_number + _EPOCH_ORDINAL)
+            year, month, day = start.year, start.month, start.day
         while True:
             found = self._next_month[month]
             if found != month:
@@ -394,29 +432,42 @@ class CronMatcher:
                     if year > 9999:
                         return None
                 month = found
-            mask, first = self._month_cache.get(year * 16 + month) or self._day_mask(year, month)
+            hint = following[1] if following[0] == year * 12 + month - 1 else None
+            known = self._month_cache.get(year * 16 + month) or self._day_mask(year, month, hint)
+            mask, first, length = known
             if first > last_day:
                 return None
             bits = mask >> day
             if bits:
                 answer = first + day - 2 + (bits & -bits).bit_length()
                 self._last_answer = (day_number, answer)
+                self._last_month = (first, first + length, mask, year, month)
                 return answer
+            following = (year * 12 + month, first + length)
             month, day = month + 1, 1
 
-    def _day_mask(self, year: int, month: int) -> tuple[int, int]:
-        """The month's matching days as bits 1-31, and its first day's number."""
-        first_day = date(year, month, 1).toordinal() - _EPOCH_ORDINAL
-        length = _month_length(year, month)
+    def _day_mask(
+        self, year: int, month: int, first_day: int | None = None
+    ) -> tuple[int, int, int]:
+        """The month's matching days as bits 1-31, its first day's number (if not given)
+        and its length."""
+        if first_day is None:
+            first_day = date(year, month, 1).toordinal() - _EPOCH_ORDINAL
+        length = _MONTH_LENGTHS[month] if month != 2 else _month_length(year, month)
         first_weekday = (first_day + 4) % 7  # 1970-01-01 was a Thursday; 0 = Sunday
-        in_month = (1 << (length + 1)) - 2
-        days = self._month_days(length, first_weekday) & in_month
-        weekdays = self._month_weekdays(length, first_weekday) & in_month
-        mask = days & weekdays if self._day_and else days | weekdays
-        if len(self._month_cache) >= 2048:
-            self._month_cache.clear()
-        self._month_cache[year * 16 + month] = (mask, first_day)
-        return mask, first_day
+        days = self._month_days(length, first_weekday) if self._day_extras else self._dom_bits
+        weekdays = (
+            self._month_weekdays(length, first_weekday)
+            if self._weekday_extras
+            else self._dow_by_first[first_weekday]
+        )
+        # Either way, only the month's own days: bits 1 to length.
+        mask = (days & weekdays if self._day_and else days | weekdays) & _IN_MONTH[length]
+        cache = self._month_cache
+        if len(cache) >= 2048:
+            cache.clear()
+        known = cache[year * 16 + month] = (mask, first_day, length)
+        return known
 
     def _month_days(self, length: int, first_weekday: int) -> int:
         bits = self._dom_bits
