@@ -298,7 +298,7 @@ def s3_section(raw: dict[str, Any], values: Values) -> list[str]:
         (
             "gnomon's observer answers from its in-memory mirror, which its follower thread "
             "updates: woken by `LISTEN/NOTIFY` on PostgreSQL (polling every second as a "
-            "backstop), polling every 250 ms on SQLite. APScheduler 3's `get_job` queries the "
+            "backstop), polling every 500 ms on SQLite. APScheduler 3's `get_job` queries the "
             "store on every call, so its observer sees a change at its next query, but its "
             "scheduler thread never learns of another process's changes before its own next "
             "wake-up (APScheduler 3 does not support sharing a job store between schedulers)."

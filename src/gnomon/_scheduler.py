@@ -876,17 +876,23 @@ class Scheduler(_SchedulerCore):
 
     def _wake_engine(self) -> Run | None:
         """One batch of due work; the run kept for this thread once the lead is handed
-        over (else None: the run, if any, went to the pool)."""
+        over (else None: the run, if any, went to the pool).
+
+        During a burst (more is due after this batch) the leader keeps leading and the
+        pool takes every run: handing the lead over batch after batch would bounce the
+        interpreter between threads for no gain in lateness.
+        """
+        more = False
         try:
-            self._engine.wake(self.clock.now(), batches=1)
+            more = self._engine.wake(self.clock.now(), batches=1)
         except Exception:
             self._log.critical("the scheduler's timer failed", exc_info=True)
         run, self._inline = self._inline, None
         if run is None:
             return None
-        if self._pool.hand_over(self._timer_main):
+        if not more and self._pool.hand_over(self._timer_main):
             return run
-        self._pool.spawn(run.run_sync)  # no thread free for a new leader: no hand-off
+        self._pool.spawn(run.run_sync)  # a burst, or no thread free for a new leader
         return None
 
     def _stop_timer(self) -> None:

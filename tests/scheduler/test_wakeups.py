@@ -10,6 +10,7 @@ import ctypes
 import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -280,3 +281,29 @@ def test_the_threads_that_wait_for_deadlines_ask_for_no_timer_slack() -> None:
     assert slack["before"] > 1  # the kernel's default (50 µs), which the waker lowers
     assert slack["after"] == 1
     assert slack["worker"] == 1
+
+
+def test_during_a_burst_the_leader_keeps_leading_and_the_pool_takes_the_runs() -> None:
+    runs = 200
+    done = threading.Semaphore(0)
+    handed: list[bool] = []
+    scheduler = gnomon.Scheduler()
+    hand_over = scheduler._pool.hand_over
+
+    def counting_hand_over(work: Callable[[], object]) -> bool:
+        agreed = hand_over(work)
+        handed.append(agreed)
+        return agreed
+
+    scheduler._pool.hand_over = counting_hand_over  # type: ignore[method-assign]
+    try:
+        due = gnomon.once(datetime.now(UTC) + timedelta(seconds=0.1))
+        for _ in range(runs):  # added before the start: all due at one wake-up, however slow
+            scheduler.add_job(done.release, due)
+        scheduler.start()
+        for _ in range(runs):
+            assert done.acquire(timeout=_PATIENCE)
+    finally:
+        scheduler.shutdown()
+    # 200 runs due at once take 7 batches: the lead is offered once, after the last.
+    assert len(handed) <= 1
