@@ -839,8 +839,8 @@ class Scheduler(_SchedulerCore):
         The leader waits for the next deadline and processes what is due. It keeps the
         first due sync run for itself: it hands the lead to another worker, which waits
         for the next deadline, and runs that run at once, with no hand-off between the
-        thread that woke on time and the one that runs. During a burst the runs after the
-        first go to the pool, and each new leader takes the next batch.
+        thread that woke on time and the one that runs. During a burst (more is due than
+        one batch) the leader keeps leading and every run goes to the pool.
         """
         run = self._lead()
         if run is not None:
