@@ -437,6 +437,15 @@ def test_a_counted_claim_records_the_schedulers_start_as_last_run(store: Store) 
     assert row_of(store, row).last_run == T0 + timedelta(seconds=2)
 
 
+def test_a_claim_committing_late_never_moves_last_run_back(store: Store) -> None:
+    row = add(store)
+    later = T0 + timedelta(minutes=1)
+    store.claim(ask(row, key="report@2", scheduled_at=later, started_at=later))
+    store.claim(ask(row, key="report@1", started_at=T0))  # the earlier occurrence, late
+    job = row_of(store, row)
+    assert (job.runs, job.last_run) == (2, later)
+
+
 def test_the_claim_of_the_last_allowed_run_removes_the_job_as_exhausted(store: Store) -> None:
     row = add(store)
     store.claim(ask(row, "report@1", max_runs=2))

@@ -768,6 +768,8 @@ def progressed(
     ``"exhausted"`` when this run is its ``max_runs``-th."""
     if counted(request, stored):
         started = optional_utc(request.started_at, "started_at") or now
+        if job.last_run is not None and job.last_run > started:
+            started = job.last_run  # an earlier occurrence's claim committing late
         job = dataclasses.replace(job, runs=job.runs + 1, last_run=started)
         if request.max_runs is not None and job.runs >= request.max_runs and job.removed is None:
             # the store, not one process's count, decides that the job is used up
