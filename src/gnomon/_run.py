@@ -645,8 +645,8 @@ class Run:
         call: Callable[[logging.Logger, Callable[[RunEvent], object] | None, RunEvent], object],
     ) -> None:
         self.outcome, self.error, self.result = outcome, exc, result
-        if not self.reported and self.spec.retry is not None:
-            self._plan_retry(outcome, exc)  # (a timed-out sync run planned it at the deadline)
+        if not self.reported:  # a timed-out sync run planned its retry at the deadline
+            self._plan_retry(outcome, exc)
         listener = self.spec.after_run if outcome is Outcome.SUCCESS else self.spec.after_error
         quiet = self._quiet(outcome, listener)
         if quiet or (self.spec.timeout is not None and not self.engine.claim_report(self)):
