@@ -53,7 +53,7 @@ from gnomon._retry import Retry
 from gnomon._run import Run, call_hook, current_run
 from gnomon._stores.contract import ActionRecord, IfExists, NodeInfo, RunRecord, Store
 from gnomon._tasks import LISTENER_OPTIONS, Task, TaskRegistry
-from gnomon._waker import LoopWaker
+from gnomon._waker import EARLY, LoopWaker, arrive
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -659,8 +659,9 @@ class Scheduler(_SchedulerCore):
         self._timer_stop = False
         self._timer_loops = 0
         """Timer loops started and not yet stopped (a hand-over passes one on): 0 or 1."""
-        self._inline: Run | None = None
-        """A due run the leading thread keeps to run itself (only that thread sets it)."""
+        self._due: list[Run] = []
+        """Runs the leader's wake-up dispatched, started once their time has come (only
+        the leading thread touches it)."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: threading.Thread | None = None
         self._loop_lock = threading.Lock()
@@ -672,10 +673,14 @@ class Scheduler(_SchedulerCore):
     # ---------------------------------------------------------------- driver
 
     def dispatch(self, run: Run) -> None:
+        if threading.current_thread() is self._timer:
+            self._due.append(run)  # the leader starts it (_wake_engine), on time
+        else:
+            self._start(run)
+
+    def _start(self, run: Run) -> None:
         if run.spec.needs_loop:
             asyncio.run_coroutine_threadsafe(run.run_async(), self._ensure_loop())
-        elif self._inline is None and threading.current_thread() is self._timer:
-            self._inline = run  # the leader runs it itself once it has handed the lead over
         else:
             self._pool.spawn(run.run_sync)
 
@@ -849,19 +854,23 @@ class Scheduler(_SchedulerCore):
     def _lead(self) -> Run | None:
         engine, wake = self._engine, self._timer_wake
         now_stamp = _stamp_function(self.clock)
+        early = EARLY if now_stamp is time.time else 0.0  # a fake clock has no last stretch
         me = threading.current_thread()
         with engine.lock:
             self._timer = me
             try:
                 while not self._timer_stop:
                     deadline = engine.next_deadline()
-                    wait = _MAX_SLEEP if deadline is None else deadline - now_stamp()
-                    if wait > 0:
-                        wake.wait(min(wait, _MAX_SLEEP))
+                    if deadline is None:
+                        wake.wait(_MAX_SLEEP)
+                        continue
+                    wait = deadline - now_stamp()
+                    if wait > early:
+                        wake.wait(min(wait - early, _MAX_SLEEP))
                         continue
                     engine.lock.release()
                     try:
-                        run = self._wake_engine()
+                        run = self._wake_engine(deadline if wait > 0 else None)
                     finally:
                         engine.lock.acquire()
                     if run is not None:
@@ -874,26 +883,46 @@ class Scheduler(_SchedulerCore):
                 if self._timer is me:
                     self._timer = None
 
-    def _wake_engine(self) -> Run | None:
+    def _wake_engine(self, ahead: float | None) -> Run | None:
         """One batch of due work; the run kept for this thread once the lead is handed
-        over (else None: the run, if any, went to the pool).
+        over (else None: the runs, if any, went to the pool).
+
+        ``ahead`` is the deadline when the leader woke just before it (the system clock
+        only): the batch is fired as of the deadline, while the thread is still early,
+        and its runs start when the deadline comes (``arrive``). The work between the
+        wake-up and the first task, slow on a processor that was idle, is then done
+        before the deadline instead of after it. No run starts before its time.
 
         During a burst (more is due after this batch) the leader keeps leading and the
         pool takes every run: handing the lead over batch after batch would bounce the
         interpreter between threads for no gain in lateness.
         """
+        now = self.clock.now()
+        if ahead is not None:
+            now = max(now, datetime.fromtimestamp(ahead, UTC))
         more = False
         try:
-            more = self._engine.wake(self.clock.now(), batches=1)
+            more = self._engine.wake(now, batches=1)
         except Exception:
             self._log.critical("the scheduler's timer failed", exc_info=True)
-        run, self._inline = self._inline, None
-        if run is None:
+        due = self._due
+        if not due:
             return None
-        if not more and self._pool.hand_over(self._timer_main):
-            return run
-        self._pool.spawn(run.run_sync)  # a burst, or no thread free for a new leader
-        return None
+        self._due = []
+        run = None
+        if not more:
+            for candidate in due:
+                if not candidate.spec.needs_loop:
+                    run = candidate
+                    break
+            if run is not None and not self._pool.hand_over(self._timer_main):
+                run = None  # no thread free for a new leader: the pool takes it
+        if ahead is not None:
+            arrive(ahead)
+        for other in due:
+            if other is not run:
+                self._start(other)
+        return run
 
     def _stop_timer(self) -> None:
         with self._engine.lock:
