@@ -918,7 +918,7 @@ class Scheduler(_SchedulerCore):
             if run is not None and not self._pool.hand_over(self._timer_main):
                 run = None  # no thread free for a new leader: the pool takes it
         if ahead is not None:
-            arrive(ahead)
+            arrive(ahead, EARLY)
         for other in due:
             if other is not run:
                 self._start(other)

@@ -52,16 +52,18 @@ def sharpen_timers() -> None:
         pass
 
 
-def arrive(deadline: float) -> None:
-    """Return when ``time.time()`` reaches ``deadline``, at most ``EARLY`` away.
+def arrive(deadline: float, early: float = EARLY) -> None:
+    """Return when ``time.time()`` reaches ``deadline``, at most ``early`` away.
 
     The last stretch before a deadline, after a timed wait that ended early on purpose:
     the thread yields (``time.sleep(0)``, which releases the interpreter to other
     threads) until the deadline, so it is running when the deadline comes instead of
-    being woken by the kernel after it. It costs at most ``EARLY`` of CPU per deadline.
+    being woken by the kernel after it. It costs at most ``early`` of CPU per deadline.
+    If the wall clock is stepped back meanwhile, it still returns within ``2 * early``.
     """
-    clock, pause = time.time, time.sleep
-    while clock() < deadline:
+    clock, pause, elapsed = time.time, time.sleep, time.monotonic
+    cap = elapsed() + 2 * early
+    while clock() < deadline and elapsed() < cap:
         pause(0)
 
 

@@ -17,7 +17,8 @@ import pytest
 
 import gnomon
 from gnomon._pool import WorkerPool
-from gnomon._waker import LoopWaker, sharpen_timers
+from gnomon import JobContext
+from gnomon._waker import LoopWaker, arrive, sharpen_timers
 
 _PATIENCE = 10.0
 
@@ -307,3 +308,60 @@ def test_during_a_burst_the_leader_keeps_leading_and_the_pool_takes_the_runs() -
         scheduler.shutdown()
     # 200 runs due at once take 7 batches: the lead is offered once, after the last.
     assert len(handed) <= 1
+
+
+def test_arrive_returns_once_the_deadline_has_come_and_at_once_for_a_past_one() -> None:
+    deadline = time.time() + 0.002
+    arrive(deadline, 0.01)
+    assert time.time() >= deadline
+    began = time.perf_counter()
+    arrive(time.time() - 1.0)
+    assert time.perf_counter() - began < 0.5  # no wait at all for a past deadline
+
+
+def test_arrive_gives_up_soon_on_a_deadline_further_than_it_waits_for() -> None:
+    # As when the wall clock is stepped back during the last stretch.
+    began = time.monotonic()
+    arrive(time.time() + 3_600)
+    assert time.monotonic() - began < 1.0
+
+
+def test_runs_fired_ahead_of_their_deadline_start_only_when_it_comes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The leader wakes EARLY before a deadline and fires the batch as of the deadline; an
+    # EARLY of 0.3 s makes that certain and any run started too soon plain to see.
+    monkeypatch.setattr(gnomon._scheduler, "EARLY", 0.3)
+    scheduler = gnomon.Scheduler()
+    wakes: list[tuple[float, float]] = []
+    wake = scheduler._engine.wake
+
+    def recording_wake(now: datetime, *, batches: int | None = None) -> bool:
+        wakes.append((time.time(), now.timestamp()))
+        return wake(now, batches=batches)
+
+    scheduler._engine.wake = recording_wake  # type: ignore[method-assign]
+    starts: list[tuple[float, float]] = []
+    done = threading.Semaphore(0)
+
+    def sync_task(ctx: JobContext) -> None:
+        starts.append((ctx.scheduled_at.timestamp(), time.time()))
+        done.release()
+
+    async def async_task(ctx: JobContext) -> None:
+        starts.append((ctx.scheduled_at.timestamp(), time.time()))
+        done.release()
+
+    try:
+        due = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=2)
+        for _ in range(3):  # one runs on the leader's thread, two go to the pool
+            scheduler.add_job(sync_task, gnomon.once(due))
+        scheduler.add_job(async_task, gnomon.once(due))  # goes to the scheduler's loop
+        scheduler.start()
+        for _ in range(4):
+            assert done.acquire(timeout=_PATIENCE)
+    finally:
+        scheduler.shutdown()
+    assert any(woke < fired_as_of - 0.1 for woke, fired_as_of in wakes)  # it fired ahead
+    assert len(starts) == 4
+    assert all(started >= scheduled == due.timestamp() for scheduled, started in starts)
