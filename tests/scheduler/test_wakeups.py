@@ -16,8 +16,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 import gnomon
-from gnomon._pool import WorkerPool
 from gnomon import JobContext
+from gnomon._pool import WorkerPool
 from gnomon._waker import LoopWaker, arrive, sharpen_timers
 
 _PATIENCE = 10.0
