@@ -1113,13 +1113,19 @@ class AsyncScheduler(_SchedulerCore):
         """On the system clock, the thread that wakes the loop on time (see _waker)."""
         self._changed: asyncio.Event | None = None
         self._shutting_down = False
+        self._held: list[Run] | None = None
+        """Runs a wake-up ahead of its deadline dispatched, started once it comes."""
 
     # ---------------------------------------------------------------- driver
 
     def dispatch(self, run: Run) -> None:
         loop = self._require_loop()
         if _on_loop(loop):
-            loop.create_task(run.run_async())
+            held = self._held
+            if held is not None:
+                held.append(run)  # _on_timer starts it when its deadline comes
+            else:
+                loop.create_task(run.run_async())
         else:
             loop.call_soon_threadsafe(lambda: loop.create_task(run.run_async()))
 
@@ -1169,15 +1175,32 @@ class AsyncScheduler(_SchedulerCore):
         wait = _MAX_SLEEP if deadline is None else deadline - self.clock.now().timestamp()
         self._timer = loop.call_later(max(0.0, min(wait, _MAX_SLEEP)), self._on_timer)
 
-    def _on_timer(self) -> None:
+    def _on_timer(self, ahead: float | None = None) -> None:
+        """One batch of due work. ``ahead``: the deadline the waker woke the loop just
+        before (the system clock only). The batch is then fired as of the deadline while
+        the loop is still early, and its runs start when the deadline comes: the loop
+        waits out the rest (``arrive``, at most ``EARLY``), so that the work between the
+        wake-up and the first run, slow on a processor that was idle, is done ahead."""
         self._timer = None
         if not self._engine.started:
             return  # a wake-up the waker posted just before the timer stopped
+        now = self.clock.now()
+        if ahead is not None:
+            now = max(now, datetime.fromtimestamp(ahead, UTC))
+            self._held = []
         try:
-            more = self._engine.wake(self.clock.now(), batches=1)
+            more = self._engine.wake(now, batches=1)
         except Exception:
             self._log.critical("the scheduler's timer failed", exc_info=True)
             more = False
+        finally:
+            held, self._held = self._held, None
+        if held:
+            if ahead is not None:
+                arrive(ahead, EARLY)
+            loop = self._require_loop()
+            for run in held:
+                loop.create_task(run.run_async())
         if more and self._loop is not None:
             # Let the runs just dispatched start before scheduling the next batch.
             self._timer = self._loop.call_later(0, self._on_timer)

@@ -68,9 +68,11 @@ def arrive(deadline: float, early: float = EARLY) -> None:
 
 
 class LoopWaker:
-    """Calls ``callback`` on ``loop`` when the wall clock reaches the set deadline."""
+    """Calls ``callback(deadline)`` on ``loop`` just before the wall clock reaches the set
+    deadline: ``EARLY`` before it, or at once if that has passed. The callback does what
+    it can ahead of time, then ``arrive``s before anything that must not start early."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, callback: Callable[[float], None]) -> None:
         self._loop = loop
         self._callback = callback
         self._lock = threading.Lock()
@@ -113,19 +115,11 @@ class LoopWaker:
                 if wait > EARLY:
                     self._changed.wait(min(wait - EARLY, _MAX_SLEEP))
                     continue
-                if wait > 0:
-                    self._lock.release()  # set() and close() must not wait for the arrival
-                    try:
-                        arrive(deadline)
-                    finally:
-                        self._lock.acquire()
-                    if self._deadline != deadline:
-                        continue  # set() or close() changed it meanwhile
                 self._deadline = None  # one wake-up per deadline; the callback sets the next
                 loop = self._loop
                 if loop.is_closed():
                     return
                 try:
-                    loop.call_soon_threadsafe(self._callback)
+                    loop.call_soon_threadsafe(self._callback, deadline)
                 except RuntimeError:  # the loop closed meanwhile
                     return

@@ -18,7 +18,7 @@ import pytest
 import gnomon
 from gnomon import JobContext
 from gnomon._pool import WorkerPool
-from gnomon._waker import LoopWaker, arrive, sharpen_timers
+from gnomon._waker import EARLY, LoopWaker, arrive, sharpen_timers
 
 _PATIENCE = 10.0
 
@@ -89,14 +89,14 @@ def test_every_task_of_a_burst_of_short_tasks_runs_exactly_once() -> None:
         pool.shutdown(wait=True)
 
 
-def test_the_waker_calls_back_on_the_loop_thread_once_the_deadline_passes() -> None:
+def test_the_waker_calls_back_on_the_loop_thread_just_before_the_deadline_with_it() -> None:
     async def scenario() -> None:
         loop = asyncio.get_running_loop()
         fired = asyncio.Event()
-        calls: list[tuple[threading.Thread, float]] = []
+        calls: list[tuple[threading.Thread, float, float]] = []
 
-        def callback() -> None:
-            calls.append((threading.current_thread(), time.time()))
+        def callback(deadline: float) -> None:
+            calls.append((threading.current_thread(), time.time(), deadline))
             fired.set()
 
         waker = LoopWaker(loop, callback)
@@ -107,8 +107,10 @@ def test_the_waker_calls_back_on_the_loop_thread_once_the_deadline_passes() -> N
         finally:
             waker.close()
         assert len(calls) == 1
-        assert calls[0][0] is threading.current_thread()
-        assert calls[0][1] >= deadline
+        thread, called_at, given = calls[0]
+        assert thread is threading.current_thread()
+        assert given == deadline
+        assert called_at >= deadline - EARLY  # early by EARLY at most, never sooner
 
     asyncio.run(scenario())
 
@@ -117,10 +119,10 @@ def test_an_earlier_deadline_replaces_a_later_one_and_a_cleared_one_never_fires(
     async def scenario() -> None:
         loop = asyncio.get_running_loop()
         fired = asyncio.Event()
-        calls: list[float] = []
+        calls: list[tuple[float, float]] = []
 
-        def callback() -> None:
-            calls.append(time.time())
+        def callback(deadline: float) -> None:
+            calls.append((time.time(), deadline))
             fired.set()
 
         waker = LoopWaker(loop, callback)
@@ -138,14 +140,15 @@ def test_an_earlier_deadline_replaces_a_later_one_and_a_cleared_one_never_fires(
         finally:
             waker.close()
         assert len(calls) == 2
-        assert calls[1] >= now + 0.2
+        assert calls[1][1] == now + 0.2
+        assert calls[1][0] >= now + 0.2 - EARLY
 
     asyncio.run(scenario())
 
 
 def test_closing_the_waker_ends_its_thread() -> None:
     async def scenario() -> None:
-        waker = LoopWaker(asyncio.get_running_loop(), lambda: None)
+        waker = LoopWaker(asyncio.get_running_loop(), lambda _deadline: None)
         thread = waker._thread
         assert thread.is_alive()
         waker.close()
@@ -365,3 +368,45 @@ def test_runs_fired_ahead_of_their_deadline_start_only_when_it_comes(
     assert any(woke < fired_as_of - 0.1 for woke, fired_as_of in wakes)  # it fired ahead
     assert len(starts) == 4
     assert all(started >= scheduled == due.timestamp() for scheduled, started in starts)
+
+
+def test_async_runs_fired_ahead_of_their_deadline_start_only_when_it_comes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The waker wakes the loop EARLY before a deadline and the batch is fired as of it;
+    # an EARLY of 0.3 s makes that certain and any run started too soon plain to see.
+    monkeypatch.setattr(gnomon._waker, "EARLY", 0.3)
+    monkeypatch.setattr(gnomon._scheduler, "EARLY", 0.3)
+    starts: list[tuple[float, float]] = []
+    wakes: list[tuple[float, float]] = []
+
+    async def scenario() -> None:
+        done = asyncio.Semaphore(0)
+
+        async def async_task(ctx: JobContext) -> None:
+            starts.append((ctx.scheduled_at.timestamp(), time.time()))
+            done.release()
+
+        def sync_task(ctx: JobContext) -> None:  # runs in the pool, still started on time
+            starts.append((ctx.scheduled_at.timestamp(), time.time()))
+
+        async with gnomon.AsyncScheduler() as scheduler:
+            wake = scheduler._engine.wake
+
+            def recording_wake(now: datetime, *, batches: int | None = None) -> bool:
+                wakes.append((time.time(), now.timestamp()))
+                return wake(now, batches=batches)
+
+            scheduler._engine.wake = recording_wake  # type: ignore[method-assign]
+            due = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=2)
+            for _ in range(3):
+                await scheduler.add_job(async_task, gnomon.once(due))
+            await scheduler.add_job(sync_task, gnomon.once(due))
+            for _ in range(3):
+                await asyncio.wait_for(done.acquire(), _PATIENCE)
+            await scheduler.wait_idle(_PATIENCE)
+
+    asyncio.run(scenario())
+    assert any(woke < fired_as_of - 0.1 for woke, fired_as_of in wakes)  # it fired ahead
+    assert len(starts) == 4
+    assert all(started >= scheduled for scheduled, started in starts)
