@@ -1503,8 +1503,8 @@ class _RuleStuck(Exception):
     """A rule returned a next time that does not advance."""
 
 
-def _ts(moment: datetime) -> float:
-    return moment.timestamp()
+_ts: Callable[[datetime], float] = datetime.timestamp
+"""A moment's POSIX timestamp (the method itself: a call with no Python frame)."""
 
 
 _INTERVAL_RULES = (Every, EveryRandom)
