@@ -1,13 +1,15 @@
-"""A precise wake-up for an asyncio loop.
+"""A precise wake-up for an asyncio loop, and the last stretch before a deadline.
 
 ``loop.call_later`` cannot wake a loop on time: the selector's timeout is a whole number
 of milliseconds, rounded up, so a timer fires on average half a millisecond late, and up
 to a whole one. A thread waits on a condition variable instead, which wakes within a
 fraction of a millisecond, and hands the wake-up to the loop through its self-pipe
-(``call_soon_threadsafe``), which the selector notices at once.
+(``call_soon_threadsafe``), which the selector notices at once. It does so ``EARLY``
+before the deadline: the loop fires what is due ahead, then ``arrive``s at the deadline
+before it starts any run. The thread face's leading thread does the same.
 
 The thread waits only while a deadline is set; it never touches the scheduler's state,
-only calls ``callback`` on the loop, once per deadline it reaches.
+only calls ``callback`` on the loop, once per deadline.
 """
 
 from __future__ import annotations
