@@ -558,23 +558,37 @@ class Engine:
         heap = self._heap
         return heap[0][0] if heap else None
 
-    def wake(self, now: datetime, *, batches: int | None = None) -> bool:
+    def wake(
+        self, now: datetime, *, batches: int | None = None, timed_by: float | None = None
+    ) -> bool:
         """Process the heap entries that are due at ``now``; True if some are left.
 
         Entries are taken in small batches, releasing the lock between them, so that
         runs dispatched from the first batch start while later ones are still being
         scheduled: a burst of a thousand due jobs does not wait for the last of them.
         ``batches`` caps the work (the async face yields to its loop between batches).
+
+        ``timed_by``: when ``now`` is ahead of the clock (a driver firing just before a
+        deadline, holding the runs until it comes), the clock's stamp. Only job fire
+        times are taken ahead; a timeout, a retry or a delayed start due after
+        ``timed_by`` stops the batch (and counts as left), so that it acts on time.
         """
         now = now.astimezone(self.tz)
         stamp = now.timestamp()
-        more = True
-        while more and batches != 0:
+        more, held_back = True, False
+        while more and batches != 0 and not held_back:
             effects: Effects = []
             with self.lock:
                 heap = self._heap  # stop() may replace the list between batches
                 for _ in range(_WAKE_BATCH):
                     if not heap or heap[0][0] > stamp:
+                        break
+                    if (
+                        timed_by is not None
+                        and heap[0][0] > timed_by
+                        and not isinstance(heap[0][2], JobState)
+                    ):
+                        held_back = True  # not to be taken ahead of its time
                         break
                     self._pop_due(now, stamp, effects)
                 more = bool(heap) and heap[0][0] <= stamp

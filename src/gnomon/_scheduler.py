@@ -898,15 +898,19 @@ class Scheduler(_SchedulerCore):
         interpreter between threads for no gain in lateness.
         """
         now = self.clock.now()
+        timed_by = None
         if ahead is not None:
+            timed_by = now.timestamp()
             now = max(now, datetime.fromtimestamp(ahead, UTC))
         more = False
         try:
-            more = self._engine.wake(now, batches=1)
+            more = self._engine.wake(now, batches=1, timed_by=timed_by)
         except Exception:
             self._log.critical("the scheduler's timer failed", exc_info=True)
         due = self._due
         if not due:
+            if more and ahead is not None:
+                arrive(ahead, EARLY)  # a timeout or a retry is due: it waits for its time
             return None
         self._due = []
         run = None
@@ -1185,19 +1189,21 @@ class AsyncScheduler(_SchedulerCore):
         if not self._engine.started:
             return  # a wake-up the waker posted just before the timer stopped
         now = self.clock.now()
+        timed_by = None
         if ahead is not None:
+            timed_by = now.timestamp()
             now = max(now, datetime.fromtimestamp(ahead, UTC))
             self._held = []
         try:
-            more = self._engine.wake(now, batches=1)
+            more = self._engine.wake(now, batches=1, timed_by=timed_by)
         except Exception:
             self._log.critical("the scheduler's timer failed", exc_info=True)
             more = False
         finally:
             held, self._held = self._held, None
+        if ahead is not None and (held or more):
+            arrive(ahead, EARLY)  # nothing dispatched ahead starts before its time
         if held:
-            if ahead is not None:
-                arrive(ahead, EARLY)
             loop = self._require_loop()
             for run in held:
                 loop.create_task(run.run_async())

@@ -12,13 +12,16 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
 import gnomon
 from gnomon import JobContext
+from gnomon._engine import _Timed
 from gnomon._pool import WorkerPool
 from gnomon._waker import EARLY, LoopWaker, arrive, sharpen_timers
+from gnomon.testing import FakeClock
 
 _PATIENCE = 10.0
 
@@ -339,9 +342,9 @@ def test_runs_fired_ahead_of_their_deadline_start_only_when_it_comes(
     wakes: list[tuple[float, float]] = []
     wake = scheduler._engine.wake
 
-    def recording_wake(now: datetime, *, batches: int | None = None) -> bool:
+    def recording_wake(now: datetime, **options: Any) -> bool:
         wakes.append((time.time(), now.timestamp()))
-        return wake(now, batches=batches)
+        return wake(now, **options)
 
     scheduler._engine.wake = recording_wake  # type: ignore[method-assign]
     starts: list[tuple[float, float]] = []
@@ -393,9 +396,9 @@ def test_async_runs_fired_ahead_of_their_deadline_start_only_when_it_comes(
         async with gnomon.AsyncScheduler() as scheduler:
             wake = scheduler._engine.wake
 
-            def recording_wake(now: datetime, *, batches: int | None = None) -> bool:
+            def recording_wake(now: datetime, **options: Any) -> bool:
                 wakes.append((time.time(), now.timestamp()))
-                return wake(now, batches=batches)
+                return wake(now, **options)
 
             scheduler._engine.wake = recording_wake  # type: ignore[method-assign]
             due = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=2)
@@ -410,3 +413,42 @@ def test_async_runs_fired_ahead_of_their_deadline_start_only_when_it_comes(
     assert any(woke < fired_as_of - 0.1 for woke, fired_as_of in wakes)  # it fired ahead
     assert len(starts) == 4
     assert all(started >= scheduled for scheduled, started in starts)
+
+
+class _Recorded(_Timed):
+    """A heap entry that is not a job's fire time (like a timeout), recording its firing."""
+
+    __slots__ = ("fired",)
+
+    def __init__(self) -> None:
+        self.fired: list[datetime] = []
+
+    def fire(self, engine: object, now: datetime, effects: object) -> None:
+        self.fired.append(now)
+
+
+def test_a_wake_ahead_fires_jobs_but_leaves_timeouts_and_retries_for_their_time() -> None:
+    clock = FakeClock(datetime(2026, 1, 5, 9, 0, tzinfo=UTC))
+    runs: list[datetime] = []
+    scheduler = gnomon.Scheduler(clock=clock)
+    deadline = clock.now() + timedelta(seconds=10)
+
+    def task(ctx: JobContext) -> None:
+        runs.append(ctx.scheduled_at)
+
+    scheduler.add_job(task, gnomon.once(deadline))
+    engine = scheduler._engine
+    try:
+        scheduler.start()
+        timed = _Recorded()
+        with engine.lock:
+            engine.push_timed(deadline, timed)
+        before = deadline.timestamp() - 0.0001  # the clock, just before the deadline
+        assert engine.wake(deadline, timed_by=before) is True  # the timeout is left
+        assert timed.fired == []
+        assert engine.wake(deadline) is False  # on time: now it acts
+        assert timed.fired == [deadline]
+        scheduler.wait_idle(_PATIENCE)
+        assert runs == [deadline]  # the job's fire time was taken ahead
+    finally:
+        scheduler.shutdown()
