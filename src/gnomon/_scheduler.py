@@ -632,6 +632,15 @@ class _SchedulerCore(JobOwner):
     def _unfinished(self) -> list[str]:
         return sorted(f"{run.spec.name} @ {run.key}" for run in self._engine.live_runs)
 
+    def _wake_moment(self, ahead: float | None) -> tuple[datetime, float | None]:
+        """The ``now`` to wake the engine at, and its ``timed_by``: the clock's reading,
+        or, woken ``ahead`` of that deadline, the deadline itself and the reading's stamp
+        (only job fire times are taken ahead of the clock)."""
+        now = self.clock.now()
+        if ahead is None:
+            return now, None
+        return max(now, datetime.fromtimestamp(ahead, UTC)), now.timestamp()
+
     def _scheduler_hook(self, name: str) -> None:
         if self._monitor is not None:
             call_hook(self._log, getattr(self._monitor, name))
@@ -897,11 +906,7 @@ class Scheduler(_SchedulerCore):
         pool takes every run: handing the lead over batch after batch would bounce the
         interpreter between threads for no gain in lateness.
         """
-        now = self.clock.now()
-        timed_by = None
-        if ahead is not None:
-            timed_by = now.timestamp()
-            now = max(now, datetime.fromtimestamp(ahead, UTC))
+        now, timed_by = self._wake_moment(ahead)
         more = False
         try:
             more = self._engine.wake(now, batches=1, timed_by=timed_by)
@@ -1188,11 +1193,8 @@ class AsyncScheduler(_SchedulerCore):
         self._timer = None
         if not self._engine.started:
             return  # a wake-up the waker posted just before the timer stopped
-        now = self.clock.now()
-        timed_by = None
+        now, timed_by = self._wake_moment(ahead)
         if ahead is not None:
-            timed_by = now.timestamp()
-            now = max(now, datetime.fromtimestamp(ahead, UTC))
             self._held = []
         try:
             more = self._engine.wake(now, batches=1, timed_by=timed_by)
