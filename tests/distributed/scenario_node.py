@@ -67,13 +67,15 @@ class History:
             )
         return once, fenced
 
-    def take_pause(self, job: str) -> bool:
-        """True for the first node of the cluster to ask about ``job``."""
+    def take_pause(self, job: str, scheduled_at: datetime) -> bool:
+        """True for the first node of the cluster to ask about ``job`` for an occurrence
+        scheduled once the test armed the pause (``Cluster.arm_pause``): every node was
+        running by then, so the others watch that occurrence and can take it over."""
         query = psycopg.sql.SQL(
-            "INSERT INTO {} (job, node) VALUES (%s, %s) ON CONFLICT DO NOTHING"
+            "UPDATE {} SET node = %s WHERE job = %s AND node IS NULL AND armed_at <= %s"
         ).format(psycopg.sql.Identifier(self.schema, "pauses"))
         with self.pool.connection() as conn:
-            return conn.execute(query, [job, self.node]).rowcount == 1
+            return conn.execute(query, [self.node, job, scheduled_at]).rowcount == 1
 
 
 class Recorder(gnomon.Monitor):
@@ -104,9 +106,9 @@ class Recorder(gnomon.Monitor):
 
 def make_task(history: History, seconds: float, *, pause: bool = False) -> Any:
     """A run that records its start, works ``seconds``, writes its effect through both
-    sinks and records its end. With ``pause``, the cluster's first run of the job stops
-    its own process right after recording its start, before any lease renewal, and
-    goes on when the test sends SIGCONT."""
+    sinks and records its end. With ``pause``, the cluster's first run of the job once the
+    test armed the pause stops its own process right after recording its start, before
+    any lease renewal, and goes on when the test sends SIGCONT."""
 
     def task(ctx: gnomon.JobContext) -> None:
         base = {
@@ -117,7 +119,7 @@ def make_task(history: History, seconds: float, *, pause: bool = False) -> Any:
             "attempt": ctx.attempt,
         }
         history.record("start", **base)
-        if pause and ctx.attempt == 1 and history.take_pause(ctx.job_name):
+        if pause and ctx.attempt == 1 and history.take_pause(ctx.job_name, ctx.scheduled_at):
             history.record("pause", **base)
             os.kill(os.getpid(), signal.SIGSTOP)
         deadline = time.monotonic() + seconds

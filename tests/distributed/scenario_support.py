@@ -17,7 +17,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +48,7 @@ CREATE TABLE {schema}.effects_once (occurrence_key text PRIMARY KEY, node text, 
 CREATE TABLE {schema}.effects_fenced (
     resource text PRIMARY KEY, node text, occurrence_key text, fencing_token bigint
 );
-CREATE TABLE {schema}.pauses (job text PRIMARY KEY, node text);
+CREATE TABLE {schema}.pauses (job text PRIMARY KEY, armed_at timestamptz NOT NULL, node text);
 """
 
 
@@ -189,6 +189,9 @@ class Cluster:
     processes: dict[str, subprocess.Popen[str]] = field(default_factory=dict)
     killed: set[str] = field(default_factory=set)
     started: set[str] = field(default_factory=set)
+    ready_at: datetime | None = None
+    """When ``wait_started`` last saw every node running: each node fires every tick from
+    then on, so only an occurrence scheduled after it is watched by every node."""
 
     def start(self, node: str, *extra: str, store_url: str | None = None) -> None:
         command = [
@@ -212,6 +215,17 @@ class Cluster:
                 _, err = process.communicate(timeout=timeout)
                 raise AssertionError(f"node {node} did not start: {line!r}\n{err}")
             self.started.add(node)
+        self.ready_at = datetime.now(UTC)
+
+    def arm_pause(self, job: str) -> None:
+        """Let the first run of ``job`` scheduled from now on stop its own process (a node
+        started with ``--pause-victim``). Call it once every node is running, so that the
+        other nodes watch the paused occurrence."""
+        query = sql.SQL("INSERT INTO {} (job, armed_at) VALUES (%s, %s)").format(
+            sql.Identifier(self.history, "pauses")
+        )
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+            conn.execute(query, [job, datetime.now(UTC)])
 
     def signal(self, node: str, signum: signal.Signals) -> float:
         """Send ``signum``; the wall-clock instant it was sent."""

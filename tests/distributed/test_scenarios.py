@@ -90,12 +90,21 @@ def test_a_node_whose_clock_runs_3s_ahead_causes_no_duplicate(
 
 
 def _kill_victim_runners(cluster: Cluster) -> tuple[dict[str, Row], float]:
-    """SIGKILL the nodes running the first occurrence of each victim job, mid-run."""
+    """SIGKILL the nodes running the first occurrence of each victim job scheduled once
+    every node runs (an earlier one may have no other node watching it), mid-run."""
+    ready = cluster.ready_at
+    assert ready is not None
 
     def first_starts() -> dict[str, Row] | None:
         found = {}
         for row in check(cluster.history).events("start"):
-            if row.job and row.job.startswith("victim_") and row.job not in found:
+            if (
+                row.job
+                and row.job.startswith("victim_")
+                and row.job not in found
+                and row.scheduled_at is not None
+                and row.scheduled_at > ready
+            ):
                 found[row.job] = row
         if len(found) == 2:
             keys = {r.scheduled_at for r in found.values()}
@@ -164,6 +173,7 @@ def test_a_runner_paused_beyond_its_ttl_is_fenced_when_it_wakes(
     for n in range(3):
         cluster.start(f"n{n}")
     cluster.wait_started()
+    cluster.arm_pause("victim_at_least_once")
     [zombie] = wait_for(lambda: check(cluster.history).events("pause"), 20, "the victim to pause")
     wait_for(lambda: cluster.stopped(zombie.node), 10, "the victim's node to stop")
     key = zombie.occurrence_key
