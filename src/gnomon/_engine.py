@@ -130,6 +130,19 @@ class _PendingRetry(_Timed):
             engine.start_retry(self.run, now, effects)
 
 
+class _UnclaimedProbe(_Timed):
+    """An at-least-once job's occurrences that its locker failed to claim: claimed again,
+    by the job's catch-up policy, once the locker's renew interval has passed."""
+
+    __slots__ = ("state",)
+
+    def __init__(self, state: JobState) -> None:
+        self.state = state
+
+    def fire(self, engine: Engine, now: datetime, effects: Effects) -> None:
+        engine.probe_unclaimed(self.state, now, effects)
+
+
 class _Timeout(_Timed):
     __slots__ = ("run",)
 
@@ -206,9 +219,7 @@ class Engine:
         self._settling = 0
         self.watchers = 0
         self.live_runs: set[Run] = set()
-        self.started = False
-        self.accepting = False
-        self.shut_down = False
+        self.started = self.accepting = self.shut_down = False
         self.catch_up_grace = 1.0
         self.node: str | None = None
         self.leading = False
@@ -222,7 +233,10 @@ class Engine:
         self.on_expired: Callable[[JobState, str], None] | None = None
         """Told (off the lock) when a durable job ran out of fire times or runs."""
         self._unclaimed: dict[JobState, list[datetime]] = {}
-        """Durable occurrences whose claim failed on a store error, by job."""
+        """Occurrences whose claim failed (a store error, or a locker's for an
+        at-least-once job), by job, waiting to be caught up."""
+        self._probing: set[JobState] = set()
+        """Jobs with an ``_UnclaimedProbe`` in the heap."""
         self.on_retry_dropped: Callable[[str], None] | None = None
         """Told (off the lock) the key of a durable occurrence whose pending retry was
         dropped, so that its store gives it up too."""
@@ -541,9 +555,10 @@ class Engine:
                 self._drop_retry(state, effects, admit=False, stopping=True)
                 self._disarm(state)
                 self._drop_queued(state, outcome, effects)
-            dropped = JobState | _DelayedOffer | _PendingRetry
+            dropped = JobState | _DelayedOffer | _PendingRetry | _UnclaimedProbe
             self._heap = [e for e in self._heap if not isinstance(e[2], dropped)]
             heapq.heapify(self._heap)
+            self._probing.clear()
             self._stale = 0
             for run in self.live_runs:
                 run.cancel()
@@ -1116,9 +1131,15 @@ class Engine:
                 run.base_attempt = attempt - 1  # a retry by hand: claimed under its own key
         self.apply(effects)
 
-    def note_unclaimed(self, run: Run) -> None:
-        """A durable occurrence that could not be claimed (the store failed): once the
-        store answers again, its job's catch-up policy decides whether it still runs."""
+    def note_unclaimed(self, run: Run, *, probe_after: timedelta | None = None) -> None:
+        """An occurrence that could not be claimed: once the store (or locker) answers
+        again, its job's catch-up policy decides whether it still runs.
+
+        A durable job's are caught up when the store answers (a claim or the follower's
+        read). ``probe_after``: a locker's renew interval, for an at-least-once job
+        without a store, whose unclaimed occurrences are claimed again after it (and
+        after it again while the locker keeps failing).
+        """
         with self.lock:
             state = run.state
             if run.manual or run.base_attempt or run.retries or state.removed:
@@ -1126,81 +1147,123 @@ class Engine:
             missed = self._unclaimed.setdefault(state, [])
             if len(missed) < _MISSED_LIMIT:
                 missed.append(run.scheduled_at)
+            if probe_after is not None and self.accepting and state not in self._probing:
+                self._probing.add(state)
+                when = self.now() + probe_after * 1.05 + timedelta(milliseconds=50)
+                self.push_timed(when, _UnclaimedProbe(state))
 
     @property
     def unclaimed_waiting(self) -> dict[JobState, list[datetime]]:
-        """The durable occurrences, by job, that wait to be caught up after a store
+        """The occurrences, by job, that wait to be caught up after a store (or locker)
         outage (empty: none), as they are now."""
         if not self._unclaimed:
             return {}
         with self.lock:
             return {state: list(moments) for state, moments in self._unclaimed.items()}
 
-    def catch_up_unclaimed(
-        self,
-        claimed: Run | None = None,
-        *,
-        noted: dict[JobState, list[datetime]] | None = None,
-    ) -> None:
-        """The store answers again: catch up what could not be claimed meanwhile, by
-        each job's catch-up policy, with one missed record per job.
+    def unclaimed_of(self, state: JobState) -> list[datetime]:
+        """``unclaimed_waiting`` for one job (empty: none)."""
+        if not self._unclaimed:
+            return []
+        with self.lock:
+            return list(self._unclaimed.get(state, ()))
 
-        ``claimed``: a later occurrence of its job was just claimed, and runs anyway (as
-        a late wake-up's newest fire time does). Without it (the follower read the
-        store), only the occurrences in ``noted`` (``unclaimed_waiting`` taken before
-        that read) are caught up: one whose claim failed during the read may belong to
-        an outage that began after it, and its record would be written to a store that
-        is down, and lost. A job is left alone while it has a run going, while its next
-        fire time is due, or while its latest unclaimed occurrence is merely late: the
-        next claim, or a later look, decides.
+    def catch_up_unclaimed(
+        self, claimed: Run | None = None, *, noted: dict[JobState, list[datetime]]
+    ) -> None:
+        """The store (or locker) answers again: catch up what could not be claimed
+        meanwhile, by each job's catch-up policy, with one missed record per job.
+
+        Only the occurrences in ``noted`` (``unclaimed_waiting`` taken before the claim
+        or read that found the store answering) are caught up: one whose claim failed
+        meanwhile may belong to an outage that began after it, and its record would be
+        written to a store that is down, and lost.
+
+        ``claimed``: an occurrence of its job was just claimed, and runs anyway (as a late
+        wake-up's newest fire time does); the job's noted occurrences older than it are
+        caught up (newer ones wait for a later look). Without it (the follower read the
+        store), a job is left alone while it has a run going, while its next fire time is
+        due, or while its latest unclaimed occurrence is merely late: the next claim, or
+        a later look, decides.
         """
-        if not self._unclaimed or (claimed is None and not noted):
+        if not self._unclaimed or not noted:
             return
         effects: Effects = []
         with self.lock:
             now = self.now()
-            for state, moments in self._take_unclaimed(claimed, noted or {}, now).items():
-                if state.removed:
-                    continue
-                moments.sort(key=_ts)
-                due: list[datetime] = []
-                missed = moments  # paused or stopping: nothing runs now; the gap is recorded
-                if not state.paused and self.accepting:
-                    due, missed = self._catch_up(state, moments, now)
-                if claimed is not None and state.spec.catch_up != "all":
-                    due, missed = [], moments  # the later occurrence runs instead
-                if missed:
-                    why = "while the store was unavailable"
-                    self._report_missed(state, missed, effects, why=why)
-                for moment in due:
-                    self._start(state, moment, now, effects, immediate=False)
+            for state, moments in self._take_unclaimed(claimed, noted, now).items():
+                self._catch_up_unclaimed(state, moments, now, effects, superseded=claimed)
         self.apply(effects)
+
+    def probe_unclaimed(self, state: JobState, now: datetime, effects: Effects) -> None:
+        """An ``_UnclaimedProbe`` is due: claim the job's unclaimed occurrences again, by
+        its catch-up policy (under the lock)."""
+        self._probing.discard(state)
+        moments = self._unclaimed.pop(state, None)
+        if moments:
+            self._catch_up_unclaimed(state, moments, now, effects, superseded=None)
+
+    def _catch_up_unclaimed(
+        self,
+        state: JobState,
+        moments: list[datetime],
+        now: datetime,
+        effects: Effects,
+        *,
+        superseded: Run | None,
+    ) -> None:
+        """Run or record missed one job's unclaimed occurrences (under the lock).
+        ``superseded``: a later occurrence of the job that runs anyway."""
+        if state.removed:
+            return
+        moments.sort(key=_ts)
+        due: list[datetime] = []
+        missed = moments  # paused or stopping: nothing runs now; the gap is recorded
+        if not state.paused and self.accepting:
+            due, missed = self._catch_up(state, moments, now)
+        if superseded is not None and state.spec.catch_up != "all":
+            due, missed = [], moments  # the later occurrence runs instead
+        if missed:
+            what = "store" if state.durable is not None else "locker"
+            self._report_missed(state, missed, effects, why=f"while the {what} was unavailable")
+        for moment in due:
+            self._start(state, moment, now, effects, immediate=False)
 
     def _take_unclaimed(
         self, claimed: Run | None, noted: dict[JobState, list[datetime]], now: datetime
     ) -> dict[JobState, list[datetime]]:
         """The unclaimed occurrences ready to catch up (see ``catch_up_unclaimed``)."""
-        if claimed is not None:
-            moments = self._unclaimed.pop(claimed.state, None)
-            return {claimed.state: moments} if moments else {}
         taken: dict[JobState, list[datetime]] = {}
         stamp = _ts(now)
-        for state, waiting in list(self._unclaimed.items()):
+        if claimed is not None:
+            cutoff = _ts(claimed.scheduled_at)
+            candidates = [claimed.state] if claimed.state in self._unclaimed else []
+        else:
+            candidates = list(self._unclaimed)
+        for state in candidates:
+            waiting = self._unclaimed[state]
             known = set(noted.get(state, ()))
-            moments = [moment for moment in waiting if moment in known]
-            upcoming = state.next_fire
-            if (
-                moments
-                and not state.running
-                and max(_ts(moment) for moment in moments) < stamp - self.catch_up_grace
-                and (upcoming is None or _ts(upcoming) > stamp)
-            ):
-                taken[state] = moments
-                later = [moment for moment in waiting if moment not in known]
-                if later:
-                    self._unclaimed[state] = later
-                else:
-                    del self._unclaimed[state]
+            if claimed is not None:
+                moments = [moment for moment in waiting if moment in known and _ts(moment) < cutoff]
+                ready = bool(moments)
+            else:
+                moments = [moment for moment in waiting if moment in known]
+                upcoming = state.next_fire
+                ready = (
+                    bool(moments)
+                    and not state.running
+                    and max(_ts(moment) for moment in moments) < stamp - self.catch_up_grace
+                    and (upcoming is None or _ts(upcoming) > stamp)
+                )
+            if not ready:
+                continue
+            taken[state] = moments
+            chosen = set(moments)
+            later = [moment for moment in waiting if moment not in chosen]
+            if later:
+                self._unclaimed[state] = later
+            else:
+                del self._unclaimed[state]
         return taken
 
     def claim_report(self, run: Run) -> bool:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from gnomon._cancel import CancelEvent
 from gnomon._distributed import occurrence_key
 from gnomon._errors import LeaseLost, LockHeld, OccurrenceAbandoned
-from gnomon._events import JobContext, Outcome, RunEvent
+from gnomon._events import JobContext, Outcome, Recovery, RunEvent
 from gnomon._stores.contract import RunRecord, describe_error, describe_traceback
 from gnomon._stores.leases import StoreLocker
 
@@ -413,6 +413,10 @@ class Run:
 
     async def _acquire(self, locker: Locker) -> bool:
         ttl = locker.lease_ttl
+        # What waits to be caught up before this claim; a success shows the store (or
+        # locker) answers again, but only for what failed before it was asked.
+        catching_up = not (self.manual or self.retries)
+        noted = self.engine.unclaimed_of(self.state) if catching_up else []
         begun = time.monotonic()
         try:
             if isinstance(locker, StoreLocker):
@@ -431,12 +435,15 @@ class Run:
                 self.engine.schedule_retry(self, locker.renew_interval)
             elif isinstance(locker, StoreLocker):
                 self.engine.note_unclaimed(self)  # caught up once the store is back
+            elif self.spec.recovery is Recovery.AT_LEAST_ONCE:
+                # claimed again after a renew interval, by the job's catch-up policy
+                self.engine.note_unclaimed(self, probe_after=locker.renew_interval)
             return await self._refuse(Outcome.SKIPPED_LOCK_ERROR, exc)
         self.lease, self.token = lease, lease.token
         # A store counts attempts itself; a locker counts the claims of one lock key.
         stored = isinstance(locker, StoreLocker)
-        if stored and self.engine.unclaimed_waiting and not (self.manual or self.retries):
-            self.engine.catch_up_unclaimed(self)  # the store answers again
+        if noted:
+            self.engine.catch_up_unclaimed(self, noted={self.state: noted})  # answers again
         self.attempt = lease.attempt if stored else self.base_attempt + lease.attempt
         self.keep_on_retry = not stored
         self.lease_deadline = begun + _lease_window(ttl.total_seconds())

@@ -1,0 +1,251 @@
+"""A locker that fails to answer: an at-least-once job's occurrence is claimed again.
+
+Each test drives one scheduler on the fake clock with a ``MemoryLocker`` judged on the
+same clock, wrapped so that a test can make it fail (as an unreachable Redis does) or hold
+one claim in flight. Its lease ttl is 3 s, so its renew interval, after which an
+unclaimed occurrence is claimed again, is 1 s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from scheduler_support import T0, WAIT, Boom, SchedulerFactory, Tally, seconds
+
+import gnomon
+from gnomon import Outcome, Recovery
+from gnomon.testing import FakeClock, MemoryLocker
+
+
+class FlakyLocker(MemoryLocker):
+    """A ``MemoryLocker`` that fails every claim while ``down`` is set, and holds the
+    claim of ``held_key`` (once ``entered`` is set) until ``release_held`` is set."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__(lease_ttl="3s", clock=clock)
+        self.down = threading.Event()
+        self.failures = Tally()
+        self.held_key: str | None = None
+        self.entered = threading.Event()
+        self.release_held = threading.Event()
+
+    async def acquire(
+        self, key: str, ttl: timedelta, *, recovery: Recovery = Recovery.AT_MOST_ONCE
+    ) -> gnomon.Lease:
+        if key == self.held_key:
+            self.entered.set()
+            while not self.release_held.is_set():
+                await asyncio.sleep(0.001)
+        if self.down.is_set():
+            self.failures.hit(key)
+            raise Boom(f"the lock store is unreachable for {key}")
+        return await super().acquire(key, ttl, recovery=recovery)
+
+
+def at(offset: float) -> datetime:
+    return T0 + seconds(offset)
+
+
+def recorder(tally: Tally) -> Callable[[gnomon.JobContext], None]:
+    """A task that records the fire time of each run."""
+
+    def task(ctx: gnomon.JobContext) -> None:
+        tally.hit(ctx.scheduled_at)
+
+    return task
+
+
+def settle(scheduler: gnomon.Scheduler, clock: FakeClock, step: float) -> None:
+    clock.advance(seconds(step))
+    scheduler.wait_idle(timeout=WAIT)
+
+
+def records(scheduler: gnomon.Scheduler, name: str) -> list[gnomon.RunRecord]:
+    return sorted(scheduler.history(job=name), key=lambda r: (r.scheduled_at, r.outcome is None))
+
+
+def test_an_at_least_once_occurrence_whose_claim_failed_runs_once_the_locker_answers(
+    make_scheduler: SchedulerFactory, clock: FakeClock
+) -> None:
+    locker = FlakyLocker(clock)
+    s = make_scheduler(locker=locker)
+    ran, lock_errors = Tally(), Tally()
+    s.add_job(
+        recorder(ran),
+        gnomon.every(60),
+        name="report",
+        recovery=Recovery.AT_LEAST_ONCE,
+        after_lock_error=lock_errors.hit,
+    )
+    s.start()
+    locker.down.set()
+    settle(s, clock, 60)
+    assert ran.count == 0
+    [error] = lock_errors.values
+    assert error.outcome is Outcome.SKIPPED_LOCK_ERROR
+    locker.down.clear()
+
+    settle(s, clock, 0.5)  # within the renew interval: not yet
+    assert ran.count == 0
+    clock.advance(seconds(1))
+    ran.wait_for(1)
+    s.wait_idle(timeout=WAIT)
+
+    assert ran.values == [at(60)]
+    assert lock_errors.count == 1
+    assert [(r.scheduled_at, r.outcome) for r in records(s, "report")] == [
+        (at(60), Outcome.SUCCESS)
+    ]
+
+
+def test_an_at_most_once_occurrence_whose_claim_failed_is_not_claimed_again(
+    make_scheduler: SchedulerFactory, clock: FakeClock
+) -> None:
+    locker = FlakyLocker(clock)
+    s = make_scheduler(locker=locker)
+    ran = Tally()
+    s.add_job(lambda: ran.hit(), gnomon.every(60), name="report")
+    s.start()
+    locker.down.set()
+    settle(s, clock, 60)
+    locker.down.clear()
+    for _ in range(5):
+        settle(s, clock, 1)
+
+    assert ran.count == 0
+    assert locker.failures.count == 1
+    assert records(s, "report") == []
+
+
+def test_a_long_locker_outage_runs_only_the_latest_occurrence_and_records_the_rest_missed(
+    make_scheduler: SchedulerFactory, clock: FakeClock
+) -> None:
+    locker = FlakyLocker(clock)
+    s = make_scheduler(locker=locker)
+    ran = Tally()
+    s.add_job(
+        recorder(ran),
+        gnomon.every(10),
+        name="sync",
+        recovery=Recovery.AT_LEAST_ONCE,
+    )
+    s.start()
+    locker.down.set()
+    for _ in range(32):  # fire times at 10, 20 and 30 s, and claims again between them
+        settle(s, clock, 1)
+    # A claim again 1.1 s after each failure: every other step of a second.
+    assert locker.failures.count >= 3 + 10
+    locker.down.clear()
+    for _ in range(3):
+        settle(s, clock, 1)
+
+    assert ran.values == [at(30)]  # catch_up="latest": the newest unclaimed one runs
+    missed = [r for r in records(s, "sync") if r.outcome is Outcome.SKIPPED_MISSED]
+    assert [(r.scheduled_at, r.count) for r in missed] == [(at(10), 1), (at(20), 1)]
+    assert all("while the locker was unavailable" in (r.detail or "") for r in missed)
+
+
+def test_catch_up_all_runs_every_occurrence_a_locker_outage_left_unclaimed(
+    make_scheduler: SchedulerFactory, clock: FakeClock
+) -> None:
+    locker = FlakyLocker(clock)
+    s = make_scheduler(locker=locker)
+    ran = Tally()
+    s.add_job(
+        recorder(ran),
+        gnomon.every(10),
+        name="ledger",
+        recovery=Recovery.AT_LEAST_ONCE,
+        catch_up="all",
+    )
+    s.start()
+    locker.down.set()
+    for _ in range(25):
+        settle(s, clock, 1)
+    locker.down.clear()
+    for _ in range(3):
+        settle(s, clock, 1)
+
+    assert sorted(ran.values) == [at(10), at(20)]
+    assert not [r for r in records(s, "ledger") if r.outcome is Outcome.SKIPPED_MISSED]
+
+
+def test_a_removed_job_stops_being_claimed_again(
+    make_scheduler: SchedulerFactory, clock: FakeClock
+) -> None:
+    locker = FlakyLocker(clock)
+    s = make_scheduler(locker=locker)
+    job = s.add_job(lambda: None, gnomon.every(60), name="gone", recovery=Recovery.AT_LEAST_ONCE)
+    s.start()
+    locker.down.set()
+    settle(s, clock, 60)
+    assert locker.failures.count == 1
+    job.remove()
+    for _ in range(5):
+        settle(s, clock, 1)
+
+    assert locker.failures.count == 1
+
+
+def test_a_claim_that_succeeds_leaves_newer_occurrences_failed_meanwhile_to_be_caught_up(
+    make_scheduler: SchedulerFactory, clock: FakeClock
+) -> None:
+    # The success shows that the locker answered when this claim was asked, not later:
+    # a newer occurrence that failed while it was in flight is not taken as superseded.
+    locker = FlakyLocker(clock)
+    locker.held_key = gnomon.occurrence_key("slow", at(10))
+    s = make_scheduler(locker=locker)
+    ran = Tally()
+    s.add_job(
+        recorder(ran),
+        gnomon.every(10),
+        name="slow",
+        recovery=Recovery.AT_LEAST_ONCE,
+    )
+    s.start()
+    clock.advance(seconds(10))
+    assert locker.entered.wait(WAIT)  # the claim of the 10 s occurrence is in flight
+    locker.down.set()
+    clock.advance(seconds(10))
+    locker.failures.wait_for(1)  # the 20 s occurrence failed to be claimed
+    locker.down.clear()
+    locker.release_held.set()
+    ran.wait_for(1)
+    s.wait_idle(timeout=WAIT)
+    assert ran.values == [at(10)]
+
+    settle(s, clock, 1.5)  # the renew interval has passed: 20 s is claimed again
+
+    assert ran.values == [at(10), at(20)]
+    assert not [r for r in records(s, "slow") if r.outcome is Outcome.SKIPPED_MISSED]
+
+
+def test_stopping_drops_the_pending_claim_and_a_restart_catches_up_on_the_next_claim(
+    make_scheduler: SchedulerFactory, clock: FakeClock
+) -> None:
+    locker = FlakyLocker(clock)
+    s = make_scheduler(locker=locker)
+    ran = Tally()
+    s.add_job(
+        recorder(ran),
+        gnomon.every(10),
+        name="paused-node",
+        recovery=Recovery.AT_LEAST_ONCE,
+    )
+    s.start()
+    locker.down.set()
+    settle(s, clock, 10)
+    s.stop_jobs()
+    locker.down.clear()
+    settle(s, clock, 5)
+    assert ran.count == 0
+    assert locker.failures.count == 1
+    s.start()
+    settle(s, clock, 5)  # the 20 s occurrence is claimed: it runs instead of the 10 s one
+
+    assert ran.values == [at(20)]
+    missed = [r for r in records(s, "paused-node") if r.outcome is Outcome.SKIPPED_MISSED]
+    assert [r.scheduled_at for r in missed] == [at(10)]
