@@ -26,6 +26,7 @@ import socket
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -75,6 +76,7 @@ _PRUNE_EVERY = 600.0
 _SWEEP_MAX = 5.0
 _TEMPLATES = 4096
 _LOAD_BATCH = 1000
+_UNWRITTEN_LIMIT = 10_000
 
 SpecBuilder = Callable[[Mapping[str, Any], object], JobSpec]
 
@@ -148,6 +150,9 @@ class DurableJobs:
         self.retention = retention
         self.log = log
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="gnomon-store")
+        self._unwritten: deque[RunRecord] = deque()
+        """Skip records a store failure kept out (the store was down): written again once
+        it answers (``record`` writes a key once, so a write that did land is harmless)."""
         self._apply_lock = threading.RLock()
         self._parked: dict[uuid.UUID, tuple[StoredJob, str]] = {}
         self._reported: set[tuple[uuid.UUID, str]] = set()
@@ -207,6 +212,13 @@ class DurableJobs:
         """At shutdown: stop following, flush pending writes, leave the node list."""
         self.stop_following()
         self._writer.shutdown(wait=True)
+        self._write_unwritten()  # the writer is shut down: inline, a last time
+        if self._unwritten:
+            self.log.warning(
+                "%d skip record(s) could not be written to the store %s before shutdown",
+                len(self._unwritten),
+                self.store.describe(),
+            )
         if self._opened:
             try:
                 self.store.leave(self.instance_id)
@@ -533,7 +545,26 @@ class DurableJobs:
     # ---------------------------------------------------------------- engine hooks
 
     def _sink(self, record: RunRecord, done: Callable[[], None]) -> None:
-        self._submit(self.store.record, record, done=done)
+        self._submit(self._write_record, record, done=done)
+
+    def _write_record(self, record: RunRecord) -> None:
+        try:
+            self.store.record(record)
+        except Exception:
+            if len(self._unwritten) < _UNWRITTEN_LIMIT:
+                self._unwritten.append(record)  # written again once the store answers
+            else:
+                self.log.warning(
+                    "%d skip records wait for the store already: %s is not kept",
+                    _UNWRITTEN_LIMIT,
+                    record.occurrence_key,
+                )
+            raise
+
+    def _write_unwritten(self) -> None:
+        """Submit again the skip records a store failure kept out (the store answers)."""
+        for _ in range(len(self._unwritten)):
+            self._submit(self._write_record, self._unwritten.popleft())
 
     def _retry_dropped(self, key: str) -> None:
         self._submit(self.store.drop_retry, key)
@@ -593,6 +624,7 @@ class DurableJobs:
                 "the store %s answers again; jobs resynchronised", self.store.describe()
             )
         self.poll()
+        self._write_unwritten()
         self.engine.catch_up_unclaimed(noted=noted)
         self.store.upkeep()
         now = time.monotonic()
