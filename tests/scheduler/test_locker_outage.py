@@ -37,8 +37,7 @@ class FlakyLocker(MemoryLocker):
     ) -> gnomon.Lease:
         if key == self.held_key:
             self.entered.set()
-            while not self.release_held.is_set():
-                await asyncio.sleep(0.001)
+            await asyncio.to_thread(self.release_held.wait, WAIT)
         if self.down.is_set():
             self.failures.hit(key)
             raise Boom(f"the lock store is unreachable for {key}")
@@ -107,7 +106,7 @@ def test_an_at_most_once_occurrence_whose_claim_failed_is_not_claimed_again(
     locker = FlakyLocker(clock)
     s = make_scheduler(locker=locker)
     ran = Tally()
-    s.add_job(lambda: ran.hit(), gnomon.every(60), name="report")
+    s.add_job(ran.hit, gnomon.every(60), name="report")
     s.start()
     locker.down.set()
     settle(s, clock, 60)

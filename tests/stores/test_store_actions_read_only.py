@@ -254,8 +254,22 @@ def test_a_role_denied_other_tables_still_fails_on_them(
     meta_only = ("USAGE ON SCHEMA {schema}", "SELECT ON {schema}.store_meta")
     _, url = role(meta_only)
     store = stores(url, old_schema)  # the version is readable: it opens
-    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="store_jobs"):
+    with pytest.raises(gnomon.StoreUnavailable, match=r"refused the call.*store_jobs") as raised:
         store.jobs()
+    assert isinstance(raised.value.__cause__, psycopg.errors.InsufficientPrivilege)
+
+
+def test_a_read_only_role_that_writes_gets_store_unavailable_naming_the_refusal(
+    old_schema: str, role: RoleFactory, stores: Callable[[str, str], PostgresStore]
+) -> None:
+    _, url = role(READ_ONLY)
+    store = stores(url, old_schema)
+    [job] = store.jobs()
+    with pytest.raises(gnomon.StoreUnavailable, match="refused the call: permission denied"):
+        store.prune(datetime.now(UTC))
+    with pytest.raises(gnomon.StoreUnavailable, match="refused the call: permission denied"):
+        store.remove_job(job.id, reason="removed")
+    assert [stored.id for stored in stores(POSTGRES_URL, old_schema).jobs()] == [job.id]
 
 
 # ---------------------------------------------------------------- SQLite

@@ -1014,9 +1014,11 @@ class PostgresStore(Store):
     # ------------------------------------------------------------ round trips
 
     @contextlib.contextmanager
-    def _connection(self) -> Iterator[Connection]:
+    def _connection(self, *, refusals: bool = False) -> Iterator[Connection]:
         """A connection, with the schema made sure of first. Driver errors that mean
-        the store is unreachable (or too slow) become ``StoreUnavailable``."""
+        the store is unreachable (or too slow), or that it refuses this role (or is
+        read-only), become ``StoreUnavailable``; with ``refusals``, a refusal is raised
+        as psycopg raised it, for a caller that can do without (the actions)."""
         pool = self._open_pool()
         try:
             conn = _checkout(pool)
@@ -1032,6 +1034,14 @@ class PostgresStore(Store):
                 _checkin(pool, conn, autocommit=not manual, limit=_round_trip_limit(self.timeout))
         except _UNAVAILABLE as exc:
             raise self._unavailable(exc) from exc
+        except _NOT_ALLOWED as exc:
+            if refusals:
+                raise
+            raise StoreUnavailable(
+                f"PostgreSQL store {self.describe()} refused the call: {_first_line(exc)} "
+                "(the role needs SELECT, INSERT, UPDATE and DELETE on the schema's tables, "
+                "and the server must accept writes)"
+            ) from exc
 
     def _unavailable(self, exc: Exception) -> StoreUnavailable:
         reason = str(exc).strip() or type(exc).__name__
@@ -1447,7 +1457,8 @@ class PostgresStore(Store):
             self._actions_not_kept.say(self.describe(), missing_actions_table(missing))
             return
         try:
-            self._run("record_action", params=params)
+            with self._connection(refusals=True) as conn:
+                self._exchange(conn, "record_action", params=params)
         except _NOT_ALLOWED as exc:
             reason = f"this role may not record them ({_first_line(exc)})"
             self._actions_not_kept.say(self.describe(), reason)
@@ -1464,7 +1475,9 @@ class PostgresStore(Store):
             return []
         where, params = _history_filter(job_id, job_name, None, None)
         try:
-            rows = self._rows(self._sql.actions(where), {**params, "limit": limit})
+            with self._connection(refusals=True) as conn:
+                statement = self._sql.actions(where)
+                rows = self._exchange(conn, statement, params={**params, "limit": limit})[0]
         except psycopg.errors.InsufficientPrivilege as exc:
             reason = f"this role may not read them ({_first_line(exc)})"
             self._actions_not_kept.say(self.describe(), reason)
