@@ -288,7 +288,7 @@ class Run:
 
     async def run_async(self) -> None:
         """The whole run as a task on the engine's loop."""
-        current_run.set(self)  # in the task's own copy of the context: nothing to reset
+        current_run.set(self)  # in the task's own copy of the context
         self.task = asyncio.current_task()
         self.loop = asyncio.get_running_loop()
         try:
@@ -302,6 +302,10 @@ class Run:
             self._cancelled_midway()
         except BaseException as exc:
             self._crash(exc)
+        finally:
+            # The task keeps its context, and this run keeps the task: without this, the
+            # two make a reference cycle that only the garbage collector frees.
+            current_run.set(None)
 
     def _unclaimed(self) -> bool:
         """No elector, locker or store gates this run: the common, cheap case."""
@@ -447,7 +451,10 @@ class Run:
         self.attempt = lease.attempt if stored else self.base_attempt + lease.attempt
         self.keep_on_retry = not stored
         self.lease_deadline = begun + _lease_window(ttl.total_seconds())
-        self.keeper = asyncio.get_running_loop().create_task(self._keep_lease(locker))
+        # The keeper needs nothing of the run's context (which holds this run: a cycle).
+        keeping = self._keep_lease(locker)
+        context = contextvars.Context()
+        self.keeper = asyncio.get_running_loop().create_task(keeping, context=context)
         return True
 
     def _lock_key(self) -> str:
@@ -509,12 +516,18 @@ class Run:
         if self.spec.is_async and self.task is not None and self.started_at is not None:
             self.task.cancel()
 
+    def _stop_keeper(self) -> None:
+        """Cancel the lease's keeper and let go of it: its cancellation's traceback holds
+        its frame, which holds this run (a cycle, were the run to hold it still)."""
+        keeper, self.keeper = self.keeper, None
+        if keeper is not None:
+            keeper.cancel()
+
     async def _release_lease(self) -> None:
         if self.kept:  # held on for the pending retry, which releases it
             self.engine.settled(self)
             return
-        if self.keeper is not None:
-            self.keeper.cancel()
+        self._stop_keeper()
         try:
             if self.lease is not None:
                 await self._release_held()
@@ -527,8 +540,7 @@ class Run:
         if not self.kept:
             return
         self.kept = False
-        if self.keeper is not None:
-            self.keeper.cancel()
+        self._stop_keeper()
         await self._release_held()
 
     def stop_keeping_soon(self) -> None:
@@ -537,6 +549,7 @@ class Run:
         keeper, loop = self.keeper, self.loop
         if keeper is None or loop is None or loop.is_closed():
             return
+        self.keeper = None
         with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
             loop.call_soon_threadsafe(keeper.cancel)
 

@@ -14,14 +14,15 @@ only calls ``callback`` on the loop, once per deadline.
 
 from __future__ import annotations
 
+import functools
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import asyncio
-    from collections.abc import Callable
 
 __all__ = ["EARLY", "LoopWaker", "arrive", "sharpen_timers"]
 
@@ -43,15 +44,24 @@ def sharpen_timers() -> None:
     gnomon's timer threads wait for deadlines, so they ask for no such slack (the
     setting is per thread). Elsewhere, or if the call fails, nothing changes.
     """
+    prctl = _prctl()
+    if prctl is not None:
+        prctl(_PR_SET_TIMERSLACK, _SLACK_NS, 0, 0, 0)
+
+
+@functools.cache
+def _prctl() -> Callable[..., int] | None:
+    """libc's ``prctl``, loaded once (a ``CDLL`` is a reference cycle left to the
+    garbage collector, one per worker thread otherwise); None where it does not exist."""
     if not sys.platform.startswith("linux"):
-        return
+        return None
     try:
         import ctypes  # only where the call exists
 
-        libc = ctypes.CDLL(None)
-        libc.prctl(_PR_SET_TIMERSLACK, _SLACK_NS, 0, 0, 0)
+        prctl: Callable[..., int] = ctypes.CDLL(None).prctl
     except (OSError, AttributeError):
-        pass
+        return None
+    return prctl
 
 
 def arrive(deadline: float, early: float = EARLY) -> None:

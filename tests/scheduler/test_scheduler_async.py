@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 
 import pytest
 from scheduler_support import (
@@ -19,6 +20,7 @@ from scheduler_support import (
 )
 
 import gnomon
+from gnomon._run import Run
 from gnomon.testing import FakeClock
 
 Outcome = gnomon.Outcome
@@ -335,3 +337,37 @@ def test_async_schedulers_sharing_a_locker_run_each_occurrence_once(errors: Erro
     assert runs.count == 1
     assert [e.outcome for e in lock_errors.values] == [Outcome.SKIPPED_LOCKED] * 2
     assert locker.closed.count == 3
+
+
+def test_finished_async_runs_leave_no_reference_cycle_for_the_collector(
+    errors: ErrorWatch,
+) -> None:
+    # A cycle per run would be freed only by the garbage collector, whose passes stall
+    # the loop: a full one takes tens of milliseconds in a large process.
+    clock = FakeClock(T0)
+    cyclic: list[Run] = []
+
+    async def scenario() -> None:
+        async def coroutine_task() -> None:
+            await asyncio.sleep(0)
+
+        async with gnomon.AsyncScheduler(clock=clock, timezone=UTC_ZONE) as s:
+            for _ in range(10):
+                await s.add_job(coroutine_task, gnomon.every(1))
+                await s.add_job(lambda: None, gnomon.every(1))
+            gc.collect()
+            gc.disable()
+            gc.set_debug(gc.DEBUG_SAVEALL)  # what a collection finds is kept, to be seen
+            try:
+                for _ in range(60):  # 1,200 runs: the history keeps the latest 1,000
+                    clock.advance(SECOND)
+                    await s.wait_idle(timeout=WAIT)
+                gc.collect()
+                cyclic.extend(o for o in gc.garbage if isinstance(o, Run))
+            finally:
+                gc.set_debug(0)
+                gc.garbage.clear()
+                gc.enable()
+
+    run_async(errors, scenario)
+    assert cyclic == []
