@@ -153,6 +153,7 @@ class DurableJobs:
         self._unwritten: deque[RunRecord] = deque()
         """Skip records a store failure kept out (the store was down): written again once
         it answers (``record`` writes a key once, so a write that did land is harmless)."""
+        self._rewriting = False
         self._apply_lock = threading.RLock()
         self._parked: dict[uuid.UUID, tuple[StoredJob, str]] = {}
         self._reported: set[tuple[uuid.UUID, str]] = set()
@@ -212,7 +213,7 @@ class DurableJobs:
         """At shutdown: stop following, flush pending writes, leave the node list."""
         self.stop_following()
         self._writer.shutdown(wait=True)
-        self._write_unwritten()  # the writer is shut down: inline, a last time
+        self._rewrite()  # the writer has stopped: here, a last time
         if self._unwritten:
             self.log.warning(
                 "%d skip record(s) could not be written to the store %s before shutdown",
@@ -548,11 +549,13 @@ class DurableJobs:
         self._submit(self._write_record, record, done=done)
 
     def _write_record(self, record: RunRecord) -> None:
+        """Write a skip record; on the writer thread. One the store could not take (it
+        was unavailable) is kept, to be written again once it answers."""
         try:
             self.store.record(record)
-        except Exception:
+        except StoreUnavailable:
             if len(self._unwritten) < _UNWRITTEN_LIMIT:
-                self._unwritten.append(record)  # written again once the store answers
+                self._unwritten.append(record)
             else:
                 self.log.warning(
                     "%d skip records wait for the store already: %s is not kept",
@@ -562,9 +565,32 @@ class DurableJobs:
             raise
 
     def _write_unwritten(self) -> None:
-        """Submit again the skip records a store failure kept out (the store answers)."""
-        for _ in range(len(self._unwritten)):
-            self._submit(self._write_record, self._unwritten.popleft())
+        """The store answers: write again, on the writer thread, the skip records it
+        could not take (once at a time; nothing to do when none waits)."""
+        if not self._unwritten or self._rewriting:
+            return
+        self._rewriting = True
+        try:
+            self._writer.submit(self._rewrite)
+        except RuntimeError:  # shut down: close() writes them
+            self._rewriting = False
+
+    def _rewrite(self) -> None:
+        """Write the kept skip records in order, until one fails: the store may answer
+        reads and still refuse writes, so a later look tries again (one failed write per
+        look, not one per record). A record that can never be written is dropped."""
+        try:
+            while self._unwritten:
+                record = self._unwritten[0]
+                try:
+                    self.store.record(record)
+                except StoreUnavailable:
+                    return
+                except Exception as exc:
+                    self.log.warning("a skip record could not be written: %s", exc)
+                self._unwritten.popleft()
+        finally:
+            self._rewriting = False
 
     def _retry_dropped(self, key: str) -> None:
         self._submit(self.store.drop_retry, key)

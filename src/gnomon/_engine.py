@@ -54,6 +54,8 @@ _MISSED_LIMIT = 10_000
 _QUEUE_LIMIT = 1000
 _WAKE_BATCH = 32
 _RETRY_LIMIT = 1000
+_MARGIN = timedelta(milliseconds=50)
+"""Added to a store's or locker's delay (beside 5%) before asking it again."""
 _UNRECORDED = frozenset(
     {Outcome.SKIPPED_LOCKED, Outcome.SKIPPED_NOT_LEADER, Outcome.SKIPPED_LOCK_ERROR}
 )
@@ -215,8 +217,7 @@ class Engine:
         self._waiting = 0
         self._queued_jobs: set[JobState] = set()
         """Jobs that have (or had) runs queued for their singleton slot."""
-        self._reports = 0
-        self._settling = 0
+        self._reports = self._settling = 0
         self.watchers = 0
         self.live_runs: set[Run] = set()
         self.started = self.accepting = self.shut_down = False
@@ -237,6 +238,8 @@ class Engine:
         at-least-once job), by job, waiting to be caught up."""
         self._probing: set[JobState] = set()
         """Jobs with an ``_UnclaimedProbe`` in the heap."""
+        self._probe_after: dict[JobState, timedelta] = {}
+        """Jobs without a store whose locker failed a claim: its renew interval."""
         self.on_retry_dropped: Callable[[str], None] | None = None
         """Told (off the lock) the key of a durable occurrence whose pending retry was
         dropped, so that its store gives it up too."""
@@ -481,6 +484,9 @@ class Engine:
         self._disarm(state)
         state.removed = True
         del self.jobs[state.id]
+        if self._unclaimed or self._probe_after:
+            self._unclaimed.pop(state, None)  # nothing of a removed job is caught up
+            self._probe_after.pop(state, None)
         if self.clustered:
             self._names[state.spec.name] -= 1
         if cancel:
@@ -529,6 +535,10 @@ class Engine:
                     self._resume(state, now, effects, catch_up=False, why=why)
                 else:
                     self._arm_or_expire(state, now, effects)
+            for state in self._probe_after:  # stop() dropped their probes: ask again now
+                if state in self._unclaimed:
+                    self._probing.add(state)
+                    self.push_timed(now, _UnclaimedProbe(state))
         self.apply(effects)
         return True
 
@@ -1147,10 +1157,17 @@ class Engine:
             missed = self._unclaimed.setdefault(state, [])
             if len(missed) < _MISSED_LIMIT:
                 missed.append(run.scheduled_at)
-            if probe_after is not None and self.accepting and state not in self._probing:
-                self._probing.add(state)
-                when = self.now() + probe_after * 1.05 + timedelta(milliseconds=50)
-                self.push_timed(when, _UnclaimedProbe(state))
+            if probe_after is not None:
+                self._probe_after[state] = probe_after
+                self._probe_later(state)
+
+    def _probe_later(self, state: JobState) -> None:
+        """Push the job's ``_UnclaimedProbe`` one renew interval from now, unless it has
+        one or the scheduler is stopped (``start`` pushes it then). Under the lock."""
+        if self.accepting and state not in self._probing:
+            self._probing.add(state)
+            after = self._probe_after[state]
+            self.push_timed(self.now() + after * 1.05 + _MARGIN, _UnclaimedProbe(state))
 
     @property
     def unclaimed_waiting(self) -> dict[JobState, list[datetime]]:
@@ -1197,11 +1214,18 @@ class Engine:
 
     def probe_unclaimed(self, state: JobState, now: datetime, effects: Effects) -> None:
         """An ``_UnclaimedProbe`` is due: claim the job's unclaimed occurrences again, by
-        its catch-up policy (under the lock)."""
+        its catch-up policy (under the lock). While the job has a run going (a claim in
+        flight, perhaps of a later occurrence) or its next fire time is due, it looks
+        again later: that run decides first."""
         self._probing.discard(state)
-        moments = self._unclaimed.pop(state, None)
-        if moments:
-            self._catch_up_unclaimed(state, moments, now, effects, superseded=None)
+        if state.removed or state not in self._unclaimed:
+            return
+        upcoming = state.next_fire
+        if state.running or (upcoming is not None and _ts(upcoming) <= _ts(now)):
+            self._probe_later(state)
+            return
+        moments = self._unclaimed.pop(state)
+        self._catch_up_unclaimed(state, moments, now, effects, superseded=None)
 
     def _catch_up_unclaimed(
         self,
@@ -1238,8 +1262,8 @@ class Engine:
         if claimed is not None:
             cutoff = _ts(claimed.scheduled_at)
             candidates = [claimed.state] if claimed.state in self._unclaimed else []
-        else:
-            candidates = list(self._unclaimed)
+        else:  # the store's read vouches for its own claims, not for another locker's
+            candidates = [state for state in self._unclaimed if state.durable is not None]
         for state in candidates:
             waiting = self._unclaimed[state]
             known = set(noted.get(state, ()))
@@ -1456,7 +1480,7 @@ class Engine:
         with self.lock:
             if run.state.removed or not self.accepting or run.retries >= _RETRY_LIMIT:
                 return
-            when = self.now() + delay * 1.05 + timedelta(milliseconds=50)
+            when = self.now() + delay * 1.05 + _MARGIN
             retry = _DelayedOffer(run.state, run.scheduled_at, key=run.key, retries=run.retries + 1)
             self.push_timed(when, retry)
 

@@ -451,10 +451,10 @@ class Run:
         self.attempt = lease.attempt if stored else self.base_attempt + lease.attempt
         self.keep_on_retry = not stored
         self.lease_deadline = begun + _lease_window(ttl.total_seconds())
-        # The keeper needs nothing of the run's context (which holds this run: a cycle).
-        keeping = self._keep_lease(locker)
-        context = contextvars.Context()
-        self.keeper = asyncio.get_running_loop().create_task(keeping, context=context)
+        # The keeper needs nothing of the run's context (which holds this run: a cycle);
+        # a task made in an empty context copies it (a task factory may not take context=).
+        loop = asyncio.get_running_loop()
+        self.keeper = contextvars.Context().run(loop.create_task, self._keep_lease(locker))
         return True
 
     def _lock_key(self) -> str:

@@ -100,3 +100,51 @@ def test_a_missed_record_whose_write_failed_is_written_once_the_store_answers(
     [written] = s.history(outcome=Outcome.SKIPPED_MISSED)
     assert [r.occurrence_key for r in refused] == [written.occurrence_key]
     assert written.count == 4
+
+
+class UnreachableLocker(gnomon.Locker):
+    """A job's own locker, separate from the store, that cannot be reached."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    async def acquire(
+        self,
+        key: str,
+        ttl: timedelta,
+        *,
+        recovery: gnomon.Recovery = gnomon.Recovery.AT_MOST_ONCE,
+    ) -> gnomon.Lease:
+        self.asked.append(key)
+        raise ConnectionError(f"the job's own locker is unreachable for {key}")
+
+
+def test_the_followers_read_leaves_alone_what_a_jobs_own_locker_failed_to_claim(
+    make: SchedulerFactory, clock: FakeClock
+) -> None:
+    # A successful read vouches for the store's claims only; the job's own locker is
+    # asked again after its renew interval, not at every read.
+    locker = UnreachableLocker()
+    s = make()
+    s.add_job(
+        lambda: None,
+        gnomon.every("1m"),
+        name="own-locker",
+        durable=False,
+        locker=locker,
+        recovery=gnomon.Recovery.AT_LEAST_ONCE,
+    )
+    s.start()
+    clock.advance(MINUTE)
+    s.wait_idle()
+    assert len(locker.asked) == 1
+    clock.advance(timedelta(seconds=5))  # no longer merely late; the probe is not due yet
+    engine = s._engine
+    for _ in range(3):  # what the follower does after each successful read
+        engine.catch_up_unclaimed(noted=engine.unclaimed_waiting)
+        s.wait_idle()
+
+    assert len(locker.asked) == 1
+    clock.advance(locker.renew_interval + timedelta(seconds=1))  # one probe falls due
+    s.wait_idle()
+    assert len(locker.asked) == 2

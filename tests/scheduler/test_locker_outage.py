@@ -28,6 +28,7 @@ class FlakyLocker(MemoryLocker):
         super().__init__(lease_ttl="3s", clock=clock)
         self.down = threading.Event()
         self.failures = Tally()
+        self.claims = Tally()
         self.held_key: str | None = None
         self.entered = threading.Event()
         self.release_held = threading.Event()
@@ -41,7 +42,9 @@ class FlakyLocker(MemoryLocker):
         if self.down.is_set():
             self.failures.hit(key)
             raise Boom(f"the lock store is unreachable for {key}")
-        return await super().acquire(key, ttl, recovery=recovery)
+        lease = await super().acquire(key, ttl, recovery=recovery)
+        self.claims.hit(key)
+        return lease
 
 
 def at(offset: float) -> datetime:
@@ -183,10 +186,13 @@ def test_a_removed_job_stops_being_claimed_again(
     settle(s, clock, 60)
     assert locker.failures.count == 1
     job.remove()
+    locker.down.clear()
     for _ in range(5):
         settle(s, clock, 1)
 
     assert locker.failures.count == 1
+    assert locker.claims.count == 0
+    assert s._engine.unclaimed_waiting == {}  # nothing of the job is kept
 
 
 def test_a_claim_that_succeeds_leaves_newer_occurrences_failed_meanwhile_to_be_caught_up(
@@ -222,29 +228,52 @@ def test_a_claim_that_succeeds_leaves_newer_occurrences_failed_meanwhile_to_be_c
     assert not [r for r in records(s, "slow") if r.outcome is Outcome.SKIPPED_MISSED]
 
 
-def test_stopping_drops_the_pending_claim_and_a_restart_catches_up_on_the_next_claim(
+def test_a_restart_claims_again_at_once_what_a_stop_left_unclaimed(
     make_scheduler: SchedulerFactory, clock: FakeClock
 ) -> None:
     locker = FlakyLocker(clock)
     s = make_scheduler(locker=locker)
     ran = Tally()
-    s.add_job(
-        recorder(ran),
-        gnomon.every(10),
-        name="paused-node",
-        recovery=Recovery.AT_LEAST_ONCE,
-    )
+    s.add_job(recorder(ran), gnomon.every(10), name="paused-node", recovery=Recovery.AT_LEAST_ONCE)
     s.start()
     locker.down.set()
     settle(s, clock, 10)
     s.stop_jobs()
     locker.down.clear()
-    settle(s, clock, 5)
-    assert ran.count == 0
-    assert locker.failures.count == 1
+    settle(s, clock, 5)  # stopped: the pending claim was dropped, nothing is asked
+    assert (ran.count, locker.failures.count, locker.claims.count) == (0, 1, 0)
     s.start()
-    settle(s, clock, 5)  # the 20 s occurrence is claimed: it runs instead of the 10 s one
+    ran.wait_for(1)
+    s.wait_idle(timeout=WAIT)
+    assert ran.values == [at(10)]
+    settle(s, clock, 5)  # and the schedule goes on
+
+    assert ran.values == [at(10), at(20)]
+
+
+def test_a_job_with_a_run_going_is_claimed_again_only_once_that_run_has_ended(
+    make_scheduler: SchedulerFactory, clock: FakeClock
+) -> None:
+    # The run going may be a later occurrence, whose claim decides first: with
+    # catch_up="latest" it supersedes the unclaimed one, which is recorded missed.
+    locker = FlakyLocker(clock)
+    locker.held_key = gnomon.occurrence_key("busy", at(20))
+    s = make_scheduler(locker=locker)
+    ran = Tally()
+    s.add_job(recorder(ran), gnomon.every(10), name="busy", recovery=Recovery.AT_LEAST_ONCE)
+    s.start()
+    locker.down.set()
+    settle(s, clock, 10)  # the 10 s occurrence fails to be claimed
+    locker.down.clear()
+    clock.jump(seconds(10))
+    clock.advance(seconds(0))  # one wake-up: the probe (due at 11.1 s), then the 20 s tick
+    assert locker.entered.wait(WAIT)  # the 20 s occurrence's claim is in flight
+    clock.advance(seconds(2))  # the probe is due again: it waits for that claim
+    locker.release_held.set()
+    ran.wait_for(1)
+    s.wait_idle(timeout=WAIT)
+    settle(s, clock, 2)
 
     assert ran.values == [at(20)]
-    missed = [r for r in records(s, "paused-node") if r.outcome is Outcome.SKIPPED_MISSED]
+    missed = [r for r in records(s, "busy") if r.outcome is Outcome.SKIPPED_MISSED]
     assert [r.scheduled_at for r in missed] == [at(10)]

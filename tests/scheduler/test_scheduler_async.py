@@ -21,7 +21,7 @@ from scheduler_support import (
 
 import gnomon
 from gnomon._run import Run
-from gnomon.testing import FakeClock
+from gnomon.testing import FakeClock, MemoryLocker
 
 Outcome = gnomon.Outcome
 
@@ -339,8 +339,9 @@ def test_async_schedulers_sharing_a_locker_run_each_occurrence_once(errors: Erro
     assert locker.closed.count == 3
 
 
+@pytest.mark.parametrize("locked", [False, True], ids=["plain", "under-a-locker"])
 def test_finished_async_runs_leave_no_reference_cycle_for_the_collector(
-    errors: ErrorWatch,
+    errors: ErrorWatch, *, locked: bool
 ) -> None:
     # A cycle per run would be freed only by the garbage collector, whose passes stall
     # the loop: a full one takes tens of milliseconds in a large process.
@@ -351,10 +352,11 @@ def test_finished_async_runs_leave_no_reference_cycle_for_the_collector(
         async def coroutine_task() -> None:
             await asyncio.sleep(0)
 
-        async with gnomon.AsyncScheduler(clock=clock, timezone=UTC_ZONE) as s:
-            for _ in range(10):
-                await s.add_job(coroutine_task, gnomon.every(1))
-                await s.add_job(lambda: None, gnomon.every(1))
+        locker = MemoryLocker(clock=clock) if locked else None  # each run's lease has a keeper
+        async with gnomon.AsyncScheduler(clock=clock, timezone=UTC_ZONE, locker=locker) as s:
+            for i in range(10):
+                await s.add_job(coroutine_task, gnomon.every(1), name=f"coroutine-{i}")
+                await s.add_job(lambda: None, gnomon.every(1), name=f"function-{i}")
             gc.collect()
             gc.disable()
             gc.set_debug(gc.DEBUG_SAVEALL)  # what a collection finds is kept, to be seen
