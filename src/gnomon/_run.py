@@ -40,6 +40,14 @@ current_run: contextvars.ContextVar[Run | None] = contextvars.ContextVar(
 _DRIFT = 0.01
 _RELEASE_PAUSE = 0.2
 _LOCK_OUTCOMES = (Outcome.SKIPPED_LOCKED, Outcome.SKIPPED_LOCK_ERROR, Outcome.ABANDONED)
+_unowned: set[asyncio.Task[None]] = set()
+"""Tasks no run or scheduler holds (a kept lease's release): held here until they end,
+since an event loop keeps only weak references to its tasks."""
+
+
+def _hold_until_done(task: asyncio.Task[None]) -> None:
+    _unowned.add(task)
+    task.add_done_callback(_unowned.discard)
 
 
 class Run:
@@ -559,7 +567,9 @@ class Run:
         if loop is None or loop.is_closed():
             return
         with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-            loop.call_soon_threadsafe(lambda: loop.create_task(self.release_kept()))
+            loop.call_soon_threadsafe(
+                lambda: _hold_until_done(loop.create_task(self.release_kept()))
+            )
 
     async def _release_held(self) -> None:
         lease = self.lease
