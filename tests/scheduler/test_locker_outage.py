@@ -12,12 +12,13 @@ import asyncio
 import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 from scheduler_support import T0, WAIT, Boom, SchedulerFactory, Tally, seconds
 
 import gnomon
 from gnomon import Outcome, Recovery
-from gnomon.testing import FakeClock, MemoryLocker
+from gnomon.testing import FakeClock, MemoryLocker, MemoryStore
 
 
 class FlakyLocker(MemoryLocker):
@@ -69,20 +70,46 @@ def records(scheduler: gnomon.Scheduler, name: str) -> list[gnomon.RunRecord]:
     return sorted(scheduler.history(job=name), key=lambda r: (r.scheduled_at, r.outcome is None))
 
 
+def at_least_once_job(
+    make_scheduler: SchedulerFactory,
+    clock: FakeClock,
+    name: str,
+    interval: float,
+    *,
+    held_at: float | None = None,
+    store: MemoryStore | None = None,
+    **options: Any,
+) -> tuple[gnomon.Scheduler, FlakyLocker, Tally]:
+    """A started scheduler on a ``FlakyLocker`` (and ``store``) with one at-least-once job,
+    every ``interval`` seconds, whose runs record their fire times in the tally;
+    ``held_at``: the fire time whose claim the locker holds in flight."""
+    locker = FlakyLocker(clock)
+    if held_at is not None:
+        locker.held_key = gnomon.occurrence_key(name, at(held_at))
+    s = (
+        make_scheduler(locker=locker)
+        if store is None
+        else make_scheduler(locker=locker, store=store)
+    )
+    ran = Tally()
+    s.add_job(
+        recorder(ran),
+        gnomon.every(interval),
+        name=name,
+        recovery=Recovery.AT_LEAST_ONCE,
+        **options,
+    )
+    s.start()
+    return s, locker, ran
+
+
 def test_an_at_least_once_occurrence_whose_claim_failed_runs_once_the_locker_answers(
     make_scheduler: SchedulerFactory, clock: FakeClock
 ) -> None:
-    locker = FlakyLocker(clock)
-    s = make_scheduler(locker=locker)
-    ran, lock_errors = Tally(), Tally()
-    s.add_job(
-        recorder(ran),
-        gnomon.every(60),
-        name="report",
-        recovery=Recovery.AT_LEAST_ONCE,
-        after_lock_error=lock_errors.hit,
+    lock_errors = Tally()
+    s, locker, ran = at_least_once_job(
+        make_scheduler, clock, "report", 60, after_lock_error=lock_errors.hit
     )
-    s.start()
     locker.down.set()
     settle(s, clock, 60)
     assert ran.count == 0
@@ -125,16 +152,7 @@ def test_an_at_most_once_occurrence_whose_claim_failed_is_not_claimed_again(
 def test_a_long_locker_outage_runs_only_the_latest_occurrence_and_records_the_rest_missed(
     make_scheduler: SchedulerFactory, clock: FakeClock
 ) -> None:
-    locker = FlakyLocker(clock)
-    s = make_scheduler(locker=locker)
-    ran = Tally()
-    s.add_job(
-        recorder(ran),
-        gnomon.every(10),
-        name="sync",
-        recovery=Recovery.AT_LEAST_ONCE,
-    )
-    s.start()
+    s, locker, ran = at_least_once_job(make_scheduler, clock, "sync", 10)
     locker.down.set()
     for _ in range(32):  # fire times at 10, 20 and 30 s, and claims again between them
         settle(s, clock, 1)
@@ -153,17 +171,7 @@ def test_a_long_locker_outage_runs_only_the_latest_occurrence_and_records_the_re
 def test_catch_up_all_runs_every_occurrence_a_locker_outage_left_unclaimed(
     make_scheduler: SchedulerFactory, clock: FakeClock
 ) -> None:
-    locker = FlakyLocker(clock)
-    s = make_scheduler(locker=locker)
-    ran = Tally()
-    s.add_job(
-        recorder(ran),
-        gnomon.every(10),
-        name="ledger",
-        recovery=Recovery.AT_LEAST_ONCE,
-        catch_up="all",
-    )
-    s.start()
+    s, locker, ran = at_least_once_job(make_scheduler, clock, "ledger", 10, catch_up="all")
     locker.down.set()
     for _ in range(25):
         settle(s, clock, 1)
@@ -178,20 +186,17 @@ def test_catch_up_all_runs_every_occurrence_a_locker_outage_left_unclaimed(
 def test_a_removed_job_stops_being_claimed_again(
     make_scheduler: SchedulerFactory, clock: FakeClock
 ) -> None:
-    locker = FlakyLocker(clock)
-    s = make_scheduler(locker=locker)
-    job = s.add_job(lambda: None, gnomon.every(60), name="gone", recovery=Recovery.AT_LEAST_ONCE)
-    s.start()
+    s, locker, ran = at_least_once_job(make_scheduler, clock, "gone", 60)
     locker.down.set()
     settle(s, clock, 60)
     assert locker.failures.count == 1
+    [job] = s.jobs()
     job.remove()
     locker.down.clear()
     for _ in range(5):
         settle(s, clock, 1)
 
-    assert locker.failures.count == 1
-    assert locker.claims.count == 0
+    assert (ran.count, locker.failures.count, locker.claims.count) == (0, 1, 0)
     assert s._engine.unclaimed_waiting == {}  # nothing of the job is kept
 
 
@@ -200,17 +205,7 @@ def test_a_claim_that_succeeds_leaves_newer_occurrences_failed_meanwhile_to_be_c
 ) -> None:
     # The success shows that the locker answered when this claim was asked, not later:
     # a newer occurrence that failed while it was in flight is not taken as superseded.
-    locker = FlakyLocker(clock)
-    locker.held_key = gnomon.occurrence_key("slow", at(10))
-    s = make_scheduler(locker=locker)
-    ran = Tally()
-    s.add_job(
-        recorder(ran),
-        gnomon.every(10),
-        name="slow",
-        recovery=Recovery.AT_LEAST_ONCE,
-    )
-    s.start()
+    s, locker, ran = at_least_once_job(make_scheduler, clock, "slow", 10, held_at=10)
     clock.advance(seconds(10))
     assert locker.entered.wait(WAIT)  # the claim of the 10 s occurrence is in flight
     locker.down.set()
@@ -231,11 +226,7 @@ def test_a_claim_that_succeeds_leaves_newer_occurrences_failed_meanwhile_to_be_c
 def test_a_restart_claims_again_at_once_what_a_stop_left_unclaimed(
     make_scheduler: SchedulerFactory, clock: FakeClock
 ) -> None:
-    locker = FlakyLocker(clock)
-    s = make_scheduler(locker=locker)
-    ran = Tally()
-    s.add_job(recorder(ran), gnomon.every(10), name="paused-node", recovery=Recovery.AT_LEAST_ONCE)
-    s.start()
+    s, locker, ran = at_least_once_job(make_scheduler, clock, "paused-node", 10)
     locker.down.set()
     settle(s, clock, 10)
     s.stop_jobs()
@@ -256,12 +247,7 @@ def test_a_job_with_a_run_going_is_claimed_again_only_once_that_run_has_ended(
 ) -> None:
     # The run going may be a later occurrence, whose claim decides first: with
     # catch_up="latest" it supersedes the unclaimed one, which is recorded missed.
-    locker = FlakyLocker(clock)
-    locker.held_key = gnomon.occurrence_key("busy", at(20))
-    s = make_scheduler(locker=locker)
-    ran = Tally()
-    s.add_job(recorder(ran), gnomon.every(10), name="busy", recovery=Recovery.AT_LEAST_ONCE)
-    s.start()
+    s, locker, ran = at_least_once_job(make_scheduler, clock, "busy", 10, held_at=20)
     locker.down.set()
     settle(s, clock, 10)  # the 10 s occurrence fails to be claimed
     locker.down.clear()
@@ -277,3 +263,25 @@ def test_a_job_with_a_run_going_is_claimed_again_only_once_that_run_has_ended(
     assert ran.values == [at(20)]
     missed = [r for r in records(s, "busy") if r.outcome is Outcome.SKIPPED_MISSED]
     assert [r.scheduled_at for r in missed] == [at(10)]
+
+
+def test_a_store_read_leaves_alone_what_the_locker_failed_to_claim_for_a_job_not_stored(
+    make_scheduler: SchedulerFactory, clock: FakeClock
+) -> None:
+    # A successful read of the store vouches for the store's claims only: the locker is
+    # asked again after its renew interval, not at every read.
+    s, locker, _ = at_least_once_job(
+        make_scheduler, clock, "not-stored", 60, store=MemoryStore(), durable=False
+    )
+    locker.down.set()
+    settle(s, clock, 60)
+    assert locker.failures.count == 1
+    settle(s, clock, 1.05)  # past the 1 s catch-up grace; the claim again is due at 61.1 s
+    engine = s._engine
+    for _ in range(3):  # what the follower does after each successful read
+        engine.catch_up_unclaimed(noted=engine.unclaimed_waiting)
+        s.wait_idle(timeout=WAIT)
+
+    assert locker.failures.count == 1
+    settle(s, clock, 0.1)
+    assert locker.failures.count == 2
