@@ -27,7 +27,7 @@ from uuid import uuid4
 from gnomon._clock import Clock, FakeClock
 from gnomon._distributed import occurrence_key
 from gnomon._errors import InvalidJob, JobNotFound, SchedulerShutDown
-from gnomon._events import LimitMode, Outcome, RunEvent
+from gnomon._events import LimitMode, Outcome, Recovery, RunEvent
 from gnomon._job import Job, JobOwner, JobState
 from gnomon._rules import Every, EveryRandom, Once, Rule
 from gnomon._run import Run, call_hook
@@ -391,6 +391,11 @@ class Engine:
             except InvalidJob:
                 state.spec, state.rule = old_spec, old_rule
                 raise
+            if state in self._probe_after and (
+                spec.recovery is not Recovery.AT_LEAST_ONCE or spec.locker is None
+            ):  # its locker's failed claims now stand, as an at-most-once job's do
+                self._unclaimed.pop(state, None)
+                del self._probe_after[state]
             retimed = new_rule or old_rule != rule or _timing_changed(old_spec, spec)
             if retimed:
                 state.resume_from = state.stored_next = None  # the old rule's phase is gone

@@ -200,6 +200,25 @@ def test_a_removed_job_stops_being_claimed_again(
     assert s._engine.unclaimed_waiting == {}  # nothing of the job is kept
 
 
+def test_a_job_updated_to_at_most_once_leaves_its_failed_claims_unclaimed(
+    make_scheduler: SchedulerFactory, clock: FakeClock
+) -> None:
+    s, locker, ran = at_least_once_job(make_scheduler, clock, "turned", 60)
+    locker.down.set()
+    settle(s, clock, 60)
+    assert locker.failures.count == 1
+    [job] = s.jobs()
+    s.update_job(job.id, recovery=Recovery.AT_MOST_ONCE)
+    locker.down.clear()
+    for _ in range(5):
+        settle(s, clock, 1)
+
+    assert (ran.count, locker.failures.count, locker.claims.count) == (0, 1, 0)
+    assert s._engine.unclaimed_waiting == {}
+    settle(s, clock, 60)  # its next occurrence is claimed and runs, as at-most-once
+    assert ran.values == [at(120)]
+
+
 def test_a_claim_that_succeeds_leaves_newer_occurrences_failed_meanwhile_to_be_caught_up(
     make_scheduler: SchedulerFactory, clock: FakeClock
 ) -> None:
