@@ -53,7 +53,7 @@ from gnomon._retry import Retry
 from gnomon._run import Run, call_hook, current_run
 from gnomon._stores.contract import ActionRecord, IfExists, NodeInfo, RunRecord, Store
 from gnomon._tasks import LISTENER_OPTIONS, Task, TaskRegistry
-from gnomon._waker import EARLY, LoopWaker, arrive
+from gnomon._waker import Headstart, LoopWaker, arrive
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -663,6 +663,8 @@ class Scheduler(_SchedulerCore):
 
     def _init_face(self) -> None:
         self._timer_wake = threading.Condition(self._engine.lock)
+        self._headstart = Headstart()
+        """How early the leader ends its timed wait before a deadline (see ``_lead``)."""
         self._timer: threading.Thread | None = None
         """The worker thread leading (running the timer loop) now, if any."""
         self._timer_stop = False
@@ -863,7 +865,8 @@ class Scheduler(_SchedulerCore):
     def _lead(self) -> Run | None:
         engine, wake = self._engine, self._timer_wake
         now_stamp = _stamp_function(self.clock)
-        early = EARLY if now_stamp is time.time else 0.0  # a fake clock has no last stretch
+        # A fake clock has no last stretch; the system clock's is learned (see _waker).
+        headstart = self._headstart if now_stamp is time.time else None
         me = threading.current_thread()
         with engine.lock:
             self._timer = me
@@ -873,9 +876,13 @@ class Scheduler(_SchedulerCore):
                     if deadline is None:
                         wake.wait(_MAX_SLEEP)
                         continue
-                    wait = deadline - now_stamp()
+                    early = 0.0 if headstart is None else headstart.seconds
+                    now = now_stamp()
+                    wait = deadline - now
                     if wait > early:
-                        wake.wait(min(wait - early, _MAX_SLEEP))
+                        span = min(wait - early, _MAX_SLEEP)
+                        if not wake.wait(span) and headstart is not None:
+                            headstart.learn(now_stamp() - now - span)
                         continue
                     engine.lock.release()
                     try:
@@ -915,7 +922,7 @@ class Scheduler(_SchedulerCore):
         due = self._due
         if not due:
             if more and ahead is not None:
-                arrive(ahead, EARLY)  # a timeout or a retry is due: it waits for its time
+                arrive(ahead, self._headstart.seconds)  # a timeout or a retry: at its time
             return None
         self._due = []
         run = None
@@ -927,7 +934,7 @@ class Scheduler(_SchedulerCore):
             if run is not None and not self._pool.hand_over(self._timer_main):
                 run = None  # no thread free for a new leader: the pool takes it
         if ahead is not None:
-            arrive(ahead, EARLY)
+            arrive(ahead, self._headstart.seconds)
         for other in due:
             if other is not run:
                 self._start(other)
@@ -1120,6 +1127,8 @@ class AsyncScheduler(_SchedulerCore):
         self._timer: asyncio.TimerHandle | None = None
         self._waker: LoopWaker | None = None
         """On the system clock, the thread that wakes the loop on time (see _waker)."""
+        self._headstart = Headstart()
+        """How early the waker wakes the loop before a deadline."""
         self._changed: asyncio.Event | None = None
         self._shutting_down = False
         self._held: list[Run] | None = None
@@ -1165,7 +1174,7 @@ class AsyncScheduler(_SchedulerCore):
     def _start_timer(self) -> None:
         loop = self._loop
         if loop is not None and self._waker is None and type(self.clock) is SystemClock:
-            self._waker = LoopWaker(loop, self._on_timer)
+            self._waker = LoopWaker(loop, self._on_timer, self._headstart)
         self._rearm()
 
     def _rearm(self) -> None:
@@ -1188,8 +1197,9 @@ class AsyncScheduler(_SchedulerCore):
         """One batch of due work. ``ahead``: the deadline the waker woke the loop just
         before (the system clock only). The batch is then fired as of the deadline while
         the loop is still early, and its runs start when the deadline comes: the loop
-        waits out the rest (``arrive``, at most ``EARLY``), so that the work between the
-        wake-up and the first run, slow on a processor that was idle, is done ahead."""
+        waits out the rest (``arrive``, the waker's headstart at most), so that the work
+        between the wake-up and the first run, slow on a processor that was idle, is
+        done ahead."""
         self._timer = None
         if not self._engine.started:
             return  # a wake-up the waker posted just before the timer stopped
@@ -1204,7 +1214,7 @@ class AsyncScheduler(_SchedulerCore):
         finally:
             held, self._held = self._held, None
         if ahead is not None and (held or more):
-            arrive(ahead, EARLY)  # nothing dispatched ahead starts before its time
+            arrive(ahead, self._headstart.seconds)  # nothing dispatched ahead starts early
         if held:
             loop = self._require_loop()
             for run in held:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import math
+import random
 import sys
 import threading
 import time
@@ -20,7 +22,7 @@ import gnomon
 from gnomon import JobContext
 from gnomon._engine import _Timed
 from gnomon._pool import WorkerPool
-from gnomon._waker import EARLY, LoopWaker, arrive, sharpen_timers
+from gnomon._waker import EARLY, Headstart, LoopWaker, arrive, sharpen_timers
 from gnomon.testing import FakeClock
 
 _PATIENCE = 10.0
@@ -113,7 +115,7 @@ def test_the_waker_calls_back_on_the_loop_thread_just_before_the_deadline_with_i
         thread, called_at, given = calls[0]
         assert thread is threading.current_thread()
         assert given == deadline
-        assert called_at >= deadline - EARLY  # early by EARLY at most, never sooner
+        assert called_at >= deadline - EARLY  # the first headstart, EARLY, at most
 
     asyncio.run(scenario())
 
@@ -144,7 +146,7 @@ def test_an_earlier_deadline_replaces_a_later_one_and_a_cleared_one_never_fires(
             waker.close()
         assert len(calls) == 2
         assert calls[1][1] == now + 0.2
-        assert calls[1][0] >= now + 0.2 - EARLY
+        assert calls[1][0] >= now + 0.2 - Headstart._CEILING  # learned: a headstart at most
 
     asyncio.run(scenario())
 
@@ -316,6 +318,62 @@ def test_during_a_burst_the_leader_keeps_leading_and_the_pool_takes_the_runs() -
     assert len(handed) <= 1
 
 
+def test_the_headstart_follows_the_98th_percentile_of_how_late_waits_end() -> None:
+    headstart = Headstart()
+    assert headstart.seconds == EARLY
+    rng = random.Random(7)
+    mean = 100e-6  # exponential overshoot: its 98th percentile is mean * ln(50)
+    for _ in range(20_000):
+        headstart.learn(rng.expovariate(1 / mean))
+    expected = mean * math.log(50) + Headstart._WORK
+    assert expected - 50e-6 < headstart.seconds < expected + 50e-6
+
+
+def test_one_very_late_wait_moves_the_headstart_by_one_step_and_it_stays_bounded() -> None:
+    headstart = Headstart()
+    headstart.learn(3_600.0)  # a suspended process, a clock stepped forward
+    assert headstart.seconds == pytest.approx(EARLY + Headstart._STEP * 0.98)
+    for _ in range(10_000):
+        headstart.learn(-3_600.0)  # a clock stepped back: never below the floor
+    assert headstart.seconds == Headstart._FLOOR
+    for _ in range(10_000):
+        headstart.learn(1.0)
+    assert headstart.seconds == Headstart._CEILING
+
+
+@pytest.mark.parametrize("face", ["thread", "async"])
+def test_a_scheduler_on_the_system_clock_learns_its_headstart_from_its_wake_ups(
+    face: str,
+) -> None:
+    # Every timed wait that runs its span moves the headstart by a step, up or down.
+    ran = threading.Semaphore(0)
+
+    def task() -> None:
+        ran.release()
+
+    if face == "thread":
+        scheduler = gnomon.Scheduler()
+        try:
+            scheduler.add_job(task, gnomon.every(0.02))
+            scheduler.start()
+            for _ in range(5):
+                assert ran.acquire(timeout=_PATIENCE)
+            learned = scheduler._headstart.seconds
+        finally:
+            scheduler.shutdown()
+    else:
+
+        async def scenario() -> float:
+            async with gnomon.AsyncScheduler() as scheduler:
+                await scheduler.add_job(task, gnomon.every(0.02))
+                for _ in range(5):
+                    assert await asyncio.to_thread(ran.acquire, timeout=_PATIENCE)
+                return scheduler._headstart.seconds
+
+        learned = asyncio.run(scenario())
+    assert learned != EARLY
+
+
 def test_arrive_returns_once_the_deadline_has_come_and_at_once_for_a_past_one() -> None:
     deadline = time.time() + 0.002
     arrive(deadline, 0.01)
@@ -335,9 +393,10 @@ def test_arrive_gives_up_soon_on_a_deadline_further_than_it_waits_for() -> None:
 def test_runs_fired_ahead_of_their_deadline_start_only_when_it_comes(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # The leader wakes EARLY before a deadline and fires the batch as of the deadline; an
-    # EARLY of 0.3 s makes that certain and any run started too soon plain to see.
-    monkeypatch.setattr(gnomon._scheduler, "EARLY", 0.3)
+    # The leader wakes its headstart (first EARLY) before a deadline and fires the batch
+    # as of the deadline; an EARLY of 0.3 s makes that certain and any run started too
+    # soon plain to see.
+    monkeypatch.setattr(gnomon._waker, "EARLY", 0.3)
     scheduler = gnomon.Scheduler()
     wakes: list[tuple[float, float]] = []
     wake = scheduler._engine.wake
@@ -376,10 +435,10 @@ def test_runs_fired_ahead_of_their_deadline_start_only_when_it_comes(
 def test_async_runs_fired_ahead_of_their_deadline_start_only_when_it_comes(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # The waker wakes the loop EARLY before a deadline and the batch is fired as of it;
-    # an EARLY of 0.3 s makes that certain and any run started too soon plain to see.
+    # The waker wakes the loop its headstart (first EARLY) before a deadline and the batch
+    # is fired as of it; an EARLY of 0.3 s makes that certain and any run started too
+    # soon plain to see.
     monkeypatch.setattr(gnomon._waker, "EARLY", 0.3)
-    monkeypatch.setattr(gnomon._scheduler, "EARLY", 0.3)
     starts: list[tuple[float, float]] = []
     wakes: list[tuple[float, float]] = []
 
