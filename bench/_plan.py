@@ -155,6 +155,12 @@ def all_cases(profile: Profile, contestants: tuple[str, ...]) -> list[Case]:
         ("w4", "W4 idle", idle_spec(profile)),
     ):
         found.append(Case(key, key, "timed", title, asdict(spec), contestants))
+    if contestants:
+        # W4's control: what the machine's CPU clock counts for an interpreter that only
+        # sleeps as long (the project's own, the one most contestants run in).
+        floor_side = "gnomon" if "gnomon" in contestants else contestants[0]
+        span = {"cpu_span": idle_spec(profile).cpu_span}
+        found.append(Case("w4floor", "w4", "w4floor", "W4 floor", span, (floor_side,)))
     if (BENCH_DIR / "w5_cron.py").exists() and "gnomon" in contestants:
         found.append(Case("w5", "w5", "w5", "W5 cron math", {}, ("gnomon",)))
         found.append(Case("w5cold", "w5", "w5cold", "W5 cron math, cold cache", {}, ("gnomon",)))

@@ -605,4 +605,19 @@ def timed_sections(values: Medians, params: dict[str, dict[str, Any]]) -> list[s
             ),
             [("cpu_seconds", f"CPU in {fmt(p['cpu_span'])} s, s")],
         )
+        lines += floor_note(values, p["cpu_span"])
     return lines
+
+
+def floor_note(values: Medians, span: float) -> list[str]:
+    """W4's control: the CPU time counted for an interpreter that only sleeps as long."""
+    for contestant in contestants_of(values, "w4floor"):
+        floor = median(values, "w4floor", contestant, "cpu_seconds")
+        note = (
+            f"Floor: a fresh interpreter of the same environment that only sleeps for "
+            f"{fmt(span)} s is counted {fmt(floor)} s of CPU on this machine (its CPU clock's "
+            "own cost, the median of the repetitions); a figure near it is the machine's, "
+            "not the scheduler's."
+        )
+        return [note, ""]
+    return []

@@ -12,10 +12,11 @@ import logging
 import os
 import platform
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
-from _harness import TimedSpec, summarise_timed
+from _harness import TimedSpec, cpu_seconds, sleep_until, summarise_timed
 
 SIDES: dict[str, tuple[str, str]] = {
     "gnomon": ("side_gnomon", "thread"),
@@ -50,8 +51,16 @@ def _measure(side: Any, face: str, workload: str, params: dict[str, Any]) -> dic
         "timed": lambda: _timed(side, face, params),
         "w5": lambda: _measure_w5(side, face, params),
         "w5cold": _measure_w5_cold,
+        "w4floor": lambda: _sleeping_cpu(params["cpu_span"]),
     }
     return measures[workload]()
+
+
+def _sleeping_cpu(span: float) -> dict[str, float]:
+    """W4's floor: the CPU time this interpreter is counted while it only sleeps."""
+    began = cpu_seconds()
+    sleep_until(time.time() + span)
+    return {"cpu_seconds": cpu_seconds() - began}
 
 
 def _timed(side: Any, face: str, params: dict[str, Any]) -> dict[str, float]:

@@ -53,6 +53,7 @@ def test_every_measurement_of_the_smoke_run_succeeds(smoke_run: tuple[dict[str, 
         "w2",
         "w3",
         "w4",
+        "w4floor",
     }
 
 
@@ -93,6 +94,15 @@ def test_idle_workload_reads_cpu_while_no_job_is_due(
     found = metrics(raw, "w4", face)
     assert found["runs_total"] == 0
     assert 0 <= found["cpu_seconds"] < 0.5
+
+
+def test_idle_workload_has_its_floor_a_sleeping_interpreter_measured_and_shown(
+    smoke_run: tuple[dict[str, Any], str],
+) -> None:
+    raw, page = smoke_run
+    floor = metrics(raw, "w4floor", "gnomon")["cpu_seconds"]
+    assert 0 <= floor < 0.5
+    assert "Floor: a fresh interpreter of the same environment that only sleeps" in page
 
 
 def test_results_page_has_the_targets_ratios_and_every_workload(
