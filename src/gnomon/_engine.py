@@ -391,9 +391,8 @@ class Engine:
             except InvalidJob:
                 state.spec, state.rule = old_spec, old_rule
                 raise
-            if state in self._probe_after and (
-                spec.recovery is not Recovery.AT_LEAST_ONCE or spec.locker is None
-            ):  # its locker's failed claims now stand, as an at-most-once job's do
+            if state in self._probe_after and not _claimed_again(spec):
+                # its locker's failed claims now stand, as an at-most-once job's do
                 self._unclaimed.pop(state, None)
                 del self._probe_after[state]
             retimed = new_rule or old_rule != rule or _timing_changed(old_spec, spec)
@@ -1159,6 +1158,8 @@ class Engine:
             state = run.state
             if run.manual or run.base_attempt or run.retries or state.removed:
                 return
+            if probe_after is not None and not _claimed_again(state.spec):
+                return  # updated to at-most-once while the claim was in flight
             missed = self._unclaimed.setdefault(state, [])
             if len(missed) < _MISSED_LIMIT:
                 missed.append(run.scheduled_at)
@@ -1614,6 +1615,11 @@ _ts: Callable[[datetime], float] = datetime.timestamp
 
 
 _INTERVAL_RULES = (Every, EveryRandom)
+
+
+def _claimed_again(spec: JobSpec) -> bool:
+    """Whether a job's occurrences that its locker failed to claim are claimed again."""
+    return spec.recovery is Recovery.AT_LEAST_ONCE and spec.locker is not None
 
 
 def _anchor(state: JobState) -> datetime | None:

@@ -50,8 +50,8 @@ class Headstart:
     within ``[_FLOOR, _CEILING]``. The thread spins (``arrive``) for what is left of it,
     so a machine whose waits end on time spends less processor time than one whose do not.
 
-    One thread writes it (the one that learns when a wake-up came); others read
-    ``seconds``.
+    One thread at a time writes it (the thread face's leader, under the engine's lock;
+    the async face's loop); others read ``seconds``.
     """
 
     __slots__ = ("seconds",)

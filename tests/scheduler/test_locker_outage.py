@@ -219,6 +219,26 @@ def test_a_job_updated_to_at_most_once_leaves_its_failed_claims_unclaimed(
     assert ran.values == [at(120)]
 
 
+def test_a_claim_in_flight_when_the_job_turns_at_most_once_is_not_claimed_again(
+    make_scheduler: SchedulerFactory, clock: FakeClock
+) -> None:
+    s, locker, ran = at_least_once_job(make_scheduler, clock, "turning", 60, held_at=60)
+    clock.advance(seconds(60))
+    assert locker.entered.wait(WAIT)  # the claim of the 60 s occurrence is in flight
+    locker.down.set()
+    [job] = s.jobs()
+    s.update_job(job.id, recovery=Recovery.AT_MOST_ONCE)
+    locker.release_held.set()
+    locker.failures.wait_for(1)  # the claim asked before the update fails after it
+    s.wait_idle(timeout=WAIT)
+    locker.down.clear()
+    for _ in range(5):
+        settle(s, clock, 1)
+
+    assert (ran.count, locker.claims.count) == (0, 0)
+    assert s._engine.unclaimed_waiting == {}
+
+
 def test_a_claim_that_succeeds_leaves_newer_occurrences_failed_meanwhile_to_be_caught_up(
     make_scheduler: SchedulerFactory, clock: FakeClock
 ) -> None:

@@ -9,6 +9,7 @@ import asyncio
 import ctypes
 import math
 import random
+import statistics
 import sys
 import threading
 import time
@@ -319,14 +320,16 @@ def test_during_a_burst_the_leader_keeps_leading_and_the_pool_takes_the_runs() -
 
 
 def test_the_headstart_follows_the_98th_percentile_of_how_late_waits_end() -> None:
-    headstart = Headstart()
-    assert headstart.seconds == EARLY
-    rng = random.Random(7)
+    assert Headstart().seconds == EARLY
     mean = 100e-6  # exponential overshoot: its 98th percentile is mean * ln(50)
-    for _ in range(20_000):
-        headstart.learn(rng.expovariate(1 / mean))
-    expected = mean * math.log(50) + Headstart._WORK
-    assert expected - 50e-6 < headstart.seconds < expected + 50e-6
+    learned = []
+    for seed in range(8):
+        headstart, rng = Headstart(), random.Random(seed)
+        for _ in range(20_000):
+            headstart.learn(rng.expovariate(1 / mean))
+        learned.append(headstart.seconds)
+    expected = mean * math.log(50) + Headstart._WORK  # the 97th percentile: 40 us less
+    assert expected - 25e-6 < statistics.mean(learned) < expected + 25e-6
 
 
 def test_one_very_late_wait_moves_the_headstart_by_one_step_and_it_stays_bounded() -> None:
