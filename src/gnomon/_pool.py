@@ -7,7 +7,9 @@ next best promise is that a stuck task never blocks exit, so these workers are d
 
 from __future__ import annotations
 
+import sys
 import threading
+import time
 from collections import deque
 from concurrent.futures import Executor, Future
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
@@ -29,9 +31,13 @@ class WorkerPool(Executor):
 
     Workers are woken one at a time: work handed over while a wake-up is already on its
     way waits for that worker, which wakes the next one if work is still queued when it
-    takes its own. A burst of short tasks is then drained by the few threads that are
-    awake instead of every thread fighting for the lock and the interpreter, while a
-    burst of long tasks still spreads over every worker, one wake-up after another.
+    takes its own. That next one *stands by* while the queue is being drained: it joins
+    in only when no worker has taken work for twice the interpreter's switch interval
+    (10 ms by default: a worker merely waiting for the interpreter is not stalled, the
+    workers are held by long tasks), and then wakes the next in turn. A burst of short tasks is then
+    drained by one thread, as fast as the interpreter allows, instead of by every thread
+    fighting for the lock and the interpreter (which doubled the CPU a run costs), while
+    a burst of long tasks still spreads over every worker, one stall after another.
 
     One piece of work may *lead*: the scheduler's timer loop, run on a worker beside at
     most ``max_workers`` tasks (``lead``). The leader can hand the lead to another thread
@@ -52,6 +58,17 @@ class WorkerPool(Executor):
         """Workers notified (or started) that have not taken work yet."""
         self._leads = 0
         """Lead work queued or running (0 or 1): it does not count against the maximum."""
+        self._leads_queued = 0
+        """Lead work queued, at the head of the queue (0 or 1): taken at once."""
+        self._standing = 0
+        """Workers standing by while another drains the queue (see the class)."""
+        self._running = 0
+        """Workers running a task they took from the queue (not the lead)."""
+        self._standby = threading.Condition(self._lock)
+        self._taken = 0.0
+        """When a worker last took work (``time.monotonic()``)."""
+        self._stall = max(2e-3, 2 * sys.getswitchinterval())
+        """How long queued work waits while no worker takes any before a standby joins."""
         self._closed = False
         self._serial = 0
 
@@ -61,7 +78,7 @@ class WorkerPool(Executor):
             if self._closed:
                 raise RuntimeError("the worker pool is shut down")
             self._work.append(work)
-            if not self._waking:
+            if not self._waking and not self._standing:
                 self._wake_one()
 
     def lead(self, work: Callable[[], object]) -> None:
@@ -81,8 +98,9 @@ class WorkerPool(Executor):
         with self._lock:
             if self._closed:
                 return False
-            # Threads neither idle nor leading run tasks (or are on their way to one).
-            tasks = len(self._threads) - self._idle - self._leads
+            # Threads neither idle, standing by nor leading run tasks (or are on their way
+            # to one).
+            tasks = len(self._threads) - self._idle - self._standing - self._leads
             if tasks >= self._max:
                 return False
             self._start_lead(work)
@@ -95,6 +113,7 @@ class WorkerPool(Executor):
 
     def _start_lead(self, work: Callable[[], object]) -> None:
         self._work.appendleft(work)
+        self._leads_queued += 1
         if self._idle > self._waking:
             self._waking += 1
             self._ready.notify()
@@ -123,6 +142,7 @@ class WorkerPool(Executor):
             if cancel_futures:
                 self._work.clear()
             self._ready.notify_all()
+            self._standby.notify_all()
             threads = list(self._threads)
         if wait:
             for thread in threads:
@@ -163,29 +183,63 @@ class WorkerPool(Executor):
         with self._lock:
             self._waking -= 1  # started to take work: it is here
         try:
+            joining, counted = True, False
             while True:
-                work = self._next_work()
+                work, counted = self._next_work(joining, counted)
                 if work is None:
                     return
                 work()
                 del work
+                joining = False
         finally:
             with self._lock:
                 self._threads.discard(threading.current_thread())
 
-    def _next_work(self) -> Callable[[], Any] | None:
+    def _next_work(self, joining: bool, finished: bool) -> tuple[Callable[[], Any] | None, bool]:
+        """The next work for this worker, and whether it is a task (not the lead).
+        ``joining``: the worker ran nothing just before (one that did drains the queue
+        without standing by); ``finished``: it just ran a task."""
         with self._lock:
-            while not self._work:
-                if self._closed:
-                    return None
-                self._idle += 1
-                woke = self._ready.wait(_IDLE_SECONDS)
-                self._idle -= 1
-                if woke and self._waking:
-                    self._waking -= 1
-                if not woke and not self._work:
-                    return None
+            if finished:
+                self._running -= 1
+            while True:
+                while not self._work:
+                    if self._standing:
+                        self._standby.notify_all()  # nothing is left to stand by for
+                    if self._closed:
+                        return None, False
+                    self._idle += 1
+                    woke = self._ready.wait(_IDLE_SECONDS)
+                    self._idle -= 1
+                    if woke and self._waking:
+                        self._waking -= 1
+                    if not woke and not self._work:
+                        return None, False
+                    joining = True
+                if not joining or not self._stand_by():
+                    break
             work = self._work.popleft()
-            if self._work and not self._waking:
-                self._wake_one()  # more is queued: the next worker joins in
-            return work
+            self._taken = time.monotonic()
+            task = not self._leads_queued
+            if task:
+                self._running += 1
+            else:
+                self._leads_queued -= 1  # the lead, at the head
+            if self._work and not self._waking and not self._standing:
+                self._wake_one()  # more is queued: the next worker stands by
+            return work, task
+
+    def _stand_by(self) -> bool:
+        """Work is queued: wait while other workers drain it (under the lock). False
+        when this worker should take work now: a lead is queued, no worker runs a task,
+        or none took any for ``_stall`` seconds; True when the queue emptied meanwhile."""
+        self._standing += 1
+        try:
+            while self._work and not self._leads_queued and self._running:
+                left = self._taken + self._stall - time.monotonic()
+                if left <= 0:
+                    return False
+                self._standby.wait(left)
+            return not self._work
+        finally:
+            self._standing -= 1

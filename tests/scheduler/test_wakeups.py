@@ -72,6 +72,51 @@ def test_a_burst_of_blocking_tasks_spreads_over_every_worker() -> None:
         pool.shutdown(wait=True)
 
 
+def test_a_burst_is_drained_by_the_worker_taking_it_while_the_next_stands_by() -> None:
+    pool = WorkerPool(4)
+    pool._stall = 60.0  # the standby never joins while the queue is being drained
+    threads: list[threading.Thread] = []
+    done = threading.Semaphore(0)
+
+    def short() -> None:
+        threads.append(threading.current_thread())
+        time.sleep(0.001)  # releases the interpreter: a second worker could take work
+        done.release()
+
+    def first() -> None:
+        threads.append(threading.current_thread())
+        for _ in range(50):
+            pool.spawn(short)  # wakes the next worker, which stands by
+
+    try:
+        pool.spawn(first)
+        for _ in range(50):
+            assert done.acquire(timeout=_PATIENCE)
+        assert len(set(threads)) == 1
+        # The standby went idle when the queue emptied: new work is taken at once.
+        pool.spawn(done.release)
+        assert done.acquire(timeout=_PATIENCE)
+    finally:
+        pool.shutdown(wait=True)
+
+
+def test_a_standby_joins_once_the_workers_are_held_by_long_tasks() -> None:
+    pool = WorkerPool(4)
+    release = threading.Event()
+    second_ran = threading.Event()
+
+    def long() -> None:
+        pool.spawn(second_ran.set)  # the next worker stands by: this one took work now
+        release.wait(_PATIENCE)
+
+    try:
+        pool.spawn(long)
+        assert second_ran.wait(_PATIENCE)  # it joined after the stall, on its own
+    finally:
+        release.set()
+        pool.shutdown(wait=True)
+
+
 def test_every_task_of_a_burst_of_short_tasks_runs_exactly_once() -> None:
     pool = WorkerPool(6)
     seen: list[int] = []
