@@ -24,6 +24,8 @@ __all__ = ["WorkerPool"]
 P = ParamSpec("P")
 T = TypeVar("T")
 _IDLE_SECONDS = 30.0
+_SLOW_SECONDS = 0.5e-3
+"""A queue drained slower than one task per this long is drained by more workers."""
 
 
 class WorkerPool(Executor):
@@ -31,13 +33,16 @@ class WorkerPool(Executor):
 
     Workers are woken one at a time: work handed over while a wake-up is already on its
     way waits for that worker, which wakes the next one if work is still queued when it
-    takes its own. That next one *stands by* while the queue is being drained: it joins
-    in only when no worker has taken work for twice the interpreter's switch interval
-    (10 ms by default: a worker merely waiting for the interpreter is not stalled, the
-    workers are held by long tasks), and then wakes the next in turn. A burst of short tasks is then
-    drained by one thread, as fast as the interpreter allows, instead of by every thread
-    fighting for the lock and the interpreter (which doubled the CPU a run costs), while
-    a burst of long tasks still spreads over every worker, one stall after another.
+    takes its own. That next one *stands by* while the queue is being drained by tasks
+    that are quick: it joins in when the queue's pace (the running average of the time
+    between two takes while work stayed queued) is slower than ``_SLOW_SECONDS`` (the
+    tasks block or compute), when no worker has taken work for twice the interpreter's
+    switch interval (10 ms by default: a worker merely waiting for the interpreter is not
+    stalled, the workers are held by long tasks), when a lead is queued or when no task
+    runs; then it wakes the next in turn. A burst of short tasks is then drained by one
+    thread, as fast as the interpreter allows, instead of by every thread fighting for
+    the lock and the interpreter (which doubled the CPU a run costs), while a burst of
+    tasks that block still spreads over every worker.
 
     One piece of work may *lead*: the scheduler's timer loop, run on a worker beside at
     most ``max_workers`` tasks (``lead``). The leader can hand the lead to another thread
@@ -67,6 +72,13 @@ class WorkerPool(Executor):
         self._standby = threading.Condition(self._lock)
         self._taken = 0.0
         """When a worker last took work (``time.monotonic()``)."""
+        self._backlog = False
+        """Work stayed queued after the last take: the next take shows the queue's pace."""
+        self._pace = 0.0
+        """The running average of the time between two takes while work stayed queued."""
+        self._signals = 0
+        """Notifies of idle workers not yet consumed (a notify can meet a wait's timeout:
+        whoever wakes next consumes it, so ``_waking`` never counts one twice)."""
         self._stall = max(2e-3, 2 * sys.getswitchinterval())
         """How long queued work waits while no worker takes any before a standby joins."""
         self._closed = False
@@ -98,9 +110,9 @@ class WorkerPool(Executor):
         with self._lock:
             if self._closed:
                 return False
-            # Threads neither idle, standing by nor leading run tasks (or are on their way
-            # to one).
-            tasks = len(self._threads) - self._idle - self._standing - self._leads
+            # Threads neither idle nor leading run tasks (or are on their way to one, as a
+            # standby is).
+            tasks = len(self._threads) - self._idle - self._leads
             if tasks >= self._max:
                 return False
             self._start_lead(work)
@@ -116,6 +128,7 @@ class WorkerPool(Executor):
         self._leads_queued += 1
         if self._idle > self._waking:
             self._waking += 1
+            self._signals += 1
             self._ready.notify()
         else:
             self._waking += 1
@@ -165,6 +178,7 @@ class WorkerPool(Executor):
         """Wake an idle worker, or start one if none is idle (under the lock)."""
         if self._idle > 0:
             self._waking += 1
+            self._signals += 1
             self._ready.notify()
         elif len(self._threads) < self._max + self._leads:
             self._waking += 1
@@ -182,8 +196,8 @@ class WorkerPool(Executor):
         sharpen_timers()  # any worker may lead the timer loop, which waits for deadlines
         with self._lock:
             self._waking -= 1  # started to take work: it is here
+        joining, counted = True, False
         try:
-            joining, counted = True, False
             while True:
                 work, counted = self._next_work(joining, counted)
                 if work is None:
@@ -193,6 +207,8 @@ class WorkerPool(Executor):
                 joining = False
         finally:
             with self._lock:
+                if counted:  # the task raised, and ends this thread
+                    self._running -= 1
                 self._threads.discard(threading.current_thread())
 
     def _next_work(self, joining: bool, finished: bool) -> tuple[Callable[[], Any] | None, bool]:
@@ -206,36 +222,48 @@ class WorkerPool(Executor):
                 while not self._work:
                     if self._standing:
                         self._standby.notify_all()  # nothing is left to stand by for
-                    if self._closed:
-                        return None, False
-                    self._idle += 1
-                    woke = self._ready.wait(_IDLE_SECONDS)
-                    self._idle -= 1
-                    if woke and self._waking:
-                        self._waking -= 1
-                    if not woke and not self._work:
+                    if self._closed or not self._idle_wait():
                         return None, False
                     joining = True
                 if not joining or not self._stand_by():
                     break
             work = self._work.popleft()
-            self._taken = time.monotonic()
+            now = time.monotonic()
+            if self._backlog:
+                self._pace += (now - self._taken - self._pace) / 8
+            self._taken, self._backlog = now, bool(self._work)
             task = not self._leads_queued
             if task:
                 self._running += 1
             else:
                 self._leads_queued -= 1  # the lead, at the head
+            if self._standing and (not task or self._pace >= _SLOW_SECONDS):
+                self._standby.notify()  # the queue is slow or no task may run: join in
             if self._work and not self._waking and not self._standing:
                 self._wake_one()  # more is queued: the next worker stands by
             return work, task
 
+    def _idle_wait(self) -> bool:
+        """Wait for work as an idle worker (under the lock); False when idle too long."""
+        self._idle += 1
+        woke = self._ready.wait(_IDLE_SECONDS)
+        self._idle -= 1
+        if self._signals:
+            self._signals -= 1
+            self._waking -= 1
+            woke = True
+        return woke or bool(self._work)
+
     def _stand_by(self) -> bool:
-        """Work is queued: wait while other workers drain it (under the lock). False
-        when this worker should take work now: a lead is queued, no worker runs a task,
-        or none took any for ``_stall`` seconds; True when the queue emptied meanwhile."""
+        """Work is queued: wait while other workers drain it quickly (under the lock).
+        False when this worker should take work now: a lead is queued, no worker runs a
+        task, the queue's pace is slow, or no worker took any for ``_stall`` seconds;
+        True when the queue emptied meanwhile."""
         self._standing += 1
         try:
             while self._work and not self._leads_queued and self._running:
+                if self._pace >= _SLOW_SECONDS:
+                    return False
                 left = self._taken + self._stall - time.monotonic()
                 if left <= 0:
                     return False

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 import gnomon
+import gnomon._pool
 from gnomon import JobContext
 from gnomon._engine import _Timed
 from gnomon._pool import WorkerPool
@@ -72,9 +73,13 @@ def test_a_burst_of_blocking_tasks_spreads_over_every_worker() -> None:
         pool.shutdown(wait=True)
 
 
-def test_a_burst_is_drained_by_the_worker_taking_it_while_the_next_stands_by() -> None:
+def test_a_burst_is_drained_by_the_worker_taking_it_while_the_next_stands_by(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The standby never joins while the queue is being drained, however slowly.
+    monkeypatch.setattr(gnomon._pool, "_SLOW_SECONDS", 60.0)
     pool = WorkerPool(4)
-    pool._stall = 60.0  # the standby never joins while the queue is being drained
+    pool._stall = 60.0
     threads: list[threading.Thread] = []
     done = threading.Semaphore(0)
 
@@ -96,6 +101,30 @@ def test_a_burst_is_drained_by_the_worker_taking_it_while_the_next_stands_by() -
         # The standby went idle when the queue emptied: new work is taken at once.
         pool.spawn(done.release)
         assert done.acquire(timeout=_PATIENCE)
+    finally:
+        pool.shutdown(wait=True)
+
+
+def test_a_standby_joins_a_queue_drained_slowly_by_tasks_that_block() -> None:
+    pool = WorkerPool(4)
+    pool._stall = 60.0  # joins for the queue's pace alone
+    threads: list[threading.Thread] = []
+    done = threading.Semaphore(0)
+
+    def blocking() -> None:
+        threads.append(threading.current_thread())
+        time.sleep(0.005)  # a queue's pace of 5 ms per task: slower than _SLOW_SECONDS
+        done.release()
+
+    def first() -> None:
+        for _ in range(20):
+            pool.spawn(blocking)
+
+    try:
+        pool.spawn(first)
+        for _ in range(20):
+            assert done.acquire(timeout=_PATIENCE)
+        assert len(set(threads)) > 1
     finally:
         pool.shutdown(wait=True)
 
