@@ -103,6 +103,27 @@ def at_least_once_job(
     return s, locker, ran
 
 
+def first_claim_failed(
+    make_scheduler: SchedulerFactory, clock: FakeClock, name: str
+) -> tuple[gnomon.Scheduler, FlakyLocker, Tally, gnomon.Job]:
+    """``at_least_once_job`` every 60 s whose first occurrence failed to be claimed."""
+    s, locker, ran = at_least_once_job(make_scheduler, clock, name, 60)
+    locker.down.set()
+    settle(s, clock, 60)
+    assert locker.failures.count == 1
+    [job] = s.jobs()
+    return s, locker, ran, job
+
+
+def locker_back(
+    s: gnomon.Scheduler, locker: FlakyLocker, clock: FakeClock, seconds_after: int = 5
+) -> None:
+    """The locker answers again; ``seconds_after`` renew intervals (1 s) pass, each settled."""
+    locker.down.clear()
+    for _ in range(seconds_after):
+        settle(s, clock, 1)
+
+
 def test_an_at_least_once_occurrence_whose_claim_failed_runs_once_the_locker_answers(
     make_scheduler: SchedulerFactory, clock: FakeClock
 ) -> None:
@@ -140,9 +161,7 @@ def test_an_at_most_once_occurrence_whose_claim_failed_is_not_claimed_again(
     s.start()
     locker.down.set()
     settle(s, clock, 60)
-    locker.down.clear()
-    for _ in range(5):
-        settle(s, clock, 1)
+    locker_back(s, locker, clock)
 
     assert ran.count == 0
     assert locker.failures.count == 1
@@ -158,9 +177,7 @@ def test_a_long_locker_outage_runs_only_the_latest_occurrence_and_records_the_re
         settle(s, clock, 1)
     # A claim again 1.1 s after each failure: every other step of a second.
     assert locker.failures.count >= 3 + 10
-    locker.down.clear()
-    for _ in range(3):
-        settle(s, clock, 1)
+    locker_back(s, locker, clock, 3)
 
     assert ran.values == [at(30)]  # catch_up="latest": the newest unclaimed one runs
     missed = [r for r in records(s, "sync") if r.outcome is Outcome.SKIPPED_MISSED]
@@ -175,9 +192,7 @@ def test_catch_up_all_runs_every_occurrence_a_locker_outage_left_unclaimed(
     locker.down.set()
     for _ in range(25):
         settle(s, clock, 1)
-    locker.down.clear()
-    for _ in range(3):
-        settle(s, clock, 1)
+    locker_back(s, locker, clock, 3)
 
     assert sorted(ran.values) == [at(10), at(20)]
     assert not [r for r in records(s, "ledger") if r.outcome is Outcome.SKIPPED_MISSED]
@@ -186,15 +201,9 @@ def test_catch_up_all_runs_every_occurrence_a_locker_outage_left_unclaimed(
 def test_a_removed_job_stops_being_claimed_again(
     make_scheduler: SchedulerFactory, clock: FakeClock
 ) -> None:
-    s, locker, ran = at_least_once_job(make_scheduler, clock, "gone", 60)
-    locker.down.set()
-    settle(s, clock, 60)
-    assert locker.failures.count == 1
-    [job] = s.jobs()
+    s, locker, ran, job = first_claim_failed(make_scheduler, clock, "gone")
     job.remove()
-    locker.down.clear()
-    for _ in range(5):
-        settle(s, clock, 1)
+    locker_back(s, locker, clock)
 
     assert (ran.count, locker.failures.count, locker.claims.count) == (0, 1, 0)
     assert s._engine.unclaimed_waiting == {}  # nothing of the job is kept
@@ -203,15 +212,9 @@ def test_a_removed_job_stops_being_claimed_again(
 def test_a_job_updated_to_at_most_once_leaves_its_failed_claims_unclaimed(
     make_scheduler: SchedulerFactory, clock: FakeClock
 ) -> None:
-    s, locker, ran = at_least_once_job(make_scheduler, clock, "turned", 60)
-    locker.down.set()
-    settle(s, clock, 60)
-    assert locker.failures.count == 1
-    [job] = s.jobs()
+    s, locker, ran, job = first_claim_failed(make_scheduler, clock, "turned")
     s.update_job(job.id, recovery=Recovery.AT_MOST_ONCE)
-    locker.down.clear()
-    for _ in range(5):
-        settle(s, clock, 1)
+    locker_back(s, locker, clock)
 
     assert (ran.count, locker.failures.count, locker.claims.count) == (0, 1, 0)
     assert s._engine.unclaimed_waiting == {}
@@ -231,9 +234,7 @@ def test_a_claim_in_flight_when_the_job_turns_at_most_once_is_not_claimed_again(
     locker.release_held.set()
     locker.failures.wait_for(1)  # the claim asked before the update fails after it
     s.wait_idle(timeout=WAIT)
-    locker.down.clear()
-    for _ in range(5):
-        settle(s, clock, 1)
+    locker_back(s, locker, clock)
 
     assert (ran.count, locker.claims.count) == (0, 0)
     assert s._engine.unclaimed_waiting == {}
