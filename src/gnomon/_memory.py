@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import abc
 import asyncio
-import contextlib
 import heapq
 import itertools
 import logging
@@ -240,8 +239,12 @@ class CampaigningElector(Elector, abc.ABC):
 
     async def _campaign_forever(self) -> None:
         answered = True
-        while True:
+        while not self._closed:
             await asyncio.sleep(self._pause(answered).total_seconds())
+            # ``close`` cancels this task, but a store client can swallow that
+            # cancellation: on Python 3.11, ``asyncio.wait_for`` (redis-py sends through
+            # it) returns a result that arrived together with the cancel. The flag ends
+            # the loop after such a round, so ``close`` never waits on it for good.
             answered = await self._campaign_once()
 
     def _pause(self, answered: bool) -> timedelta:
@@ -273,10 +276,14 @@ class CampaigningElector(Elector, abc.ABC):
         if self._closed:
             return
         self._closed = True
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        task = self._task
+        if task is not None:
+            task.cancel()
+            # ``wait`` rather than ``await task``: a cancellation of ``close`` itself
+            # must propagate, not be taken for the campaign's.
+            await asyncio.wait({task})
+            if not task.cancelled():
+                task.result()  # what the campaign raised, if anything
         term, self._term = self._term, None
         try:
             if term is not None:

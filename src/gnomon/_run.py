@@ -494,21 +494,30 @@ class Run:
         assert lease is not None  # noqa: S101 - started right after the claim
         ttl = locker.lease_ttl.total_seconds()
         interval = locker.renew_interval.total_seconds()
-        while True:
+        # Whoever stops the keeper lets go of it first, then cancels it; a store client
+        # can swallow that cancellation (on Python 3.11, ``asyncio.wait_for`` returns a
+        # result that arrived together with the cancel), so the keeper also checks.
+        while self.keeper is asyncio.current_task():
             remaining = self.lease_deadline - time.monotonic()
             await asyncio.sleep(max(0.0, min(interval, remaining)))
             if time.monotonic() >= self.lease_deadline:
                 self._lose_lease("its lease ran out before it could be renewed")
                 return
             begun = time.monotonic()
+            failure: Exception | None = None
             try:
-                await asyncio.wait_for(lease.renew(), timeout=self.lease_deadline - begun)
-            except LeaseLost as exc:
-                self._lose_lease(f"its lease was lost: {exc}")
-                return
+                async with asyncio.timeout(self.lease_deadline - begun):
+                    await lease.renew()
             except Exception as exc:
+                failure = exc
+            if self.keeper is not asyncio.current_task():
+                return  # stopped during the renewal: the run is over
+            if isinstance(failure, LeaseLost):
+                self._lose_lease(f"its lease was lost: {failure}")
+                return
+            if failure is not None:
                 self.engine.log.warning(
-                    "renewing the lease of %s failed: %r", self.key, exc, extra=self.log_extra()
+                    "renewing the lease of %s failed: %r", self.key, failure, extra=self.log_extra()
                 )
                 interval = max(0.05, interval / 3)
                 continue

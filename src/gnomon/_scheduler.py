@@ -1473,7 +1473,8 @@ class AsyncScheduler(_SchedulerCore):
         for backend in (self._elector, self._locker):
             if backend is not None:
                 try:
-                    await asyncio.wait_for(backend.close(), 5.0)
+                    async with asyncio.timeout(5.0):
+                        await backend.close()
                 except Exception:
                     self._log.warning("closing %r failed", backend, exc_info=True)
         if self._durable is not None:
@@ -1508,7 +1509,8 @@ class AsyncScheduler(_SchedulerCore):
             try:
                 if remaining is not None and remaining <= 0:
                     return False
-                await asyncio.wait_for(changed.wait(), remaining)
+                async with asyncio.timeout(remaining):
+                    await changed.wait()
             except TimeoutError:
                 return condition()
             finally:

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from datetime import timedelta
 
 import pytest
 from distributed_support import Backend, eventually, run
 
 from gnomon import Elector, InvalidRule
+from gnomon._claims import ElectorTimings
 from gnomon._memory import CampaigningElector, MemoryElector
 from gnomon.testing import FakeClock
 
@@ -155,3 +157,72 @@ def test_a_retry_interval_longer_than_the_ttl_is_rejected(backend: Backend) -> N
         InvalidRule, match=r"retry_interval must be at most lease_ttl \(2s\), got 3s"
     ):
         backend.elector(lease_ttl=2, retry_interval=3)
+
+
+class _SwallowsOneCancel(CampaigningElector):
+    """An elector whose second round trip swallows a cancellation, as a store client can
+    (on Python 3.11, ``asyncio.wait_for`` returns a reply that arrives with the cancel).
+    The first round finds another leader, so the second comes after ``retry_interval``."""
+
+    def __init__(self) -> None:
+        super().__init__(ElectorTimings.parse(60, 0.01), local_clock=time.monotonic)
+        self.rounds = 0
+        self.in_flight = asyncio.Event()
+        self.cancel_seen = asyncio.Event()
+        self.cleanup = asyncio.Event()
+        self.resigned: list[int] = []
+        self.stores_closed = 0
+
+    async def _claim_term(self) -> int | None:
+        self.rounds += 1
+        if self.rounds == 1:
+            return None
+        self.in_flight.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.cancel_seen.set()
+            await self.cleanup.wait()
+        return 7
+
+    async def _resign(self, token: int) -> None:
+        self.resigned.append(token)
+
+    async def _close_store(self) -> None:
+        self.stores_closed += 1
+
+
+def test_close_ends_the_campaign_even_when_the_store_client_swallows_the_cancel() -> None:
+    node = _SwallowsOneCancel()
+    node.cleanup.set()
+
+    async def scenario() -> None:
+        await node.start()
+        await node.in_flight.wait()
+        async with asyncio.timeout(10) as limit:  # the campaign would otherwise go on
+            await node.close()
+        assert not limit.expired(), "close waited for a campaign round after it"
+
+    run(scenario())
+    assert node.rounds == 2, "no round after close"
+    assert node.resigned == [7], "the term the swallowed round won is given up"
+    assert node.stores_closed == 1
+
+
+def test_cancelling_close_propagates_to_its_caller() -> None:
+    node = _SwallowsOneCancel()
+
+    async def scenario() -> None:
+        await node.start()
+        await node.in_flight.wait()
+        closing = asyncio.get_running_loop().create_task(node.close())
+        await node.cancel_seen.wait()  # close waits for the campaign's cleanup
+        closing.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await closing
+        node.cleanup.set()
+        assert node._task is not None
+        await asyncio.wait({node._task})
+
+    run(scenario())
+    assert node.resigned == [], "a cancelled close does not go on to step down"

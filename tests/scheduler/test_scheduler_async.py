@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
+from datetime import timedelta
 
 import pytest
 from scheduler_support import (
@@ -337,6 +339,65 @@ def test_async_schedulers_sharing_a_locker_run_each_occurrence_once(errors: Erro
     assert runs.count == 1
     assert [e.outcome for e in lock_errors.values] == [Outcome.SKIPPED_LOCKED] * 2
     assert locker.closed.count == 3
+
+
+class _RenewalSwallowsItsCancel(gnomon.Lease):
+    """A lease whose first renewal swallows a cancellation, as a store client can (on
+    Python 3.11, ``asyncio.wait_for`` returns a reply that arrives with the cancel)."""
+
+    def __init__(self, key: str, ttl: timedelta) -> None:
+        self.key, self.token, self.attempt, self.ttl = key, 1, 1, ttl
+        self.renewing = asyncio.Event()
+        self.renewals = 0
+        self.keeper: asyncio.Task[object] | None = None
+
+    async def renew(self) -> None:
+        self.renewals += 1
+        if self.renewals > 1:
+            return
+        self.keeper = asyncio.current_task()
+        self.renewing.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.Event().wait()
+
+    async def release(self) -> None:
+        """Nothing is stored."""
+
+
+class _SwallowingLocker(gnomon.Locker):
+    lease_ttl = timedelta(seconds=3)
+    renew_interval = timedelta(seconds=1)
+
+    def __init__(self) -> None:
+        self.leases: list[_RenewalSwallowsItsCancel] = []
+
+    async def acquire(
+        self, key: str, ttl: timedelta, *, recovery: gnomon.Recovery = gnomon.Recovery.AT_MOST_ONCE
+    ) -> gnomon.Lease:
+        self.leases.append(_RenewalSwallowsItsCancel(key, ttl))
+        return self.leases[-1]
+
+
+def test_a_lease_keeper_stops_with_its_run_even_when_the_renewal_swallows_the_cancel(
+    errors: ErrorWatch,
+) -> None:
+    clock, locker = FakeClock(T0), _SwallowingLocker()
+
+    async def scenario() -> None:
+        async def task() -> None:
+            await locker.leases[0].renewing.wait()  # ends while the renewal is in flight
+
+        async with gnomon.AsyncScheduler(clock=clock, timezone=UTC_ZONE, locker=locker) as s:
+            await s.add_job(task, gnomon.every(60))
+            clock.advance(60 * SECOND)
+            await s.wait_idle(timeout=WAIT)
+            [lease] = locker.leases
+            assert lease.keeper is not None
+            await asyncio.wait({lease.keeper}, timeout=WAIT)
+            assert lease.keeper.done(), "the keeper went on renewing a finished run's lease"
+            assert lease.renewals == 1
+
+    run_async(errors, scenario)
 
 
 @pytest.mark.parametrize("locked", [False, True], ids=["plain", "under-a-locker"])
