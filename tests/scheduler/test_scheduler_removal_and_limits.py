@@ -342,3 +342,20 @@ def test_update_job_keeps_the_run_count_that_max_runs_looks_at(
         scheduler.wait_idle(timeout=WAIT)
     assert runs.count == 2
     assert scheduler.jobs() == []
+
+
+def test_a_job_added_again_under_a_removed_jobs_id_fires_only_on_its_own_rule(
+    scheduler: gnomon.Scheduler, clock: FakeClock
+) -> None:
+    # The removed job's timer entry is still on the heap: it must not fire the new job.
+    runs = Tally()
+    scheduler.start()
+    first = scheduler.add_job(runs.hit, gnomon.every(1), args=("first",))
+    scheduler.remove_job(first.id)
+    scheduler.add_job(runs.hit, gnomon.every(5), args=("second",), id=first.id)
+    clock.advance(SECOND)
+    scheduler.wait_idle(timeout=WAIT)
+    assert runs.values == []
+    clock.advance(4 * SECOND)
+    scheduler.wait_idle(timeout=WAIT)
+    assert runs.values == ["second"]
