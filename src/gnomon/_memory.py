@@ -276,22 +276,23 @@ class CampaigningElector(Elector, abc.ABC):
         if self._closed:
             return
         self._closed = True
-        task = self._task
-        if task is not None:
-            task.cancel()
-            # ``wait`` rather than ``await task``: a cancellation of ``close`` itself
-            # must propagate, not be taken for the campaign's.
-            await asyncio.wait({task})
-            if not task.cancelled():
-                task.result()  # what the campaign raised, if anything
-        term, self._term = self._term, None
         try:
+            task = self._task
+            if task is not None:
+                task.cancel()
+                # ``wait`` rather than ``await task``: a cancellation of ``close`` itself
+                # must propagate, not be taken for the campaign's.
+                await asyncio.wait({task})
+                if not task.cancelled():
+                    task.result()  # what the campaign raised, if anything
+            term, self._term = self._term, None
             if term is not None:
                 async with asyncio.timeout(self._timings.renew_interval.total_seconds()):
                     await self._resign(term.token)
         except Exception as exc:
             logger.warning("leader election: could not step down (%s)", _describe(exc))
         finally:
+            self._term = None  # a close cut short leaves the lease to run out
             await self._close_store()
 
 

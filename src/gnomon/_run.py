@@ -494,10 +494,7 @@ class Run:
         assert lease is not None  # noqa: S101 - started right after the claim
         ttl = locker.lease_ttl.total_seconds()
         interval = locker.renew_interval.total_seconds()
-        # Whoever stops the keeper lets go of it first, then cancels it; a store client
-        # can swallow that cancellation (on Python 3.11, ``asyncio.wait_for`` returns a
-        # result that arrived together with the cancel), so the keeper also checks.
-        while self.keeper is asyncio.current_task():
+        while True:
             remaining = self.lease_deadline - time.monotonic()
             await asyncio.sleep(max(0.0, min(interval, remaining)))
             if time.monotonic() >= self.lease_deadline:
@@ -511,7 +508,10 @@ class Run:
             except Exception as exc:
                 failure = exc
             if self.keeper is not asyncio.current_task():
-                return  # stopped during the renewal: the run is over
+                # Whoever stops the keeper lets go of it, then cancels it; a store client
+                # can swallow that cancellation (on Python 3.11, ``asyncio.wait_for``
+                # returns a reply that arrives together with the cancel). The run is over.
+                return
             if isinstance(failure, LeaseLost):
                 self._lose_lease(f"its lease was lost: {failure}")
                 return

@@ -1473,8 +1473,7 @@ class AsyncScheduler(_SchedulerCore):
         for backend in (self._elector, self._locker):
             if backend is not None:
                 try:
-                    async with asyncio.timeout(5.0):
-                        await backend.close()
+                    await asyncio.wait_for(backend.close(), 5.0)
                 except Exception:
                     self._log.warning("closing %r failed", backend, exc_info=True)
         if self._durable is not None:
@@ -1509,8 +1508,7 @@ class AsyncScheduler(_SchedulerCore):
             try:
                 if remaining is not None and remaining <= 0:
                     return False
-                async with asyncio.timeout(remaining):
-                    await changed.wait()
+                await asyncio.wait_for(changed.wait(), remaining)
             except TimeoutError:
                 return condition()
             finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import logging
 from datetime import timedelta
 
 import pytest
@@ -343,7 +344,8 @@ def test_async_schedulers_sharing_a_locker_run_each_occurrence_once(errors: Erro
 
 class _RenewalSwallowsItsCancel(gnomon.Lease):
     """A lease whose first renewal swallows a cancellation, as a store client can (on
-    Python 3.11, ``asyncio.wait_for`` returns a reply that arrives with the cancel)."""
+    Python 3.11, ``asyncio.wait_for`` returns a reply that arrives with the cancel), then
+    answers that the lease is gone: the run released it meanwhile."""
 
     def __init__(self, key: str, ttl: timedelta) -> None:
         self.key, self.token, self.attempt, self.ttl = key, 1, 1, ttl
@@ -359,6 +361,7 @@ class _RenewalSwallowsItsCancel(gnomon.Lease):
         self.renewing.set()
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.Event().wait()
+        raise gnomon.LeaseLost(f"{self.key} was released")
 
     async def release(self) -> None:
         """Nothing is stored."""
@@ -379,7 +382,7 @@ class _SwallowingLocker(gnomon.Locker):
 
 
 def test_a_lease_keeper_stops_with_its_run_even_when_the_renewal_swallows_the_cancel(
-    errors: ErrorWatch,
+    errors: ErrorWatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     clock, locker = FakeClock(T0), _SwallowingLocker()
 
@@ -397,7 +400,9 @@ def test_a_lease_keeper_stops_with_its_run_even_when_the_renewal_swallows_the_ca
             assert lease.keeper.done(), "the keeper went on renewing a finished run's lease"
             assert lease.renewals == 1
 
+    caplog.set_level(logging.WARNING, logger="gnomon")
     run_async(errors, scenario)
+    assert [r.getMessage() for r in caplog.records if "stops acting" in r.getMessage()] == []
 
 
 @pytest.mark.parametrize("locked", [False, True], ids=["plain", "under-a-locker"])
