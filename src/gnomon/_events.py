@@ -5,9 +5,9 @@ from __future__ import annotations
 import enum
 import threading
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import FrozenInstanceError, dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from gnomon._job import Job
@@ -84,17 +84,136 @@ class RunEvent:
     """For a failed or timed-out attempt: whether the job's ``retry`` runs it again."""
 
 
-@dataclass(frozen=True, slots=True)
+class _ContextSource(Protocol):
+    """What a ``JobContext`` made for a run reads lazily: the run itself."""
+
+    @property
+    def key(self) -> str: ...
+
+    @property
+    def cancelled(self) -> threading.Event: ...
+
+
 class JobContext:
-    """Injected into a task that has a parameter annotated ``gnomon.JobContext``."""
+    """Injected into a task that has a parameter annotated ``gnomon.JobContext``.
+
+    Immutable. ``occurrence_key`` and ``cancelled`` are made when first read: most tasks
+    never read them, and a burst of runs should not pay for them.
+    """
+
+    __slots__ = (
+        "_cancelled",
+        "_occurrence_key",
+        "_source",
+        "attempt",
+        "fencing_token",
+        "job_id",
+        "job_name",
+        "scheduled_at",
+    )
 
     job_id: uuid.UUID
     job_name: str
     scheduled_at: datetime
-    occurrence_key: str
     fencing_token: int | None
     attempt: int
-    cancelled: threading.Event = field(default_factory=threading.Event, compare=False)
+    _occurrence_key: str | None
+    _cancelled: threading.Event | None
+    _source: _ContextSource | None
+
+    def __init__(  # noqa: PLR0917 - positional, as when it was a dataclass
+        self,
+        job_id: uuid.UUID,
+        job_name: str,
+        scheduled_at: datetime,
+        occurrence_key: str,
+        fencing_token: int | None,
+        attempt: int,
+        cancelled: threading.Event | None = None,
+    ) -> None:
+        setter = object.__setattr__
+        setter(self, "job_id", job_id)
+        setter(self, "job_name", job_name)
+        setter(self, "scheduled_at", scheduled_at)
+        setter(self, "_occurrence_key", occurrence_key)
+        setter(self, "fencing_token", fencing_token)
+        setter(self, "attempt", attempt)
+        setter(self, "_cancelled", threading.Event() if cancelled is None else cancelled)
+        setter(self, "_source", None)
+
+    @classmethod
+    def _lazy(
+        cls,
+        source: _ContextSource,
+        job_id: uuid.UUID,
+        job_name: str,
+        scheduled_at: datetime,
+        *,
+        fencing_token: int | None,
+        attempt: int,
+    ) -> JobContext:
+        """A context whose key and cancellation event are read from ``source`` (the run)
+        when first asked for."""
+        ctx = cls.__new__(cls)
+        setter = object.__setattr__
+        setter(ctx, "job_id", job_id)
+        setter(ctx, "job_name", job_name)
+        setter(ctx, "scheduled_at", scheduled_at)
+        setter(ctx, "fencing_token", fencing_token)
+        setter(ctx, "attempt", attempt)
+        setter(ctx, "_occurrence_key", None)
+        setter(ctx, "_cancelled", None)
+        setter(ctx, "_source", source)
+        return ctx
+
+    @property
+    def occurrence_key(self) -> str:
+        """The cluster-wide identity of this occurrence (job name and UTC fire time)."""
+        key = self._occurrence_key
+        if key is None:
+            key = self._source.key  # type: ignore[union-attr]  # set when the key is not
+            object.__setattr__(self, "_occurrence_key", key)
+        return key
+
+    @property
+    def cancelled(self) -> threading.Event:
+        """Set when the run is asked to stop (removal, stop, shutdown, timeout)."""
+        event = self._cancelled
+        if event is None:
+            event = self._source.cancelled  # type: ignore[union-attr]  # set when it is not
+            object.__setattr__(self, "_cancelled", event)
+        return event
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise FrozenInstanceError(f"cannot assign to field {name!r}: a JobContext is immutable")
+
+    def __delattr__(self, name: str) -> None:
+        raise FrozenInstanceError(f"cannot delete field {name!r}: a JobContext is immutable")
+
+    def _values(self) -> tuple[object, ...]:
+        return (
+            self.job_id,
+            self.job_name,
+            self.scheduled_at,
+            self.occurrence_key,
+            self.fencing_token,
+            self.attempt,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not JobContext:
+            return NotImplemented
+        return self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        return (
+            f"JobContext(job_id={self.job_id!r}, job_name={self.job_name!r}, "
+            f"scheduled_at={self.scheduled_at!r}, occurrence_key={self.occurrence_key!r}, "
+            f"fencing_token={self.fencing_token!r}, attempt={self.attempt!r})"
+        )
 
 
 class Monitor:

@@ -234,14 +234,14 @@ class Run:
         )
 
     def context(self) -> JobContext:
-        return JobContext(
-            job_id=self.state.uuid(),
-            job_name=self.spec.name,
-            scheduled_at=self.scheduled_at,
-            occurrence_key=self.key,
+        """The task's ``JobContext``; its key and cancellation event are made when read."""
+        return JobContext._lazy(
+            self,
+            self.state.uuid(),
+            self.spec.name,
+            self.scheduled_at,
             fencing_token=self.token,
             attempt=self.attempt,
-            cancelled=self.cancelled,
         )
 
     def log_extra(self) -> dict[str, object]:

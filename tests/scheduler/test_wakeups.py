@@ -367,11 +367,13 @@ def test_the_threads_that_wait_for_deadlines_ask_for_no_timer_slack() -> None:
     assert slack["worker"] == 1
 
 
-def test_during_a_burst_the_leader_keeps_leading_and_the_pool_takes_the_runs() -> None:
+def test_a_burst_of_quick_runs_is_fired_and_run_by_the_one_thread_it_was_handed_to() -> None:
     runs = 200
     done = threading.Semaphore(0)
     handed: list[bool] = []
+    threads: set[threading.Thread] = set()
     scheduler = gnomon.Scheduler()
+    scheduler._burst_stall = math.inf  # no take-over, however slow this machine is
     hand_over = scheduler._pool.hand_over
 
     def counting_hand_over(work: Callable[[], object]) -> bool:
@@ -379,18 +381,125 @@ def test_during_a_burst_the_leader_keeps_leading_and_the_pool_takes_the_runs() -
         handed.append(agreed)
         return agreed
 
+    def task() -> None:
+        threads.add(threading.current_thread())
+        done.release()
+
     scheduler._pool.hand_over = counting_hand_over  # type: ignore[method-assign]
     try:
         due = gnomon.once(datetime.now(UTC) + timedelta(seconds=0.1))
         for _ in range(runs):  # added before the start: all due at one wake-up, however slow
-            scheduler.add_job(done.release, due)
+            scheduler.add_job(task, due)
         scheduler.start()
         for _ in range(runs):
             assert done.acquire(timeout=_PATIENCE)
+        scheduler.wait_idle(_PATIENCE)
+        assert scheduler._burster is None  # the burst ended: the leader waits again
     finally:
         scheduler.shutdown()
-    # 200 runs due at once take 7 batches: the lead is offered once, after the last.
-    assert len(handed) <= 1
+    # 200 runs due at once take 7 batches: the lead is handed over once, as the burst
+    # begins, and the thread that fired the first batch fires and runs all of them.
+    assert handed == [True]
+    assert len(threads) == 1
+
+
+@pytest.mark.parametrize("slow", [0, 40, 199])
+def test_a_run_holding_a_burst_lets_the_leader_take_the_rest_of_it_over(slow: int) -> None:
+    runs = 200
+    others_ran = threading.Semaphore(0)
+    released = threading.Event()
+    held = threading.Event()
+
+    def task(index: int) -> None:
+        if index != slow:
+            others_ran.release()
+            return
+        held.set()
+        released.wait(_PATIENCE)  # holds the burst's thread until every other run ran
+
+    scheduler = gnomon.Scheduler()
+    try:
+        due = gnomon.once(datetime.now(UTC) + timedelta(seconds=0.1))
+        for index in range(runs):
+            scheduler.add_job(task, due, args=(index,))
+        scheduler.start()
+        assert held.wait(_PATIENCE)
+        for _ in range(runs - 1):  # they run elsewhere while the slow one holds its thread
+            assert others_ran.acquire(timeout=_PATIENCE)
+        released.set()
+        scheduler.wait_idle(_PATIENCE)
+    finally:
+        released.set()
+        scheduler.shutdown()
+
+
+def test_a_burst_starts_its_async_runs_on_the_loop_and_runs_its_sync_ones() -> None:
+    ran: list[str] = []
+    lock = threading.Lock()
+    all_ran = threading.Event()
+    runs = 100
+
+    def note(kind: str) -> None:
+        with lock:
+            ran.append(kind)
+            if len(ran) == runs:
+                all_ran.set()
+
+    def sync_task() -> None:
+        note("sync")
+
+    async def async_task() -> None:
+        note("async")
+
+    scheduler = gnomon.Scheduler()
+    try:
+        due = gnomon.once(datetime.now(UTC) + timedelta(seconds=0.1))
+        for index in range(runs):
+            scheduler.add_job(async_task if index % 3 == 0 else sync_task, due)
+        scheduler.start()
+        assert all_ran.wait(_PATIENCE)
+        scheduler.wait_idle(_PATIENCE)
+    finally:
+        scheduler.shutdown()
+    assert sorted(ran).count("async") == 34
+    assert len(ran) == runs
+
+
+def test_a_shutdown_during_a_burst_ends_it_and_skips_the_fired_runs_not_started() -> None:
+    runs = 200
+    outcomes: list[gnomon.Outcome] = []
+    lock = threading.Lock()
+    first_started = threading.Event()
+    may_end = threading.Event()
+
+    def task() -> None:
+        first_started.set()
+        may_end.wait(_PATIENCE)
+
+    class Outcomes(gnomon.Monitor):
+        def run_finished(self, event: gnomon.RunEvent) -> None:
+            with lock:
+                outcomes.append(event.outcome)  # type: ignore[arg-type]
+
+        def run_skipped(self, event: gnomon.RunEvent) -> None:
+            self.run_finished(event)
+
+    scheduler = gnomon.Scheduler(monitor=Outcomes(), max_workers=1)
+    try:
+        due = gnomon.once(datetime.now(UTC) + timedelta(seconds=0.1))
+        for _ in range(runs):
+            scheduler.add_job(task, due)
+        scheduler.start()
+        assert first_started.wait(_PATIENCE)
+    finally:
+        threading.Timer(0.2, may_end.set).start()
+        scheduler.shutdown(_PATIENCE)
+    assert scheduler._burster is None
+    # The first batch (32) was fired before the shutdown; what was not fired by then is
+    # not fired any more. Every fired run either ran or was skipped as stopping.
+    assert outcomes.count(gnomon.Outcome.SUCCESS) == 1
+    assert 32 <= len(outcomes) <= runs
+    assert set(outcomes) == {gnomon.Outcome.SUCCESS, gnomon.Outcome.SKIPPED_STOPPING}
 
 
 def test_the_headstart_follows_the_98th_percentile_of_how_late_waits_end() -> None:
