@@ -660,7 +660,10 @@ class Engine:
         if following is not None and not spec.interval_from_completion:
             self._arm(state, following)
         for moment in due:
-            self._start(state, moment, now, effects, immediate=immediate and moment is scheduled)
+            if spec.jitter is None:  # the common case, without _start's detour
+                self.offer(state, moment, now, effects, immediate=immediate and moment is scheduled)
+            else:
+                self._start(state, moment, now, effects, immediate=immediate and moment is scheduled)
         if following is None and not spec.interval_from_completion:
             self._remove(state, "no fire time left", cancel=False, effects=effects, expired=True)
 
@@ -1116,7 +1119,8 @@ class Engine:
                 self._remove(state, reason, cancel=False, effects=effects, expired=True)
             if spec.timeout is not None:
                 self.push_timed(now + spec.timeout, _Timeout(run))
-        self.apply(effects)
+        if effects:
+            self.apply(effects)
         return None
 
     def recover(
@@ -1457,7 +1461,7 @@ class Engine:
         In-memory jobs go to ``history``; a durable job's skip goes to the store (a run
         that claimed its occurrence writes its outcome through the claim instead).
         """
-        if outcome in _UNRECORDED:
+        if outcome is not Outcome.SUCCESS and outcome in _UNRECORDED:  # enums hash slowly
             return
         if run.state.durable is None:
             if run.attempt > 1:  # an occurrence run again: its record replaces the old one

@@ -395,7 +395,8 @@ class Run:
         self, outcome: Outcome, result: object, exc: BaseException | None
     ) -> None:
         self.outcome, self.error, self.result = outcome, exc, result
-        self._plan_retry(outcome, exc)
+        if outcome is not Outcome.SUCCESS:
+            self._plan_retry(outcome, exc)
         listener = self.spec.after_run if outcome is Outcome.SUCCESS else self.spec.after_error
         if self._quiet(outcome, listener):
             self.engine.finish(self)
@@ -684,8 +685,8 @@ class Run:
         call: Callable[[logging.Logger, Callable[[RunEvent], object] | None, RunEvent], object],
     ) -> None:
         self.outcome, self.error, self.result = outcome, exc, result
-        if not self.reported:  # a timed-out sync run planned its retry at the deadline
-            self._plan_retry(outcome, exc)
+        if outcome is not Outcome.SUCCESS and not self.reported:
+            self._plan_retry(outcome, exc)  # (a timed-out sync run planned it at the deadline)
         listener = self.spec.after_run if outcome is Outcome.SUCCESS else self.spec.after_error
         quiet = self._quiet(outcome, listener)
         if quiet or (self.spec.timeout is not None and not self.engine.claim_report(self)):
