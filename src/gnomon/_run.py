@@ -314,6 +314,9 @@ class Run:
             # The task keeps its context, and this run keeps the task: without this, the
             # two make a reference cycle that only the garbage collector frees.
             current_run.set(None)
+            # The history keeps finished runs: let the task and its context go now, so
+            # that they are not carried from one collector generation to the next.
+            self.task = None
 
     def _unclaimed(self) -> bool:
         """No elector, locker or store gates this run: the common, cheap case."""
