@@ -660,10 +660,11 @@ class Engine:
         if following is not None and not spec.interval_from_completion:
             self._arm(state, following)
         for moment in due:
+            first = immediate and moment is scheduled
             if spec.jitter is None:  # the common case, without _start's detour
-                self.offer(state, moment, now, effects, immediate=immediate and moment is scheduled)
+                self.offer(state, moment, now, effects, immediate=first)
             else:
-                self._start(state, moment, now, effects, immediate=immediate and moment is scheduled)
+                self._start(state, moment, now, effects, immediate=first)
         if following is None and not spec.interval_from_completion:
             self._remove(state, "no fire time left", cancel=False, effects=effects, expired=True)
 

@@ -19,12 +19,12 @@ from gnomon._waker import sharpen_timers
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["WorkerPool"]
+__all__ = ["SLOW_SECONDS", "WorkerPool"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
 _IDLE_SECONDS = 30.0
-_SLOW_SECONDS = 0.5e-3
+SLOW_SECONDS = 0.5e-3
 """A queue drained slower than one task per this long is drained by more workers."""
 
 
@@ -35,7 +35,7 @@ class WorkerPool(Executor):
     way waits for that worker, which wakes the next one if work is still queued when it
     takes its own. That next one *stands by* while the queue is being drained by tasks
     that are quick: it joins in when the queue's pace (the running average of the time
-    between two takes while work stayed queued) is slower than ``_SLOW_SECONDS`` (the
+    between two takes while work stayed queued) is slower than ``SLOW_SECONDS`` (the
     tasks block or compute), when no worker has taken work for twice the interpreter's
     switch interval (10 ms by default: a worker merely waiting for the interpreter is not
     stalled, the workers are held by long tasks), when a lead is queued or when no task
@@ -237,7 +237,7 @@ class WorkerPool(Executor):
                 self._running += 1
             else:
                 self._leads_queued -= 1  # the lead, at the head
-            if self._standing and (not task or self._pace >= _SLOW_SECONDS):
+            if self._standing and (not task or self._pace >= SLOW_SECONDS):
                 self._standby.notify()  # the queue is slow or no task may run: join in
             if self._work and not self._waking and not self._standing:
                 self._wake_one()  # more is queued: the next worker stands by
@@ -262,7 +262,7 @@ class WorkerPool(Executor):
         self._standing += 1
         try:
             while self._work and not self._leads_queued and self._running:
-                if self._pace >= _SLOW_SECONDS:
+                if self._pace >= SLOW_SECONDS:
                     return False
                 left = self._taken + self._stall - time.monotonic()
                 if left <= 0:

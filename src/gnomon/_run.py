@@ -349,6 +349,10 @@ class Run:
                 outcome, result, exc = await self._invoke_async()
             finally:
                 self.calling = False
+            if outcome is Outcome.SUCCESS and self._quiet(outcome, self.spec.after_run):
+                self.outcome, self.result = outcome, result  # the hot path: no coroutine more
+                self.engine.finish(self)
+                return
             await self._complete_async(outcome, result, exc)
 
     def _cancelled_midway(self) -> None:

@@ -49,7 +49,7 @@ from gnomon._options import (
     check_rule,
     derive_spec,
 )
-from gnomon._pool import WorkerPool
+from gnomon._pool import SLOW_SECONDS, WorkerPool
 from gnomon._retry import Retry
 from gnomon._run import Run, call_hook, current_run
 from gnomon._stores.contract import ActionRecord, IfExists, NodeInfo, RunRecord, Store
@@ -682,6 +682,9 @@ class Scheduler(_SchedulerCore):
         """When the burst last made progress (``time.monotonic()``)."""
         self._burst_stall = max(2e-3, 2 * sys.getswitchinterval())
         """How long the burst may make no progress before the leader takes it over."""
+        self._burst_slow = False
+        """A burst ended because its runs were slow: until the due work is drained, the
+        pool takes it (and spreads it over its workers)."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: threading.Thread | None = None
         self._loop_lock = threading.Lock()
@@ -944,8 +947,10 @@ class Scheduler(_SchedulerCore):
         self._due = []
         kept: Run | deque[Run] | None = None
         if more:
-            kept = self._begin_burst(due)
+            if not self._burst_slow:
+                kept = self._begin_burst(due)
         else:
+            self._burst_slow = False  # this deadline's work is drained: bursts may try again
             for candidate in due:
                 if not candidate.spec.needs_loop:
                     kept = candidate
@@ -981,11 +986,15 @@ class Scheduler(_SchedulerCore):
         until nothing is due. A burst of short runs is then fired and run by one thread,
         each run started as soon as its batch is fired, with no hand-off between threads
         for the interpreter to bounce across (W2 on a 2-core machine: lateness p50 from
-        about 13 to about 8 ms). The leader watches: if a run holds this thread for
-        longer than ``_burst_stall``, it takes the burst over (``_watch_burst``); the
-        runs not started yet go to the pool, and the leader fires the rest."""
+        about 15 to about 8 ms). Runs that block or compute are spread over the pool's
+        workers instead: once the running average of the runs' durations reaches the
+        pool's ``SLOW_SECONDS``, the burst ends and the pool takes the rest. The leader
+        watches: if a run holds this thread for longer than ``_burst_stall``, it takes
+        the burst over (``_watch_burst``); the runs not started yet go to the pool, and
+        the leader fires the rest."""
         me = threading.current_thread()
         engine = self._engine
+        pace = 0.0
         try:
             while True:
                 while True:
@@ -993,8 +1002,13 @@ class Scheduler(_SchedulerCore):
                         run = runs.popleft()  # atomic: a take-over takes what is left
                     except IndexError:
                         break
+                    began = time.monotonic()
                     run.run_sync()
-                    self._burst_beat = time.monotonic()
+                    self._burst_beat = ended = time.monotonic()
+                    pace += (ended - began - pace) / 8
+                    if pace >= SLOW_SECONDS:
+                        self._burst_slow = True
+                        return  # _end_burst hands the runs left to the pool
                 if self._burster is not me or self._timer_stop:
                     return
                 more = False
@@ -1026,7 +1040,7 @@ class Scheduler(_SchedulerCore):
         run has held its runner for ``_burst_stall`` seconds."""
         left = self._burst_beat + self._burst_stall - time.monotonic()
         if left > 0:
-            self._timer_wake.wait(left)
+            self._timer_wake.wait(min(left, _MAX_SLEEP))
             return
         self._burster = None
         runs = self._burst_runs

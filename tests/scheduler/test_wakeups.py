@@ -21,6 +21,7 @@ import pytest
 
 import gnomon
 import gnomon._pool
+import gnomon._scheduler
 from gnomon import JobContext
 from gnomon._engine import _Timed
 from gnomon._pool import WorkerPool
@@ -77,7 +78,7 @@ def test_a_burst_is_drained_by_the_worker_taking_it_while_the_next_stands_by(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # The standby never joins while the queue is being drained, however slowly.
-    monkeypatch.setattr(gnomon._pool, "_SLOW_SECONDS", 60.0)
+    monkeypatch.setattr(gnomon._pool, "SLOW_SECONDS", 60.0)
     pool = WorkerPool(4)
     pool._stall = 60.0
     threads: list[threading.Thread] = []
@@ -113,7 +114,7 @@ def test_a_standby_joins_a_queue_drained_slowly_by_tasks_that_block() -> None:
 
     def blocking() -> None:
         threads.append(threading.current_thread())
-        time.sleep(0.005)  # a queue's pace of 5 ms per task: slower than _SLOW_SECONDS
+        time.sleep(0.005)  # a queue's pace of 5 ms per task: slower than SLOW_SECONDS
         done.release()
 
     def first() -> None:
@@ -367,13 +368,16 @@ def test_the_threads_that_wait_for_deadlines_ask_for_no_timer_slack() -> None:
     assert slack["worker"] == 1
 
 
-def test_a_burst_of_quick_runs_is_fired_and_run_by_the_one_thread_it_was_handed_to() -> None:
+def test_a_burst_of_quick_runs_is_fired_and_run_by_the_one_thread_it_was_handed_to(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     runs = 200
     done = threading.Semaphore(0)
     handed: list[bool] = []
     threads: set[threading.Thread] = set()
     scheduler = gnomon.Scheduler()
-    scheduler._burst_stall = math.inf  # no take-over, however slow this machine is
+    scheduler._burst_stall = 3600.0  # no take-over, however slow this machine is
+    monkeypatch.setattr(gnomon._scheduler, "SLOW_SECONDS", 3600.0)  # nor a slow pace
     hand_over = scheduler._pool.hand_over
 
     def counting_hand_over(work: Callable[[], object]) -> bool:
@@ -431,6 +435,37 @@ def test_a_run_holding_a_burst_lets_the_leader_take_the_rest_of_it_over(slow: in
     finally:
         released.set()
         scheduler.shutdown()
+
+
+def test_a_burst_of_runs_that_each_block_a_while_is_spread_over_the_workers() -> None:
+    runs = 200
+    done = threading.Semaphore(0)
+    threads: set[threading.Thread] = set()
+    lock = threading.Lock()
+
+    def task() -> None:
+        with lock:
+            threads.add(threading.current_thread())
+        time.sleep(0.001)  # at least 1 ms each: slower than SLOW_SECONDS, short of a stall
+        done.release()
+
+    scheduler = gnomon.Scheduler()
+    scheduler._burst_stall = 3600.0  # only the runs' pace may end the burst
+    try:
+        due = gnomon.once(datetime.now(UTC) + timedelta(seconds=0.1))
+        for _ in range(runs):
+            scheduler.add_job(task, due)
+        scheduler.start()
+        for _ in range(runs):
+            assert done.acquire(timeout=_PATIENCE)
+        scheduler.wait_idle(_PATIENCE)
+        assert scheduler._burster is None
+        assert not scheduler._burst_slow  # the deadline's work drained: bursts try again
+    finally:
+        scheduler.shutdown()
+    # The burst's thread ends the burst after 6 runs (the running average of their
+    # durations reaches 0.5 ms); the pool's workers take the rest between them.
+    assert len(threads) >= 2
 
 
 def test_a_burst_starts_its_async_runs_on_the_loop_and_runs_its_sync_ones() -> None:
