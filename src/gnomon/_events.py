@@ -98,8 +98,20 @@ class JobContext:
     """Injected into a task that has a parameter annotated ``gnomon.JobContext``.
 
     Immutable. ``occurrence_key`` and ``cancelled`` are made when first read: most tasks
-    never read them, and a burst of runs should not pay for them.
+    never read them, and a burst of runs should not pay for them. It compares, hashes,
+    copies, pickles and matches (``case JobContext(job_id, job_name)``) as the frozen
+    dataclass it replaces did; ``dataclasses.replace`` gives way to constructing one.
     """
+
+    __match_args__ = (
+        "job_id",
+        "job_name",
+        "scheduled_at",
+        "occurrence_key",
+        "fencing_token",
+        "attempt",
+        "cancelled",
+    )
 
     __slots__ = (
         "_cancelled",
@@ -201,18 +213,23 @@ class JobContext:
         )
 
     def __eq__(self, other: object) -> bool:
-        if type(other) is not JobContext:
+        if other.__class__ is not self.__class__:
             return NotImplemented
         return self._values() == other._values()
 
     def __hash__(self) -> int:
         return hash(self._values())
 
+    def __reduce__(self) -> tuple[type[JobContext], tuple[object, ...]]:
+        """Copies and pickles hold the values (and the event), never the run."""
+        return (type(self), (*self._values(), self.cancelled))
+
     def __repr__(self) -> str:
         return (
             f"JobContext(job_id={self.job_id!r}, job_name={self.job_name!r}, "
             f"scheduled_at={self.scheduled_at!r}, occurrence_key={self.occurrence_key!r}, "
-            f"fencing_token={self.fencing_token!r}, attempt={self.attempt!r})"
+            f"fencing_token={self.fencing_token!r}, attempt={self.attempt!r}, "
+            f"cancelled={self.cancelled!r})"
         )
 
 

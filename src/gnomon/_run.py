@@ -40,6 +40,7 @@ current_run: contextvars.ContextVar[Run | None] = contextvars.ContextVar(
 _DRIFT = 0.01
 _RELEASE_PAUSE = 0.2
 _LOCK_OUTCOMES = (Outcome.SKIPPED_LOCKED, Outcome.SKIPPED_LOCK_ERROR, Outcome.ABANDONED)
+_making_event = threading.Lock()
 _unowned: set[asyncio.Task[None]] = set()
 """Tasks no run or scheduler holds (a kept lease's release): held here until they end,
 since an event loop keeps only weak references to its tasks."""
@@ -162,10 +163,13 @@ class Run:
         """The event a task sees as ``ctx.cancelled``; created when first needed."""
         event = self._cancel_event
         if event is None:
-            event = CancelEvent()
-            self._cancel_event = event
-            if self._cancel_requested:  # a cancel() that ran before the event existed
-                event.set()
+            with _making_event:  # two threads reading it first must get the same event
+                event = self._cancel_event
+                if event is None:
+                    event = CancelEvent()
+                    self._cancel_event = event
+                    if self._cancel_requested:  # a cancel() that ran before it existed
+                        event.set()
         return event
 
     def cancel(self) -> None:

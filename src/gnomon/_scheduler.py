@@ -677,7 +677,7 @@ class Scheduler(_SchedulerCore):
         self._burster: threading.Thread | None = None
         """The thread running a burst (see ``_run_burst``), if one is going on."""
         self._burst_runs: deque[Run] = deque()
-        """The runs the burst fired and has not started yet."""
+        """The runs the burst fired and has not started yet (each burst has its own)."""
         self._burst_beat = 0.0
         """When the burst last made progress (``time.monotonic()``)."""
         self._burst_stall = max(2e-3, 2 * sys.getswitchinterval())
@@ -699,8 +699,12 @@ class Scheduler(_SchedulerCore):
         thread = threading.current_thread()
         if thread is self._timer:
             self._due.append(run)  # the leader starts it (_wake_engine), on time
-        elif thread is self._burster and not run.spec.needs_loop:
-            self._burst_runs.append(run)  # the burst runs it next (_run_burst)
+            return
+        # Read before the check: a burst's own deque, which its runner drains as it ends
+        # even if the burst was taken over between the check and the append.
+        burst = self._burst_runs
+        if thread is self._burster and not run.spec.needs_loop:
+            burst.append(run)  # the burst runs it next (_run_burst)
         else:
             self._start(run)
 
@@ -714,7 +718,8 @@ class Scheduler(_SchedulerCore):
         self._timer_wake.notify()
 
     def on_timer(self) -> bool:
-        return threading.current_thread() is self._timer
+        thread = threading.current_thread()
+        return thread is self._timer or thread is self._burster  # the burst fires too
 
     def state_changed(self) -> None:
         """Waiters use the engine's condition directly."""
@@ -862,6 +867,7 @@ class Scheduler(_SchedulerCore):
         with self._engine.lock:
             self._timer_stop = False
             self._timer_loops += 1
+            self._burst_slow = False
         self._pool.lead(self._timer_main)
 
     def _timer_main(self) -> None:
@@ -911,6 +917,8 @@ class Scheduler(_SchedulerCore):
                         engine.lock.acquire()
                     if kept is not None:
                         return kept  # the new leader counts as this loop
+                if self._burster is not None:
+                    self._take_over_burst()  # its fired runs are skipped as stopping, at once
                 self._timer_loops -= 1
                 self._pool.end_lead()
                 wake.notify_all()  # _stop_timer waits for the loop to end
@@ -939,24 +947,15 @@ class Scheduler(_SchedulerCore):
             more = self._engine.wake(now, batches=1, timed_by=timed_by)
         except Exception:
             self._log.critical("the scheduler's timer failed", exc_info=True)
+        if not more:
+            self._burst_slow = False  # this deadline's work is drained: bursts may try again
         due = self._due
         if not due:
             if more and ahead is not None:
                 arrive(ahead, self._headstart.seconds)  # a timeout or a retry: at its time
             return None
         self._due = []
-        kept: Run | deque[Run] | None = None
-        if more:
-            if not self._burst_slow:
-                kept = self._begin_burst(due)
-        else:
-            self._burst_slow = False  # this deadline's work is drained: bursts may try again
-            for candidate in due:
-                if not candidate.spec.needs_loop:
-                    kept = candidate
-                    break
-            if kept is not None and not self._pool.hand_over(self._timer_main):
-                kept = None  # no thread free for a new leader: the pool takes it
+        kept = self._keep(due, more=more)
         if ahead is not None:
             arrive(ahead, self._headstart.seconds)
         for other in due:
@@ -964,21 +963,32 @@ class Scheduler(_SchedulerCore):
                 self._start(other)
         return kept
 
+    def _keep(self, due: list[Run], *, more: bool) -> Run | deque[Run] | None:
+        """What of ``due`` this thread runs itself once it hands the lead over: the
+        first sync run, or the burst (``more`` is due); None if the pool takes it all."""
+        if more:
+            return None if self._burst_slow else self._begin_burst(due)
+        for candidate in due:
+            if not candidate.spec.needs_loop:
+                if self._pool.hand_over(self._timer_main):
+                    return candidate
+                return None  # no thread free for a new leader: the pool takes it
+        return None
+
     # ---------------------------------------------------------------- bursts
 
     def _begin_burst(self, due: list[Run]) -> deque[Run] | None:
         """Make this thread the burst's runner and hand the lead over; None (nothing
         changed) when the pool has no thread free for a new leader."""
-        runs = self._burst_runs
+        runs: deque[Run] = deque(run for run in due if not run.spec.needs_loop)
         with self._engine.lock:  # the new leader must find the burst going on
             self._burster = threading.current_thread()
+            self._burst_runs = runs
             self._burst_beat = time.monotonic()
-            runs.extend(run for run in due if not run.spec.needs_loop)
         if self._pool.hand_over(self._timer_main):
             return runs
         with self._engine.lock:
             self._burster = None
-            runs.clear()
         return None
 
     def _run_burst(self, runs: deque[Run]) -> None:
@@ -990,11 +1000,14 @@ class Scheduler(_SchedulerCore):
         workers instead: once the running average of the runs' durations reaches the
         pool's ``SLOW_SECONDS``, the burst ends and the pool takes the rest. The leader
         watches: if a run holds this thread for longer than ``_burst_stall``, it takes
-        the burst over (``_watch_burst``); the runs not started yet go to the pool, and
-        the leader fires the rest."""
+        the burst over (``_take_over_burst``); the runs not started yet go to the pool,
+        and the leader fires the rest.
+
+        ``runs`` is this burst's own deque: a later burst has another, so this thread
+        never takes a run of someone else's batch, however late it comes back."""
         me = threading.current_thread()
         engine = self._engine
-        pace = 0.0
+        pace, more = 0.0, True
         try:
             while True:
                 while True:
@@ -1007,7 +1020,8 @@ class Scheduler(_SchedulerCore):
                     self._burst_beat = ended = time.monotonic()
                     pace += (ended - began - pace) / 8
                     if pace >= SLOW_SECONDS:
-                        self._burst_slow = True
+                        if more and self._burster is me:
+                            self._burst_slow = True  # the pool takes this deadline's rest
                         return  # _end_burst hands the runs left to the pool
                 if self._burster is not me or self._timer_stop:
                     return
@@ -1020,20 +1034,17 @@ class Scheduler(_SchedulerCore):
                 if not more and not runs:
                     return
         finally:
-            self._end_burst(me)
+            self._end_burst(me, runs)
 
-    def _end_burst(self, me: threading.Thread) -> None:
+    def _end_burst(self, me: threading.Thread, runs: deque[Run]) -> None:
         """The burst ends on its runner: the leader waits for deadlines again. Runs left
-        (an exception ended the burst) go to the pool."""
+        in its deque (the burst ended early, was taken over while a run of its batch was
+        being dispatched to it, or raised) go to the pool."""
         with self._engine.lock:
-            if self._burster is not me:
-                return
-            self._burster = None
-            left = list(self._burst_runs)
-            self._burst_runs.clear()
-            self._timer_wake.notify_all()
-        for run in left:
-            self._start(run)
+            if self._burster is me:
+                self._burster = None
+                self._timer_wake.notify_all()
+        self._start_all(_drain(runs))
 
     def _watch_burst(self) -> None:
         """The leader during a burst (under the engine lock): take the burst over when a
@@ -1042,21 +1053,30 @@ class Scheduler(_SchedulerCore):
         if left > 0:
             self._timer_wake.wait(min(left, _MAX_SLEEP))
             return
+        self._burst_slow = True  # the pool takes the rest of this deadline's work
+        self._log.debug("a burst's run is slow: the pool takes the runs left")
+        self._take_over_burst()
+
+    def _take_over_burst(self) -> None:
+        """End the burst from the leader (under the engine lock): the runs it fired and
+        has not started go to the pool; when stopping, they are skipped there at once."""
         self._burster = None
-        runs = self._burst_runs
-        left_over: list[Run] = []
-        while runs:
-            try:
-                left_over.append(runs.popleft())
-            except IndexError:  # the runner took the last one meanwhile
-                break
-        self._log.debug("a burst's run is slow: the pool takes the %d runs left", len(left_over))
+        self._timer_wake.notify_all()
+        left = _drain(self._burst_runs)
         self._engine.lock.release()
         try:
-            for run in left_over:
-                self._start(run)
+            self._start_all(left)
         finally:
             self._engine.lock.acquire()
+
+    def _start_all(self, runs: list[Run]) -> None:
+        for index, run in enumerate(runs):
+            try:
+                self._start(run)
+            except RuntimeError:  # the pool is shut down: each is refused here, at once
+                for refused in runs[index:]:
+                    refused.run_sync()
+                return
 
     def _stop_timer(self) -> None:
         with self._engine.lock:
@@ -1704,6 +1724,16 @@ def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
 def _ignore_result(task: asyncio.Task[Any]) -> None:
     if not task.cancelled():
         task.exception()
+
+
+def _drain(runs: deque[Run]) -> list[Run]:
+    """Take every run left in ``runs``, which another thread may be taking from."""
+    taken: list[Run] = []
+    while True:
+        try:
+            taken.append(runs.popleft())
+        except IndexError:
+            return taken
 
 
 def _stamp_function(clock: Clock) -> Callable[[], float]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import pickle
 import threading
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -112,6 +114,7 @@ def test_a_context_shows_its_fields() -> None:
         "occurrence_key='report@2030",
         "fencing_token=3",
         "attempt=1",
+        "cancelled=<",
     ):
         assert part in text
 
@@ -129,3 +132,73 @@ def test_a_run_context_equals_one_made_directly_from_the_same_values(
     made = gnomon.JobContext(ctx.job_id, "report", ctx.scheduled_at, ctx.occurrence_key, None, 1)
     assert made == ctx
     assert hash(made) == hash(ctx)
+
+
+def test_a_run_context_copies_and_pickles_by_value(
+    make_scheduler: SchedulerFactory, clock: FakeClock
+) -> None:
+    seen = _Seen()
+    s = make_scheduler()
+    s.add_job(seen.task, gnomon.every("1m"), name="report")
+    s.start()
+    clock.advance("1m")
+    s.wait_idle()
+    [ctx] = seen
+    shallow = copy.copy(ctx)
+    assert shallow == ctx
+    assert shallow.cancelled is ctx.cancelled
+    deep = copy.deepcopy(ctx)
+    assert deep == ctx
+    assert deep.cancelled is not ctx.cancelled
+    loaded = pickle.loads(pickle.dumps(ctx))  # noqa: S301 - our own bytes, just made
+    assert loaded == ctx
+    assert loaded.occurrence_key == gnomon.occurrence_key("report", clock.now())
+    assert not loaded.cancelled.is_set()
+
+
+def test_a_context_matches_by_position_and_by_name() -> None:
+    match _direct():
+        case gnomon.JobContext(job_id, "report", scheduled_at, key, token, attempt):
+            assert (job_id, scheduled_at, token, attempt) == (uuid.UUID(int=7), WHEN, 3, 1)
+            assert key.startswith("report@")
+        case _:
+            pytest.fail("a context did not match its own fields")
+    match _direct(attempt=2):
+        case gnomon.JobContext(attempt=1):
+            pytest.fail("matched another attempt")
+        case gnomon.JobContext(attempt=2, job_name=name):
+            assert name == "report"
+        case _:
+            pytest.fail("a context did not match by keyword")
+
+
+def test_two_threads_reading_a_run_context_event_first_get_the_same_one(
+    make_scheduler: SchedulerFactory, clock: FakeClock
+) -> None:
+    events: list[threading.Event] = []
+    lock = threading.Lock()
+    s = make_scheduler()
+
+    def task(ctx: gnomon.JobContext) -> None:
+        barrier = threading.Barrier(8)
+
+        def read() -> None:
+            barrier.wait(5)
+            event = ctx.cancelled
+            with lock:
+                events.append(event)
+
+        readers = [threading.Thread(target=read) for _ in range(8)]
+        for reader in readers:
+            reader.start()
+        for reader in readers:
+            reader.join(5)
+        s.remove_job(ctx.job_id)  # asks the run to stop: the one event is set
+
+    s.add_job(task, gnomon.every("1m"))
+    s.start()
+    clock.advance("1m")
+    s.wait_idle()
+    assert len(events) == 8
+    assert all(event is events[0] for event in events)
+    assert events[0].is_set()

@@ -31,6 +31,12 @@ from gnomon.testing import FakeClock
 _PATIENCE = 10.0
 
 
+def _burst_ends(scheduler: gnomon.Scheduler) -> bool:
+    """Wait until no burst is going on (its runner clears it just after its last run)."""
+    with scheduler._engine.lock:
+        return scheduler._timer_wake.wait_for(lambda: scheduler._burster is None, _PATIENCE)
+
+
 def test_work_handed_over_while_a_worker_is_waking_still_gets_its_own_worker() -> None:
     pool = WorkerPool(4)
     second_ran = threading.Event()
@@ -398,7 +404,7 @@ def test_a_burst_of_quick_runs_is_fired_and_run_by_the_one_thread_it_was_handed_
         for _ in range(runs):
             assert done.acquire(timeout=_PATIENCE)
         scheduler.wait_idle(_PATIENCE)
-        assert scheduler._burster is None  # the burst ended: the leader waits again
+        assert _burst_ends(scheduler)  # the leader waits for deadlines again
     finally:
         scheduler.shutdown()
     # 200 runs due at once take 7 batches: the lead is handed over once, as the burst
@@ -407,7 +413,7 @@ def test_a_burst_of_quick_runs_is_fired_and_run_by_the_one_thread_it_was_handed_
     assert len(threads) == 1
 
 
-@pytest.mark.parametrize("slow", [0, 40, 199])
+@pytest.mark.parametrize("slow", [0, 40, 100])
 def test_a_run_holding_a_burst_lets_the_leader_take_the_rest_of_it_over(slow: int) -> None:
     runs = 200
     others_ran = threading.Semaphore(0)
@@ -440,43 +446,88 @@ def test_a_run_holding_a_burst_lets_the_leader_take_the_rest_of_it_over(slow: in
 def test_a_burst_of_runs_that_each_block_a_while_is_spread_over_the_workers() -> None:
     runs = 200
     done = threading.Semaphore(0)
-    threads: set[threading.Thread] = set()
     lock = threading.Lock()
+    going = [0]
+    overlapped = threading.Event()
 
-    def task() -> None:
+    def task(index: int) -> None:
         with lock:
-            threads.add(threading.current_thread())
-        time.sleep(0.001)  # at least 1 ms each: slower than SLOW_SECONDS, short of a stall
-        done.release()
+            going[0] += 1
+            if going[0] >= 2:
+                overlapped.set()
+        try:
+            time.sleep(0.001)  # at least 1 ms: slower than SLOW_SECONDS, short of a stall
+            if index >= 10:  # past the few the burst's thread runs before its pace shows
+                overlapped.wait(_PATIENCE)  # held until another run goes at the same time
+        finally:
+            with lock:
+                going[0] -= 1
+            done.release()
 
     scheduler = gnomon.Scheduler()
     scheduler._burst_stall = 3600.0  # only the runs' pace may end the burst
     try:
         due = gnomon.once(datetime.now(UTC) + timedelta(seconds=0.1))
-        for _ in range(runs):
-            scheduler.add_job(task, due)
+        for index in range(runs):
+            scheduler.add_job(task, due, args=(index,))
         scheduler.start()
+        # Run one after the other on the burst's thread, the runs would never overlap.
+        assert overlapped.wait(_PATIENCE)
         for _ in range(runs):
             assert done.acquire(timeout=_PATIENCE)
         scheduler.wait_idle(_PATIENCE)
-        assert scheduler._burster is None
+        assert _burst_ends(scheduler)
         assert not scheduler._burst_slow  # the deadline's work drained: bursts try again
     finally:
+        overlapped.set()
         scheduler.shutdown()
-    # The burst's thread ends the burst after 6 runs (the running average of their
-    # durations reaches 0.5 ms); the pool's workers take the rest between them.
-    assert len(threads) >= 2
+
+
+def test_stopping_during_a_burst_skips_its_fired_runs_while_one_of_them_still_runs() -> None:
+    runs = 200
+    released = threading.Event()
+    started = threading.Event()
+    skipped = threading.Semaphore(0)
+
+    def task() -> None:
+        started.set()
+        released.wait(3 * _PATIENCE)  # longer than the test waits for the skips
+
+    class Skips(gnomon.Monitor):
+        def run_skipped(self, event: gnomon.RunEvent) -> None:
+            if event.outcome is gnomon.Outcome.SKIPPED_STOPPING:
+                skipped.release()
+
+    scheduler = gnomon.Scheduler(monitor=Skips())
+    scheduler._burst_stall = 3600.0  # no take-over: only the stop ends the burst
+    try:
+        due = gnomon.once(datetime.now(UTC) + timedelta(seconds=0.1))
+        for _ in range(runs):
+            scheduler.add_job(task, due)
+        scheduler.start()
+        assert started.wait(_PATIENCE)  # the burst's thread is held by its first run
+        scheduler.stop_jobs()
+        # The other 31 runs of the first batch are skipped now, not once it returns.
+        for _ in range(31):
+            assert skipped.acquire(timeout=_PATIENCE)
+        assert not released.is_set()
+        released.set()
+        scheduler.wait_idle(_PATIENCE)
+        assert scheduler._burster is None
+    finally:
+        released.set()
+        scheduler.shutdown()
 
 
 def test_a_burst_starts_its_async_runs_on_the_loop_and_runs_its_sync_ones() -> None:
-    ran: list[str] = []
+    ran: list[tuple[str, str]] = []
     lock = threading.Lock()
     all_ran = threading.Event()
     runs = 100
 
     def note(kind: str) -> None:
         with lock:
-            ran.append(kind)
+            ran.append((kind, threading.current_thread().name))
             if len(ran) == runs:
                 all_ran.set()
 
@@ -496,8 +547,11 @@ def test_a_burst_starts_its_async_runs_on_the_loop_and_runs_its_sync_ones() -> N
         scheduler.wait_idle(_PATIENCE)
     finally:
         scheduler.shutdown()
-    assert sorted(ran).count("async") == 34
+    kinds = [kind for kind, _ in ran]
+    assert kinds.count("async") == 34
     assert len(ran) == runs
+    assert {name for kind, name in ran if kind == "async"} == {"gnomon-loop"}
+    assert all(name.startswith("gnomon-worker") for kind, name in ran if kind == "sync")
 
 
 def test_a_shutdown_during_a_burst_ends_it_and_skips_the_fired_runs_not_started() -> None:
