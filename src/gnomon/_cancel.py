@@ -54,5 +54,12 @@ class CancelEvent(threading.Event):
                 self._waiters = threading.Condition(threading.Lock())
             return self._waiters
 
+    def __reduce__(self) -> tuple[type[CancelEvent], tuple[()], bool]:
+        """Copies and pickles keep the flag; a waiter's condition stays behind."""
+        return (CancelEvent, (), self._is_set)
+
+    def __setstate__(self, state: bool) -> None:
+        self._is_set = state
+
     def __repr__(self) -> str:
         return f"<CancelEvent {'set' if self._is_set else 'unset'}>"

@@ -9,6 +9,8 @@ from dataclasses import FrozenInstanceError, dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
+from gnomon._cancel import CancelEvent
+
 if TYPE_CHECKING:
     from gnomon._job import Job
 
@@ -150,7 +152,7 @@ class JobContext:
         setter(self, "_occurrence_key", occurrence_key)
         setter(self, "fencing_token", fencing_token)
         setter(self, "attempt", attempt)
-        setter(self, "_cancelled", threading.Event() if cancelled is None else cancelled)
+        setter(self, "_cancelled", CancelEvent() if cancelled is None else cancelled)
         setter(self, "_source", None)
 
     @classmethod

@@ -627,9 +627,7 @@ class Run:
             return False
         refusal = engine.begin(self, engine.now())
         if refusal is not None:
-            event = self.event(refusal)
-            engine.skip_running(self, event)
-            self._resolve(event)
+            self.refuse(refusal)
             return False
         monitor = engine.monitor
         if monitor is not None:
@@ -638,6 +636,12 @@ class Run:
             delay = (event.started_at - self.scheduled_at).total_seconds()  # type: ignore[operator]
             call_hook(engine.log, monitor.scheduling_delay, event, delay)
         return True
+
+    def refuse(self, outcome: Outcome) -> None:
+        """The run does not start (it never called its task, nor ``before_run`` since)."""
+        event = self.event(outcome)
+        self.engine.skip_running(self, event)
+        self._resolve(event)
 
     def _plan_retry(
         self, outcome: Outcome, exc: BaseException | None, ended: datetime | None = None

@@ -719,7 +719,8 @@ class Scheduler(_SchedulerCore):
 
     def on_timer(self) -> bool:
         thread = threading.current_thread()
-        return thread is self._timer or thread is self._burster  # the burst fires too
+        # The burst's thread fires batches like the timer, and runs tasks in between.
+        return thread is self._timer or (thread is self._burster and current_run.get() is None)
 
     def state_changed(self) -> None:
         """Waiters use the engine's condition directly."""
@@ -906,6 +907,7 @@ class Scheduler(_SchedulerCore):
                     now = now_stamp()
                     wait = deadline - now
                     if wait > early:
+                        self._burst_slow = False  # the last deadline's work is drained
                         span = min(wait - early, _MAX_SLEEP)
                         if not wake.wait(span) and headstart is not None:
                             headstart.learn(now_stamp() - now - span)
@@ -989,6 +991,7 @@ class Scheduler(_SchedulerCore):
             return runs
         with self._engine.lock:
             self._burster = None
+            self._burst_runs = deque()  # keeps no finished run
         return None
 
     def _run_burst(self, runs: deque[Run]) -> None:
@@ -1007,7 +1010,7 @@ class Scheduler(_SchedulerCore):
         never takes a run of someone else's batch, however late it comes back."""
         me = threading.current_thread()
         engine = self._engine
-        pace, more = 0.0, True
+        pace, more, slow = 0.0, True, False
         try:
             while True:
                 while True:
@@ -1020,8 +1023,7 @@ class Scheduler(_SchedulerCore):
                     self._burst_beat = ended = time.monotonic()
                     pace += (ended - began - pace) / 8
                     if pace >= SLOW_SECONDS:
-                        if more and self._burster is me:
-                            self._burst_slow = True  # the pool takes this deadline's rest
+                        slow = more  # the pool takes the rest of this deadline's work
                         return  # _end_burst hands the runs left to the pool
                 if self._burster is not me or self._timer_stop:
                     return
@@ -1034,15 +1036,16 @@ class Scheduler(_SchedulerCore):
                 if not more and not runs:
                     return
         finally:
-            self._end_burst(me, runs)
+            self._end_burst(me, runs, slow=slow)
 
-    def _end_burst(self, me: threading.Thread, runs: deque[Run]) -> None:
+    def _end_burst(self, me: threading.Thread, runs: deque[Run], *, slow: bool) -> None:
         """The burst ends on its runner: the leader waits for deadlines again. Runs left
         in its deque (the burst ended early, was taken over while a run of its batch was
         being dispatched to it, or raised) go to the pool."""
         with self._engine.lock:
             if self._burster is me:
                 self._burster = None
+                self._burst_slow = slow
                 self._timer_wake.notify_all()
         self._start_all(_drain(runs))
 
@@ -1073,9 +1076,9 @@ class Scheduler(_SchedulerCore):
         for index, run in enumerate(runs):
             try:
                 self._start(run)
-            except RuntimeError:  # the pool is shut down: each is refused here, at once
+            except RuntimeError:  # the pool is shut down: none of them starts
                 for refused in runs[index:]:
-                    refused.run_sync()
+                    refused.refuse(Outcome.SKIPPED_STOPPING)
                 return
 
     def _stop_timer(self) -> None:

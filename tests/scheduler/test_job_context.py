@@ -6,6 +6,7 @@ import copy
 import dataclasses
 import pickle
 import threading
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -13,6 +14,8 @@ import pytest
 from scheduler_support import SchedulerFactory
 
 import gnomon
+import gnomon._run
+from gnomon._cancel import CancelEvent
 from gnomon.testing import FakeClock
 
 WHEN = datetime(2030, 1, 1, 12, tzinfo=UTC)
@@ -98,6 +101,9 @@ def test_a_context_made_directly_gets_its_own_event_unless_given_one() -> None:
     assert _direct(cancelled=given).cancelled is given
     assert isinstance(_direct().cancelled, threading.Event)
     assert _direct().cancelled is not _direct().cancelled
+    made = _direct()
+    made.cancelled.wait(0)
+    assert copy.deepcopy(made) == made  # its own event copies, waited on or not
 
 
 def test_a_context_made_positionally_keeps_every_field() -> None:
@@ -150,8 +156,10 @@ def test_a_run_context_copies_and_pickles_by_value(
     deep = copy.deepcopy(ctx)
     assert deep == ctx
     assert deep.cancelled is not ctx.cancelled
+    ctx.cancelled.wait(0)  # a waiter's condition is not copied along
     loaded = pickle.loads(pickle.dumps(ctx))  # noqa: S301 - our own bytes, just made
     assert loaded == ctx
+    assert loaded._source is None  # the copy holds the values, never the run
     assert loaded.occurrence_key == gnomon.occurrence_key("report", clock.now())
     assert not loaded.cancelled.is_set()
 
@@ -173,11 +181,17 @@ def test_a_context_matches_by_position_and_by_name() -> None:
 
 
 def test_two_threads_reading_a_run_context_event_first_get_the_same_one(
-    make_scheduler: SchedulerFactory, clock: FakeClock
+    make_scheduler: SchedulerFactory, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     events: list[threading.Event] = []
     lock = threading.Lock()
     s = make_scheduler()
+
+    def slow_event() -> CancelEvent:
+        time.sleep(0.01)  # lets the other readers in while the first makes the event
+        return CancelEvent()
+
+    monkeypatch.setattr(gnomon._run, "CancelEvent", slow_event)
 
     def task(ctx: gnomon.JobContext) -> None:
         barrier = threading.Barrier(8)

@@ -29,6 +29,8 @@ from gnomon._waker import EARLY, Headstart, LoopWaker, arrive, sharpen_timers
 from gnomon.testing import FakeClock
 
 _PATIENCE = 10.0
+_BURST_LEAD = timedelta(seconds=1)
+"""How far ahead a test's burst is due: its jobs are all armed before, however slow."""
 
 
 def _burst_ends(scheduler: gnomon.Scheduler) -> bool:
@@ -397,7 +399,7 @@ def test_a_burst_of_quick_runs_is_fired_and_run_by_the_one_thread_it_was_handed_
 
     scheduler._pool.hand_over = counting_hand_over  # type: ignore[method-assign]
     try:
-        due = gnomon.once(datetime.now(UTC) + timedelta(seconds=0.1))
+        due = gnomon.once(datetime.now(UTC) + _BURST_LEAD)
         for _ in range(runs):  # added before the start: all due at one wake-up, however slow
             scheduler.add_job(task, due)
         scheduler.start()
@@ -429,7 +431,7 @@ def test_a_run_holding_a_burst_lets_the_leader_take_the_rest_of_it_over(slow: in
 
     scheduler = gnomon.Scheduler()
     try:
-        due = gnomon.once(datetime.now(UTC) + timedelta(seconds=0.1))
+        due = gnomon.once(datetime.now(UTC) + _BURST_LEAD)
         for index in range(runs):
             scheduler.add_job(task, due, args=(index,))
         scheduler.start()
@@ -467,7 +469,7 @@ def test_a_burst_of_runs_that_each_block_a_while_is_spread_over_the_workers() ->
     scheduler = gnomon.Scheduler()
     scheduler._burst_stall = 3600.0  # only the runs' pace may end the burst
     try:
-        due = gnomon.once(datetime.now(UTC) + timedelta(seconds=0.1))
+        due = gnomon.once(datetime.now(UTC) + _BURST_LEAD)
         for index in range(runs):
             scheduler.add_job(task, due, args=(index,))
         scheduler.start()
@@ -501,7 +503,7 @@ def test_stopping_during_a_burst_skips_its_fired_runs_while_one_of_them_still_ru
     scheduler = gnomon.Scheduler(monitor=Skips())
     scheduler._burst_stall = 3600.0  # no take-over: only the stop ends the burst
     try:
-        due = gnomon.once(datetime.now(UTC) + timedelta(seconds=0.1))
+        due = gnomon.once(datetime.now(UTC) + _BURST_LEAD)
         for _ in range(runs):
             scheduler.add_job(task, due)
         scheduler.start()
@@ -519,7 +521,9 @@ def test_stopping_during_a_burst_skips_its_fired_runs_while_one_of_them_still_ru
         scheduler.shutdown()
 
 
-def test_a_burst_starts_its_async_runs_on_the_loop_and_runs_its_sync_ones() -> None:
+def test_a_burst_starts_its_async_runs_on_the_loop_and_runs_its_sync_ones(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     ran: list[tuple[str, str]] = []
     lock = threading.Lock()
     all_ran = threading.Event()
@@ -538,8 +542,18 @@ def test_a_burst_starts_its_async_runs_on_the_loop_and_runs_its_sync_ones() -> N
         note("async")
 
     scheduler = gnomon.Scheduler()
+    scheduler._burst_stall = 3600.0  # no take-over, however slow this machine is
+    monkeypatch.setattr(gnomon._scheduler, "SLOW_SECONDS", 3600.0)  # nor a slow pace
+    through_sync_path: list[object] = []
+    run_coroutine = scheduler._engine.run_coroutine
+
+    def noting_run_coroutine(coroutine: Any) -> Any:
+        through_sync_path.append(coroutine)  # an async task run by a sync pipeline
+        return run_coroutine(coroutine)
+
+    scheduler._engine.run_coroutine = noting_run_coroutine
     try:
-        due = gnomon.once(datetime.now(UTC) + timedelta(seconds=0.1))
+        due = gnomon.once(datetime.now(UTC) + _BURST_LEAD)
         for index in range(runs):
             scheduler.add_job(async_task if index % 3 == 0 else sync_task, due)
         scheduler.start()
@@ -551,7 +565,36 @@ def test_a_burst_starts_its_async_runs_on_the_loop_and_runs_its_sync_ones() -> N
     assert kinds.count("async") == 34
     assert len(ran) == runs
     assert {name for kind, name in ran if kind == "async"} == {"gnomon-loop"}
-    assert all(name.startswith("gnomon-worker") for kind, name in ran if kind == "sync")
+    assert len({name for kind, name in ran if kind == "sync"}) == 1  # the burst's thread
+    assert through_sync_path == []
+
+
+def test_monitor_hooks_of_jobs_a_burst_expires_do_not_hold_its_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    runs = 200
+    done = threading.Semaphore(0)
+    hooks_may_end = threading.Event()
+
+    class SlowHooks(gnomon.Monitor):
+        def job_unregistered(self, job: gnomon.Job) -> None:
+            hooks_may_end.wait(_PATIENCE)  # a hook that takes its time
+
+    scheduler = gnomon.Scheduler(monitor=SlowHooks())
+    scheduler._burst_stall = 3600.0  # no take-over, however slow this machine is
+    monkeypatch.setattr(gnomon._scheduler, "SLOW_SECONDS", 3600.0)  # nor a slow pace
+    try:
+        due = gnomon.once(datetime.now(UTC) + _BURST_LEAD)
+        for _ in range(runs):  # each is unregistered as its one fire time is taken
+            scheduler.add_job(done.release, due)
+        scheduler.start()
+        # The hooks go to the pool, as from the timer: the burst's thread runs on.
+        for _ in range(runs):
+            assert done.acquire(timeout=_PATIENCE)
+        assert not hooks_may_end.is_set()
+    finally:
+        hooks_may_end.set()
+        scheduler.shutdown()
 
 
 def test_a_shutdown_during_a_burst_ends_it_and_skips_the_fired_runs_not_started() -> None:
@@ -575,7 +618,7 @@ def test_a_shutdown_during_a_burst_ends_it_and_skips_the_fired_runs_not_started(
 
     scheduler = gnomon.Scheduler(monitor=Outcomes(), max_workers=1)
     try:
-        due = gnomon.once(datetime.now(UTC) + timedelta(seconds=0.1))
+        due = gnomon.once(datetime.now(UTC) + _BURST_LEAD)
         for _ in range(runs):
             scheduler.add_job(task, due)
         scheduler.start()
