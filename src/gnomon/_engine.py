@@ -56,10 +56,9 @@ _WAKE_BATCH = 32
 _RETRY_LIMIT = 1000
 _MARGIN = timedelta(milliseconds=50)
 """Added to a store's or locker's delay (beside 5%) before asking it again."""
-_UNRECORDED = frozenset(
-    {Outcome.SKIPPED_LOCKED, Outcome.SKIPPED_NOT_LEADER, Outcome.SKIPPED_LOCK_ERROR}
-)
-"""Outcomes a store does not record: another scheduler ran the occurrence (or may)."""
+_UNRECORDED = (Outcome.SKIPPED_LOCKED, Outcome.SKIPPED_NOT_LEADER, Outcome.SKIPPED_LOCK_ERROR)
+"""Outcomes a store does not record: another scheduler ran the occurrence (or may). A
+tuple: ``in`` compares by identity, where a set would call the enums' Python ``__hash__``."""
 _UTC_KEYS = frozenset(
     {"UTC", "Etc/UTC", "Etc/UCT", "UCT", "Universal", "Zulu", "Etc/Universal", "Etc/Zulu"}
 )
@@ -660,11 +659,7 @@ class Engine:
         if following is not None and not spec.interval_from_completion:
             self._arm(state, following)
         for moment in due:
-            first = immediate and moment is scheduled
-            if spec.jitter is None:  # the common case, without _start's detour
-                self.offer(state, moment, now, effects, immediate=first)
-            else:
-                self._start(state, moment, now, effects, immediate=first)
+            self._start(state, moment, now, effects, immediate=immediate and moment is scheduled)
         if following is None and not spec.interval_from_completion:
             self._remove(state, "no fire time left", cancel=False, effects=effects, expired=True)
 
@@ -1462,7 +1457,7 @@ class Engine:
         In-memory jobs go to ``history``; a durable job's skip goes to the store (a run
         that claimed its occurrence writes its outcome through the claim instead).
         """
-        if outcome is not Outcome.SUCCESS and outcome in _UNRECORDED:  # enums hash slowly
+        if outcome in _UNRECORDED:
             return
         if run.state.durable is None:
             if run.attempt > 1:  # an occurrence run again: its record replaces the old one

@@ -145,15 +145,8 @@ class JobContext:
         attempt: int,
         cancelled: threading.Event | None = None,
     ) -> None:
-        setter = object.__setattr__
-        setter(self, "job_id", job_id)
-        setter(self, "job_name", job_name)
-        setter(self, "scheduled_at", scheduled_at)
-        setter(self, "_occurrence_key", occurrence_key)
-        setter(self, "fencing_token", fencing_token)
-        setter(self, "attempt", attempt)
-        setter(self, "_cancelled", CancelEvent() if cancelled is None else cancelled)
-        setter(self, "_source", None)
+        event = CancelEvent() if cancelled is None else cancelled
+        _fill(self, job_id, job_name, scheduled_at, fencing_token, attempt, occurrence_key, event)
 
     @classmethod
     def _lazy(
@@ -169,15 +162,7 @@ class JobContext:
         """A context whose key and cancellation event are read from ``source`` (the run)
         when first asked for."""
         ctx = cls.__new__(cls)
-        setter = object.__setattr__
-        setter(ctx, "job_id", job_id)
-        setter(ctx, "job_name", job_name)
-        setter(ctx, "scheduled_at", scheduled_at)
-        setter(ctx, "fencing_token", fencing_token)
-        setter(ctx, "attempt", attempt)
-        setter(ctx, "_occurrence_key", None)
-        setter(ctx, "_cancelled", None)
-        setter(ctx, "_source", source)
+        _fill(ctx, job_id, job_name, scheduled_at, fencing_token, attempt, None, None, source)
         return ctx
 
     @property
@@ -233,6 +218,29 @@ class JobContext:
             f"fencing_token={self.fencing_token!r}, attempt={self.attempt!r}, "
             f"cancelled={self.cancelled!r})"
         )
+
+
+def _fill(  # noqa: PLR0917 - every slot of a JobContext, in order
+    ctx: JobContext,
+    job_id: uuid.UUID,
+    job_name: str,
+    scheduled_at: datetime,
+    fencing_token: int | None,
+    attempt: int,
+    occurrence_key: str | None,
+    cancelled: threading.Event | None,
+    source: _ContextSource | None = None,
+) -> None:
+    """Set a new context's slots (an immutable one refuses ``ctx.name = ...``)."""
+    setter = object.__setattr__
+    setter(ctx, "job_id", job_id)
+    setter(ctx, "job_name", job_name)
+    setter(ctx, "scheduled_at", scheduled_at)
+    setter(ctx, "fencing_token", fencing_token)
+    setter(ctx, "attempt", attempt)
+    setter(ctx, "_occurrence_key", occurrence_key)
+    setter(ctx, "_cancelled", cancelled)
+    setter(ctx, "_source", source)
 
 
 class Monitor:

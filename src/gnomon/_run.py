@@ -353,11 +353,13 @@ class Run:
                 outcome, result, exc = await self._invoke_async()
             finally:
                 self.calling = False
-            if outcome is Outcome.SUCCESS and self._quiet(outcome, self.spec.after_run):
-                self.outcome, self.result = outcome, result  # the hot path: no coroutine more
-                self.engine.finish(self)
+            listener = self._ended(outcome, result, exc)
+            if self._quiet(outcome, listener):
+                self.engine.finish(self)  # the hot path: no coroutine more
                 return
-            await self._complete_async(outcome, result, exc)
+            event = self._finished_event(outcome, result, exc)
+            await _call_async(self.engine.log, listener, event)
+            self._close(event)
 
     def _cancelled_midway(self) -> None:
         """The pipeline itself was cancelled (shutdown): account for the run, quietly."""
@@ -401,20 +403,6 @@ class Run:
             while task.uncancel():
                 pass
         return True
-
-    async def _complete_async(
-        self, outcome: Outcome, result: object, exc: BaseException | None
-    ) -> None:
-        self.outcome, self.error, self.result = outcome, exc, result
-        if outcome is not Outcome.SUCCESS:
-            self._plan_retry(outcome, exc)
-        listener = self.spec.after_run if outcome is Outcome.SUCCESS else self.spec.after_error
-        if self._quiet(outcome, listener):
-            self.engine.finish(self)
-            return
-        event = self._finished_event(outcome, result, exc)
-        await _call_async(self.engine.log, listener, event)
-        self._close(event)
 
     # ---------------------------------------------------------------- cluster gates
 
@@ -637,6 +625,18 @@ class Run:
             call_hook(engine.log, monitor.scheduling_delay, event, delay)
         return True
 
+    def _ended(
+        self, outcome: Outcome, result: object, exc: BaseException | None
+    ) -> Callable[[RunEvent], object] | None:
+        """Keep how the task ended and plan a retry of a failure (a timed-out sync run
+        planned it at its deadline); the listener to tell, if any."""
+        self.outcome, self.error, self.result = outcome, exc, result
+        if outcome is Outcome.SUCCESS:
+            return self.spec.after_run
+        if not self.reported:
+            self._plan_retry(outcome, exc)
+        return self.spec.after_error
+
     def refuse(self, outcome: Outcome) -> None:
         """The run does not start (it never called its task, nor ``before_run`` since)."""
         event = self.event(outcome)
@@ -699,10 +699,7 @@ class Run:
         exc: BaseException | None,
         call: Callable[[logging.Logger, Callable[[RunEvent], object] | None, RunEvent], object],
     ) -> None:
-        self.outcome, self.error, self.result = outcome, exc, result
-        if outcome is not Outcome.SUCCESS and not self.reported:
-            self._plan_retry(outcome, exc)  # (a timed-out sync run planned it at the deadline)
-        listener = self.spec.after_run if outcome is Outcome.SUCCESS else self.spec.after_error
+        listener = self._ended(outcome, result, exc)
         quiet = self._quiet(outcome, listener)
         if quiet or (self.spec.timeout is not None and not self.engine.claim_report(self)):
             self.engine.finish(self)  # nothing to tell, or told already at the deadline

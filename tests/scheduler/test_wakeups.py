@@ -33,6 +33,17 @@ _BURST_LEAD = timedelta(seconds=1)
 """How far ahead a test's burst is due: its jobs are all armed before, however slow."""
 
 
+def _start_burst(
+    scheduler: gnomon.Scheduler, jobs: list[tuple[Callable[..., Any], tuple[Any, ...]]]
+) -> None:
+    """Add one-off jobs all due at one instant ``_BURST_LEAD`` ahead, then start: they are
+    armed together and fired at one wake-up, however slow the adding was."""
+    due = gnomon.once(datetime.now(UTC) + _BURST_LEAD)
+    for func, args in jobs:
+        scheduler.add_job(func, due, args=args)
+    scheduler.start()
+
+
 def _burst_ends(scheduler: gnomon.Scheduler) -> bool:
     """Wait until no burst is going on (its runner clears it just after its last run)."""
     with scheduler._engine.lock:
@@ -399,10 +410,7 @@ def test_a_burst_of_quick_runs_is_fired_and_run_by_the_one_thread_it_was_handed_
 
     scheduler._pool.hand_over = counting_hand_over  # type: ignore[method-assign]
     try:
-        due = gnomon.once(datetime.now(UTC) + _BURST_LEAD)
-        for _ in range(runs):  # added before the start: all due at one wake-up, however slow
-            scheduler.add_job(task, due)
-        scheduler.start()
+        _start_burst(scheduler, [(task, ())] * runs)
         for _ in range(runs):
             assert done.acquire(timeout=_PATIENCE)
         scheduler.wait_idle(_PATIENCE)
@@ -431,10 +439,7 @@ def test_a_run_holding_a_burst_lets_the_leader_take_the_rest_of_it_over(slow: in
 
     scheduler = gnomon.Scheduler()
     try:
-        due = gnomon.once(datetime.now(UTC) + _BURST_LEAD)
-        for index in range(runs):
-            scheduler.add_job(task, due, args=(index,))
-        scheduler.start()
+        _start_burst(scheduler, [(task, (index,)) for index in range(runs)])
         assert held.wait(_PATIENCE)
         for _ in range(runs - 1):  # they run elsewhere while the slow one holds its thread
             assert others_ran.acquire(timeout=_PATIENCE)
@@ -469,10 +474,7 @@ def test_a_burst_of_runs_that_each_block_a_while_is_spread_over_the_workers() ->
     scheduler = gnomon.Scheduler()
     scheduler._burst_stall = 3600.0  # only the runs' pace may end the burst
     try:
-        due = gnomon.once(datetime.now(UTC) + _BURST_LEAD)
-        for index in range(runs):
-            scheduler.add_job(task, due, args=(index,))
-        scheduler.start()
+        _start_burst(scheduler, [(task, (index,)) for index in range(runs)])
         # Run one after the other on the burst's thread, the runs would never overlap.
         assert overlapped.wait(_PATIENCE)
         for _ in range(runs):
@@ -503,10 +505,7 @@ def test_stopping_during_a_burst_skips_its_fired_runs_while_one_of_them_still_ru
     scheduler = gnomon.Scheduler(monitor=Skips())
     scheduler._burst_stall = 3600.0  # no take-over: only the stop ends the burst
     try:
-        due = gnomon.once(datetime.now(UTC) + _BURST_LEAD)
-        for _ in range(runs):
-            scheduler.add_job(task, due)
-        scheduler.start()
+        _start_burst(scheduler, [(task, ())] * runs)
         assert started.wait(_PATIENCE)  # the burst's thread is held by its first run
         scheduler.stop_jobs()
         # The other 31 runs of the first batch are skipped now, not once it returns.
@@ -553,10 +552,9 @@ def test_a_burst_starts_its_async_runs_on_the_loop_and_runs_its_sync_ones(
 
     scheduler._engine.run_coroutine = noting_run_coroutine
     try:
-        due = gnomon.once(datetime.now(UTC) + _BURST_LEAD)
-        for index in range(runs):
-            scheduler.add_job(async_task if index % 3 == 0 else sync_task, due)
-        scheduler.start()
+        _start_burst(
+            scheduler, [(async_task if index % 3 == 0 else sync_task, ()) for index in range(runs)]
+        )
         assert all_ran.wait(_PATIENCE)
         scheduler.wait_idle(_PATIENCE)
     finally:
@@ -584,10 +582,7 @@ def test_monitor_hooks_of_jobs_a_burst_expires_do_not_hold_its_runs(
     scheduler._burst_stall = 3600.0  # no take-over, however slow this machine is
     monkeypatch.setattr(gnomon._scheduler, "SLOW_SECONDS", 3600.0)  # nor a slow pace
     try:
-        due = gnomon.once(datetime.now(UTC) + _BURST_LEAD)
-        for _ in range(runs):  # each is unregistered as its one fire time is taken
-            scheduler.add_job(done.release, due)
-        scheduler.start()
+        _start_burst(scheduler, [(done.release, ())] * runs)  # each expires as it fires
         # The hooks go to the pool, as from the timer: the burst's thread runs on.
         for _ in range(runs):
             assert done.acquire(timeout=_PATIENCE)
@@ -618,10 +613,7 @@ def test_a_shutdown_during_a_burst_ends_it_and_skips_the_fired_runs_not_started(
 
     scheduler = gnomon.Scheduler(monitor=Outcomes(), max_workers=1)
     try:
-        due = gnomon.once(datetime.now(UTC) + _BURST_LEAD)
-        for _ in range(runs):
-            scheduler.add_job(task, due)
-        scheduler.start()
+        _start_burst(scheduler, [(task, ())] * runs)
         assert first_started.wait(_PATIENCE)
     finally:
         threading.Timer(0.2, may_end.set).start()
