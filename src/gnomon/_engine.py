@@ -18,6 +18,7 @@ import itertools
 import logging
 import random
 import threading
+import time
 import uuid
 from collections import deque
 from datetime import UTC, datetime, timedelta
@@ -52,7 +53,8 @@ _TINY = timedelta(microseconds=1)
 _WALK_LIMIT = 100_000
 _MISSED_LIMIT = 10_000
 _QUEUE_LIMIT = 1000
-_WAKE_BATCH = 32
+WAKE_BATCH = 32
+"""Due heap entries taken under one hold of the lock (see ``Engine.wake``)."""
 _RETRY_LIMIT = 1000
 _MARGIN = timedelta(milliseconds=50)
 """Added to a store's or locker's delay (beside 5%) before asking it again."""
@@ -587,7 +589,12 @@ class Engine:
         return heap[0][0] if heap else None
 
     def wake(
-        self, now: datetime, *, batches: int | None = None, timed_by: float | None = None
+        self,
+        now: datetime,
+        *,
+        batches: int | None = None,
+        timed_by: float | None = None,
+        until: float | None = None,
     ) -> bool:
         """Process the heap entries that are due at ``now``; True if some are left.
 
@@ -600,6 +607,9 @@ class Engine:
         deadline, holding the runs until it comes), the clock's stamp. Only job fire
         times are taken ahead; a timeout, a retry or a delayed start due after
         ``timed_by`` stops the batch (and counts as left), so that it acts on time.
+
+        ``until``: a ``time.time()`` stamp after which no further batch begins (the first
+        always runs); what is left counts as left.
         """
         now = now.astimezone(self.tz)
         stamp = now.timestamp()
@@ -608,7 +618,7 @@ class Engine:
             effects: Effects = []
             with self.lock:
                 heap = self._heap  # stop() may replace the list between batches
-                for _ in range(_WAKE_BATCH):
+                for _ in range(WAKE_BATCH):
                     if not heap or heap[0][0] > stamp:
                         break
                     if (
@@ -623,6 +633,8 @@ class Engine:
             self.apply(effects)
             if batches is not None:
                 batches -= 1
+            if until is not None and time.time() >= until:
+                break
         return more
 
     def _pop_due(self, now: datetime, stamp: float, effects: Effects) -> None:

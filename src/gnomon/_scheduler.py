@@ -23,7 +23,7 @@ from gnomon._dispatch import DispatchTarget, register_broker, register_target
 from gnomon._distributed import Elector, Locker
 from gnomon._durable import DurableJobs, default_node, new_job_id
 from gnomon._durations import parse_duration
-from gnomon._engine import Engine
+from gnomon._engine import WAKE_BATCH, Engine
 from gnomon._errors import (
     GnomonError,
     InvalidJob,
@@ -54,7 +54,7 @@ from gnomon._retry import Retry
 from gnomon._run import Run, call_hook, current_run
 from gnomon._stores.contract import ActionRecord, IfExists, NodeInfo, RunRecord, Store
 from gnomon._tasks import LISTENER_OPTIONS, Task, TaskRegistry
-from gnomon._waker import Headstart, LoopWaker, arrive
+from gnomon._waker import FireLead, Headstart, LoopWaker, arrive, sleep_then_arrive
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -67,6 +67,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
 _MAX_SLEEP = 60.0
 _CANCEL_GRACE = 1.0
+_LOOP_TIMER_SLACK = 1e-3
+"""How late an asyncio timer may end: the selector waits in whole milliseconds."""
 _live: weakref.WeakSet[_SchedulerCore] = weakref.WeakSet()
 
 
@@ -666,6 +668,10 @@ class Scheduler(_SchedulerCore):
         self._timer_wake = threading.Condition(self._engine.lock)
         self._headstart = Headstart()
         """How early the leader ends its timed wait before a deadline (see ``_lead``)."""
+        self._fire_lead = FireLead()
+        """How much earlier still it ends it, to fire a burst ahead (see ``_wake_engine``)."""
+        self._fire_spent = 0.0
+        """Seconds spent firing the current deadline's work so far (see ``_run_burst``)."""
         self._timer: threading.Thread | None = None
         """The worker thread leading (running the timer loop) now, if any."""
         self._timer_stop = False
@@ -903,7 +909,9 @@ class Scheduler(_SchedulerCore):
                     if deadline is None:
                         wake.wait(_MAX_SLEEP)
                         continue
-                    early = 0.0 if headstart is None else headstart.seconds
+                    early = (
+                        0.0 if headstart is None else headstart.seconds + self._fire_lead.seconds
+                    )
                     now = now_stamp()
                     wait = deadline - now
                     if wait > early:
@@ -934,42 +942,51 @@ class Scheduler(_SchedulerCore):
         run, or a burst's first runs (else None: the runs, if any, went to the pool).
 
         ``ahead`` is the deadline when the leader woke just before it (the system clock
-        only): the batch is fired as of the deadline, while the thread is still early,
+        only): the due work is fired as of the deadline, while the thread is still early,
         and its runs start when the deadline comes (``arrive``). The work between the
         wake-up and the first task, slow on a processor that was idle, is then done
-        before the deadline instead of after it. No run starts before its time.
+        before the deadline instead of after it; so is a whole burst's, batch after
+        batch until the deadline, when the leader woke its ``FireLead`` earlier for it.
+        No run starts before its time.
 
-        When more is due after this batch, the thread becomes the burst's runner
+        When more than a batch is due, the thread becomes the burst's runner
         (``_run_burst``) if the pool has a thread free for a new leader; otherwise the
         leader keeps leading and the pool takes every run.
         """
         now, timed_by = self._wake_moment(ahead)
         more = False
+        began = time.monotonic()
         try:
-            more = self._engine.wake(now, batches=1, timed_by=timed_by)
+            if ahead is None:
+                more = self._engine.wake(now, batches=1)
+            else:
+                more = self._engine.wake(now, timed_by=timed_by, until=ahead)
         except Exception:
             self._log.critical("the scheduler's timer failed", exc_info=True)
+        self._fire_spent = time.monotonic() - began
         if not more:
             self._burst_slow = False  # this deadline's work is drained: bursts may try again
+            self._fire_lead.learn(self._fire_spent)
         due = self._due
         if not due:
             if more and ahead is not None:
                 arrive(ahead, self._headstart.seconds)  # a timeout or a retry: at its time
             return None
         self._due = []
-        kept = self._keep(due, more=more)
+        kept = self._keep(due, more=more, ahead=ahead)
         if ahead is not None:
-            arrive(ahead, self._headstart.seconds)
+            sleep_then_arrive(ahead, self._headstart.seconds)
         for other in due:
             if other is not kept and (not isinstance(kept, deque) or other.spec.needs_loop):
                 self._start(other)
         return kept
 
-    def _keep(self, due: list[Run], *, more: bool) -> Run | deque[Run] | None:
+    def _keep(self, due: list[Run], *, more: bool, ahead: float | None) -> Run | deque[Run] | None:
         """What of ``due`` this thread runs itself once it hands the lead over: the
-        first sync run, or the burst (``more`` is due); None if the pool takes it all."""
-        if more:
-            return None if self._burst_slow else self._begin_burst(due)
+        first sync run, or the burst (``more`` is due, or more than a batch was fired
+        ahead of the deadline ``ahead``); None if the pool takes it all."""
+        if more or len(due) > WAKE_BATCH:
+            return None if self._burst_slow else self._begin_burst(due, ahead)
         for candidate in due:
             if not candidate.spec.needs_loop:
                 if self._pool.hand_over(self._timer_main):
@@ -979,14 +996,16 @@ class Scheduler(_SchedulerCore):
 
     # ---------------------------------------------------------------- bursts
 
-    def _begin_burst(self, due: list[Run]) -> deque[Run] | None:
+    def _begin_burst(self, due: list[Run], ahead: float | None) -> deque[Run] | None:
         """Make this thread the burst's runner and hand the lead over; None (nothing
-        changed) when the pool has no thread free for a new leader."""
+        changed) when the pool has no thread free for a new leader. The burst counts
+        as making progress until its deadline ``ahead``, which it waits for."""
         runs: deque[Run] = deque(run for run in due if not run.spec.needs_loop)
+        waits = 0.0 if ahead is None else max(0.0, ahead - time.time())
         with self._engine.lock:  # the new leader must find the burst going on
             self._burster = threading.current_thread()
             self._burst_runs = runs
-            self._burst_beat = time.monotonic()
+            self._burst_beat = time.monotonic() + waits
         if self._pool.hand_over(self._timer_main):
             return runs
         with self._engine.lock:
@@ -1011,6 +1030,7 @@ class Scheduler(_SchedulerCore):
         me = threading.current_thread()
         engine = self._engine
         pace, more, slow = 0.0, True, False
+        spent = self._fire_spent  # firing this deadline's work took so far
         try:
             while True:
                 while True:
@@ -1028,13 +1048,17 @@ class Scheduler(_SchedulerCore):
                 if self._burster is not me or self._timer_stop:
                     return
                 more = False
+                began = time.monotonic()
                 try:
                     more = engine.wake(self.clock.now(), batches=1)
                 except Exception:
                     self._log.critical("the scheduler's timer failed", exc_info=True)
-                self._burst_beat = time.monotonic()
-                if not more and not runs:
-                    return
+                self._burst_beat = ended = time.monotonic()
+                spent += ended - began
+                if not more:
+                    self._fire_lead.learn(spent)  # the deadline's work is all fired
+                    if not runs:
+                        return
         finally:
             self._end_burst(me, runs, slow=slow)
 
@@ -1270,6 +1294,10 @@ class AsyncScheduler(_SchedulerCore):
         """On the system clock, the thread that wakes the loop on time (see _waker)."""
         self._headstart = Headstart()
         """How early the waker wakes the loop before a deadline."""
+        self._fire_lead = FireLead()
+        """How much earlier still it wakes the loop, to fire a burst ahead."""
+        self._fire_spent = 0.0
+        """Seconds spent firing the current deadline's work so far."""
         self._changed: asyncio.Event | None = None
         self._shutting_down = False
         self._held: list[Run] | None = None
@@ -1315,7 +1343,7 @@ class AsyncScheduler(_SchedulerCore):
     def _start_timer(self) -> None:
         loop = self._loop
         if loop is not None and self._waker is None and type(self.clock) is SystemClock:
-            self._waker = LoopWaker(loop, self._on_timer, self._headstart)
+            self._waker = LoopWaker(loop, self._on_timer, self._headstart, self._fire_lead)
         self._rearm()
 
     def _rearm(self) -> None:
@@ -1336,35 +1364,72 @@ class AsyncScheduler(_SchedulerCore):
 
     def _on_timer(self, ahead: float | None = None) -> None:
         """One batch of due work. ``ahead``: the deadline the waker woke the loop just
-        before (the system clock only). The batch is then fired as of the deadline while
-        the loop is still early, and its runs start when the deadline comes: the loop
-        waits out the rest (``arrive``, the waker's headstart at most), so that the work
-        between the wake-up and the first run, slow on a processor that was idle, is
-        done ahead."""
+        before (the system clock only). The due work is then fired as of the deadline
+        while the loop is still early, batch after batch until the deadline, and its
+        runs start when the deadline comes: the loop waits out the rest (``arrive``),
+        so that the work between the wake-up and the first run, slow on a processor
+        that was idle, is done ahead; so is a whole burst's, when the waker woke the
+        loop its ``FireLead`` earlier for it."""
         self._timer = None
         if not self._engine.started:
             return  # a wake-up the waker posted just before the timer stopped
         now, timed_by = self._wake_moment(ahead)
         if ahead is not None:
             self._held = []
+        began = time.monotonic()
         try:
-            more = self._engine.wake(now, batches=1, timed_by=timed_by)
+            if ahead is None:
+                more = self._engine.wake(now, batches=1)
+            else:
+                more = self._engine.wake(now, timed_by=timed_by, until=ahead)
         except Exception:
             self._log.critical("the scheduler's timer failed", exc_info=True)
             more = False
         finally:
             held, self._held = self._held, None
+        spent = time.monotonic() - began
+        self._fire_spent = spent if ahead is not None else self._fire_spent + spent
+        if not more:
+            self._fire_lead.learn(self._fire_spent)  # the deadline's work is all fired
+            self._fire_spent = 0.0
         if ahead is not None and (held or more):
-            arrive(ahead, self._headstart.seconds)  # nothing dispatched ahead starts early
+            # Nothing dispatched ahead starts early. A wait longer than the headstart
+            # (the lead overestimated the firing) is left to the loop, most of it.
+            left = ahead - time.time() - self._headstart.seconds - _LOOP_TIMER_SLACK
+            if left > 0:
+                self._require_loop().call_later(left, self._after_lead, ahead, held, more)
+                return
+            arrive(ahead, self._headstart.seconds)
+        self._go(held, more=more)
+
+    def _after_lead(self, ahead: float, held: list[Run] | None, more: bool) -> None:
+        """The rest of ``_on_timer`` once the loop has waited most of the way to the
+        deadline ``ahead`` (its timers end up to ``_LOOP_TIMER_SLACK`` late)."""
+        arrive(ahead, self._headstart.seconds + _LOOP_TIMER_SLACK)
+        self._go(held, more=more)
+
+    def _go(self, held: list[Run] | None, *, more: bool) -> None:
+        """Start the runs held for their deadline, then the next batch or the timer."""
         if held:
-            loop = self._require_loop()
-            for run in held:
-                loop.create_task(run.run_async())
+            self._start_held(held, 0)
         if more and self._loop is not None:
             # Let the runs just dispatched start before scheduling the next batch.
+            if self._timer is not None:
+                self._timer.cancel()
             self._timer = self._loop.call_later(0, self._on_timer)
         else:
             self._rearm()
+
+    def _start_held(self, held: list[Run], first: int) -> None:
+        """Make the tasks of held runs from ``first`` on, a batch at a time: a batch's
+        runs start before the next batch's tasks are made, so that the first runs of a
+        burst do not wait for the last one's task."""
+        loop = self._require_loop()
+        end = first + WAKE_BATCH
+        for run in held[first:end]:
+            loop.create_task(run.run_async())
+        if end < len(held):
+            loop.call_soon(self._start_held, held, end)
 
     def _require_loop(self) -> asyncio.AbstractEventLoop:
         if self._loop is None:

@@ -25,7 +25,15 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import asyncio
 
-__all__ = ["EARLY", "Headstart", "LoopWaker", "arrive", "sharpen_timers"]
+__all__ = [
+    "EARLY",
+    "FireLead",
+    "Headstart",
+    "LoopWaker",
+    "arrive",
+    "sharpen_timers",
+    "sleep_then_arrive",
+]
 
 _MAX_SLEEP = 60.0
 EARLY = 200e-6
@@ -45,7 +53,7 @@ class Headstart:
     millisecond at the tail on a virtual one. The headstart follows the 98th percentile
     of that overshoot (a stochastic quantile estimate: each wait that ended later than
     covered moves it up by ``_STEP * 0.98``, each other one down by ``_STEP * 0.02``),
-    plus ``_WORK`` for firing the batch before the deadline. One wait that ends very late
+    plus ``WORK`` for firing the batch before the deadline. One wait that ends very late
     (a suspended process, a stepped clock) moves it by one step only, and it stays
     within ``[_FLOOR, _CEILING]``. The thread spins (``arrive``) for what is left of it,
     so a machine whose waits end on time spends less processor time than one whose do not.
@@ -58,7 +66,7 @@ class Headstart:
 
     _STEP = 20e-6
     _QUANTILE = 0.98
-    _WORK = 100e-6
+    WORK = 100e-6
     _FLOOR = 100e-6
     _CEILING = 1e-3
 
@@ -68,10 +76,39 @@ class Headstart:
     def learn(self, overshoot: float) -> None:
         """A timed wait meant to end ``seconds`` before a deadline ended ``overshoot``
         seconds after it was due."""
-        if overshoot + self._WORK > self.seconds:
+        if overshoot + self.WORK > self.seconds:
             self.seconds = min(self._CEILING, self.seconds + self._STEP * self._QUANTILE)
         else:
             self.seconds = max(self._FLOOR, self.seconds - self._STEP * (1 - self._QUANTILE))
+
+
+class FireLead:
+    """How much earlier than its headstart a timer wakes for a deadline, to fire a burst
+    of due work ahead of it: how long firing the last deadline's work took.
+
+    A thousand jobs due at one instant take milliseconds to fire (each fire time's
+    bookkeeping: its next fire time, its run). Fired after the deadline, that delays the
+    runs; fired ahead, as of the deadline, only running them is left when it comes. The
+    lead follows the work beyond what the headstart allows for (``Headstart.WORK``): a
+    deadline whose firing took longer sets it at once; one that took less halves it, so
+    a lone job after a burst wakes early a few times at most. It stays at most
+    ``CEILING``, for how long fired runs may wait for their deadline.
+
+    One thread at a time writes it (the thread face's leader or burst, the async face's
+    loop); others read ``seconds``.
+    """
+
+    __slots__ = ("seconds",)
+
+    CEILING = 25e-3
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def learn(self, spent: float) -> None:
+        """Firing a deadline's due work took ``spent`` seconds."""
+        beyond = spent - Headstart.WORK
+        self.seconds = min(self.CEILING, max(beyond, self.seconds / 2))
 
 
 _PR_SET_TIMERSLACK = 29
@@ -120,17 +157,28 @@ def arrive(deadline: float, early: float = EARLY) -> None:
         pause(0)
 
 
+def sleep_then_arrive(deadline: float, early: float) -> None:
+    """``arrive`` at ``deadline`` from any distance: sleep until ``early`` before it (a
+    sleep ends late by about as much as a timed wait, which ``early`` covers), then
+    ``arrive``. For a thread that fired a burst ahead with time to spare."""
+    left = deadline - early - time.time()
+    if left > 0:
+        time.sleep(left)
+    arrive(deadline, early)
+
+
 class LoopWaker:
     """Calls ``callback(deadline)`` on ``loop`` just before the wall clock reaches the set
-    deadline: ``headstart.seconds`` before it, or at once if that has passed. The callback
-    does what it can ahead of time, then ``arrive``s (with ``headstart.seconds``) before
-    anything that must not start early."""
+    deadline: ``headstart.seconds`` (plus ``lead.seconds``) before it, or at once if that
+    has passed. The callback does what it can ahead of time, then ``arrive``s (with
+    ``headstart.seconds``) before anything that must not start early."""
 
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
         callback: Callable[[float], None],
         headstart: Headstart | None = None,
+        lead: FireLead | None = None,
     ) -> None:
         self._loop = loop
         self._callback = callback
@@ -140,6 +188,8 @@ class LoopWaker:
         self._closed = False
         self.headstart = Headstart() if headstart is None else headstart
         """How early the thread wakes the loop; ``arrive`` at the deadline with it."""
+        self.lead = FireLead() if lead is None else lead
+        """How much earlier still it wakes the loop, to fire a burst ahead."""
         self._thread = threading.Thread(target=self._main, name="gnomon-waker", daemon=True)
         self._thread.start()
 
@@ -174,7 +224,7 @@ class LoopWaker:
                     timed_out = False
                     self._changed.wait(_MAX_SLEEP)
                     continue
-                early = self.headstart.seconds
+                early = self.headstart.seconds + self.lead.seconds
                 wait = deadline - clock()
                 if wait > early:
                     timed_out = not self._changed.wait(min(wait - early, _MAX_SLEEP))
