@@ -588,6 +588,19 @@ class Engine:
         heap = self._heap
         return heap[0][0] if heap else None
 
+    def count_due(self, stamp: float, most: int) -> int:
+        """How many heap entries are due at ``stamp`` (stale ones included), counted up
+        to ``most``: the heap's nodes due by then, which are a subtree at its root."""
+        heap = self._heap
+        size, count, todo = len(heap), 0, [0]
+        while todo and count < most:
+            node = todo.pop()
+            if node < size and heap[node][0] <= stamp:
+                count += 1
+                todo.append(2 * node + 1)
+                todo.append(2 * node + 2)
+        return count
+
     def wake(
         self,
         now: datetime,

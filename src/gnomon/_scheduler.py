@@ -182,6 +182,8 @@ class _SchedulerCore(JobOwner):
         self._spec_cache: dict[object, JobSpec] = {}
         self._templates: dict[object, JobSpec] = {}
         """A validated spec per function, from which later jobs' specs are derived."""
+        self._fire_lead = FireLead()
+        """How much earlier than its headstart the timer wakes, to fire a burst ahead."""
         self._init_face()
         _live.add(self)
 
@@ -644,6 +646,12 @@ class _SchedulerCore(JobOwner):
             return now, None
         return max(now, datetime.fromtimestamp(ahead, UTC)), now.timestamp()
 
+    def _lead_for(self, deadline: float) -> float:
+        """How much earlier than its headstart to wake for ``deadline``, from how much
+        is due at it (under the engine's lock)."""
+        lead = self._fire_lead
+        return lead.seconds(self._engine.count_due(deadline, lead.most_worth_counting()))
+
     def _scheduler_hook(self, name: str) -> None:
         if self._monitor is not None:
             call_hook(self._log, getattr(self._monitor, name))
@@ -668,10 +676,8 @@ class Scheduler(_SchedulerCore):
         self._timer_wake = threading.Condition(self._engine.lock)
         self._headstart = Headstart()
         """How early the leader ends its timed wait before a deadline (see ``_lead``)."""
-        self._fire_lead = FireLead()
-        """How much earlier still it ends it, to fire a burst ahead (see ``_wake_engine``)."""
-        self._fire_spent = 0.0
-        """Seconds spent firing the current deadline's work so far (see ``_run_burst``)."""
+        self._counted: tuple[float, float] | None = None
+        """The deadline whose due entries the leader counted, and its lead (``_early``)."""
         self._timer: threading.Thread | None = None
         """The worker thread leading (running the timer loop) now, if any."""
         self._timer_stop = False
@@ -691,6 +697,8 @@ class Scheduler(_SchedulerCore):
         self._burst_slow = False
         """A burst ended because its runs were slow: until the due work is drained, the
         pool takes it (and spreads it over its workers)."""
+        self._burst_more = False
+        """Due work was left to fire when the burst began (its runner fires it)."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: threading.Thread | None = None
         self._loop_lock = threading.Lock()
@@ -909,11 +917,9 @@ class Scheduler(_SchedulerCore):
                     if deadline is None:
                         wake.wait(_MAX_SLEEP)
                         continue
-                    early = (
-                        0.0 if headstart is None else headstart.seconds + self._fire_lead.seconds
-                    )
                     now = now_stamp()
                     wait = deadline - now
+                    early = 0.0 if headstart is None else self._early(deadline, wait, headstart)
                     if wait > early:
                         self._burst_slow = False  # the last deadline's work is drained
                         span = min(wait - early, _MAX_SLEEP)
@@ -936,6 +942,19 @@ class Scheduler(_SchedulerCore):
             finally:
                 if self._timer is me:
                     self._timer = None
+
+    def _early(self, deadline: float, wait: float, headstart: Headstart) -> float:
+        """How long before ``deadline`` (``wait`` away) the leader ends its wait: its
+        headstart, plus the lead for the burst due then, counted once the deadline is
+        as near as the longest lead (so that jobs added meanwhile count too)."""
+        counted = self._counted
+        if counted is not None and counted[0] == deadline:
+            return headstart.seconds + counted[1]
+        if wait > headstart.seconds + FireLead.CEILING:
+            return headstart.seconds + FireLead.CEILING  # then count
+        lead = self._lead_for(deadline)
+        self._counted = (deadline, lead)
+        return headstart.seconds + lead
 
     def _wake_engine(self, ahead: float | None) -> Run | deque[Run] | None:
         """One batch of due work; what this thread runs once the lead is handed over: a
@@ -963,11 +982,10 @@ class Scheduler(_SchedulerCore):
                 more = self._engine.wake(now, timed_by=timed_by, until=ahead)
         except Exception:
             self._log.critical("the scheduler's timer failed", exc_info=True)
-        self._fire_spent = time.monotonic() - began
+        due = self._due
+        self._fire_lead.learn(time.monotonic() - began, len(due))
         if not more:
             self._burst_slow = False  # this deadline's work is drained: bursts may try again
-            self._fire_lead.learn(self._fire_spent)
-        due = self._due
         if not due:
             if more and ahead is not None:
                 arrive(ahead, self._headstart.seconds)  # a timeout or a retry: at its time
@@ -986,7 +1004,7 @@ class Scheduler(_SchedulerCore):
         first sync run, or the burst (``more`` is due, or more than a batch was fired
         ahead of the deadline ``ahead``); None if the pool takes it all."""
         if more or len(due) > WAKE_BATCH:
-            return None if self._burst_slow else self._begin_burst(due, ahead)
+            return None if self._burst_slow else self._begin_burst(due, ahead, more=more)
         for candidate in due:
             if not candidate.spec.needs_loop:
                 if self._pool.hand_over(self._timer_main):
@@ -996,16 +1014,18 @@ class Scheduler(_SchedulerCore):
 
     # ---------------------------------------------------------------- bursts
 
-    def _begin_burst(self, due: list[Run], ahead: float | None) -> deque[Run] | None:
+    def _begin_burst(self, due: list[Run], ahead: float | None, *, more: bool) -> deque[Run] | None:
         """Make this thread the burst's runner and hand the lead over; None (nothing
         changed) when the pool has no thread free for a new leader. The burst counts
-        as making progress until its deadline ``ahead``, which it waits for."""
+        as making progress until its deadline ``ahead``, which it waits for; ``more``:
+        due work is left to fire."""
         runs: deque[Run] = deque(run for run in due if not run.spec.needs_loop)
         waits = 0.0 if ahead is None else max(0.0, ahead - time.time())
         with self._engine.lock:  # the new leader must find the burst going on
             self._burster = threading.current_thread()
             self._burst_runs = runs
             self._burst_beat = time.monotonic() + waits
+            self._burst_more = more
         if self._pool.hand_over(self._timer_main):
             return runs
         with self._engine.lock:
@@ -1029,8 +1049,7 @@ class Scheduler(_SchedulerCore):
         never takes a run of someone else's batch, however late it comes back."""
         me = threading.current_thread()
         engine = self._engine
-        pace, more, slow = 0.0, True, False
-        spent = self._fire_spent  # firing this deadline's work took so far
+        pace, more, slow = 0.0, self._burst_more, False
         try:
             while True:
                 while True:
@@ -1048,17 +1067,13 @@ class Scheduler(_SchedulerCore):
                 if self._burster is not me or self._timer_stop:
                     return
                 more = False
-                began = time.monotonic()
                 try:
                     more = engine.wake(self.clock.now(), batches=1)
                 except Exception:
                     self._log.critical("the scheduler's timer failed", exc_info=True)
-                self._burst_beat = ended = time.monotonic()
-                spent += ended - began
-                if not more:
-                    self._fire_lead.learn(spent)  # the deadline's work is all fired
-                    if not runs:
-                        return
+                self._burst_beat = time.monotonic()
+                if not more and not runs:
+                    return
         finally:
             self._end_burst(me, runs, slow=slow)
 
@@ -1294,10 +1309,6 @@ class AsyncScheduler(_SchedulerCore):
         """On the system clock, the thread that wakes the loop on time (see _waker)."""
         self._headstart = Headstart()
         """How early the waker wakes the loop before a deadline."""
-        self._fire_lead = FireLead()
-        """How much earlier still it wakes the loop, to fire a burst ahead."""
-        self._fire_spent = 0.0
-        """Seconds spent firing the current deadline's work so far."""
         self._changed: asyncio.Event | None = None
         self._shutting_down = False
         self._held: list[Run] | None = None
@@ -1334,7 +1345,7 @@ class AsyncScheduler(_SchedulerCore):
             return
         waker = self._waker
         if waker is not None:  # called under the engine's lock: the heap is ours to read
-            waker.set(self._engine.next_deadline())
+            self._set_waker(waker)
         elif _on_loop(loop):
             loop.call_soon(self._rearm)
         else:
@@ -1343,7 +1354,7 @@ class AsyncScheduler(_SchedulerCore):
     def _start_timer(self) -> None:
         loop = self._loop
         if loop is not None and self._waker is None and type(self.clock) is SystemClock:
-            self._waker = LoopWaker(loop, self._on_timer, self._headstart, self._fire_lead)
+            self._waker = LoopWaker(loop, self._on_timer, self._headstart, self._recount)
         self._rearm()
 
     def _rearm(self) -> None:
@@ -1356,11 +1367,29 @@ class AsyncScheduler(_SchedulerCore):
         waker = self._waker
         if waker is not None:
             with self._engine.lock:
-                waker.set(self._engine.next_deadline())
+                self._set_waker(waker)
             return
         deadline = self._engine.next_deadline()
         wait = _MAX_SLEEP if deadline is None else deadline - self.clock.now().timestamp()
         self._timer = loop.call_later(max(0.0, min(wait, _MAX_SLEEP)), self._on_timer)
+
+    def _set_waker(self, waker: LoopWaker) -> None:
+        """Set the waker to the next deadline (under the engine's lock), with the lead
+        for the burst due then once the deadline is as near as the longest lead (the
+        waker wakes the loop then to ``_recount``), so that jobs added meanwhile count."""
+        deadline = self._engine.next_deadline()
+        if deadline is None:
+            waker.set(None)
+        elif deadline - time.time() > self._headstart.seconds + FireLead.CEILING:
+            waker.set(deadline, None)
+        else:
+            waker.set(deadline, self._lead_for(deadline))
+
+    def _recount(self) -> None:
+        waker = self._waker
+        if waker is not None and self._engine.started:
+            with self._engine.lock:
+                self._set_waker(waker)
 
     def _on_timer(self, ahead: float | None = None) -> None:
         """One batch of due work. ``ahead``: the deadline the waker woke the loop just
@@ -1387,11 +1416,8 @@ class AsyncScheduler(_SchedulerCore):
             more = False
         finally:
             held, self._held = self._held, None
-        spent = time.monotonic() - began
-        self._fire_spent = spent if ahead is not None else self._fire_spent + spent
-        if not more:
-            self._fire_lead.learn(self._fire_spent)  # the deadline's work is all fired
-            self._fire_spent = 0.0
+        if held is not None:
+            self._fire_lead.learn(time.monotonic() - began, len(held))
         if ahead is not None and (held or more):
             # Nothing dispatched ahead starts early. A wait longer than the headstart
             # (the lead overestimated the firing) is left to the loop, most of it.

@@ -83,32 +83,48 @@ class Headstart:
 
 
 class FireLead:
-    """How much earlier than its headstart a timer wakes for a deadline, to fire a burst
-    of due work ahead of it: how long firing the last deadline's work took.
+    """How much earlier than its headstart a timer wakes for a deadline, to fire the
+    burst due at it ahead of it.
 
     A thousand jobs due at one instant take milliseconds to fire (each fire time's
     bookkeeping: its next fire time, its run). Fired after the deadline, that delays the
     runs; fired ahead, as of the deadline, only running them is left when it comes. The
-    lead follows the work beyond what the headstart allows for (``Headstart.WORK``): a
-    deadline whose firing took longer sets it at once; one that took less halves it, so
-    a lone job after a burst wakes early a few times at most. It stays at most
-    ``CEILING``, for how long fired runs may wait for their deadline.
+    timer counts the heap entries due at the deadline before it waits, and wakes as
+    early as firing that many takes, beyond what the headstart allows for
+    (``Headstart.WORK``): the last bursts' cost per entry times the count, with a
+    ``MARGIN`` for how much that cost varies from burst to burst, ``CEILING`` at most
+    (how long fired runs may wait for their deadline). A deadline with a few
+    entries due needs no lead. The first burst's cost per entry is a guess
+    (``FIRST_GUESS``, a fire time's cost in CPython on a modest processor); an
+    overestimate only makes the timer wait out the rest once the burst is fired.
 
-    One thread at a time writes it (the thread face's leader or burst, the async face's
-    loop); others read ``seconds``.
+    One thread at a time writes it (the thread face's leader, the async face's loop);
+    others read it.
     """
 
-    __slots__ = ("seconds",)
+    __slots__ = ("per_entry",)
 
     CEILING = 25e-3
+    MARGIN = 1.5
+    FIRST_GUESS = 10e-6
+    LEARN_FROM = 32
+    """The fewest entries fired at once that tell the cost per entry (fewer: noise)."""
 
     def __init__(self) -> None:
-        self.seconds = 0.0
+        self.per_entry = self.FIRST_GUESS
 
-    def learn(self, spent: float) -> None:
-        """Firing a deadline's due work took ``spent`` seconds."""
-        beyond = spent - Headstart.WORK
-        self.seconds = min(self.CEILING, max(beyond, self.seconds / 2))
+    def seconds(self, due: int) -> float:
+        """The lead for a deadline with ``due`` entries due."""
+        return min(self.CEILING, max(0.0, self.MARGIN * due * self.per_entry - Headstart.WORK))
+
+    def most_worth_counting(self) -> int:
+        """Beyond this many due entries, the lead is ``CEILING`` anyway."""
+        return int((self.CEILING + Headstart.WORK) / (self.MARGIN * self.per_entry)) + 1
+
+    def learn(self, spent: float, fired: int) -> None:
+        """Firing ``fired`` entries took ``spent`` seconds."""
+        if fired >= self.LEARN_FROM:
+            self.per_entry += (spent / fired - self.per_entry) / 4
 
 
 _PR_SET_TIMERSLACK = 29
@@ -169,8 +185,8 @@ def sleep_then_arrive(deadline: float, early: float) -> None:
 
 class LoopWaker:
     """Calls ``callback(deadline)`` on ``loop`` just before the wall clock reaches the set
-    deadline: ``headstart.seconds`` (plus ``lead.seconds``) before it, or at once if that
-    has passed. The callback does what it can ahead of time, then ``arrive``s (with
+    deadline: ``headstart.seconds`` (plus the lead set with it) before it, or at once if
+    that has passed. The callback does what it can ahead of time, then ``arrive``s (with
     ``headstart.seconds``) before anything that must not start early."""
 
     def __init__(
@@ -178,31 +194,42 @@ class LoopWaker:
         loop: asyncio.AbstractEventLoop,
         callback: Callable[[float], None],
         headstart: Headstart | None = None,
-        lead: FireLead | None = None,
+        recount: Callable[[], None] | None = None,
     ) -> None:
         self._loop = loop
         self._callback = callback
+        self._recount = recount
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._deadline: float | None = None
         self._closed = False
         self.headstart = Headstart() if headstart is None else headstart
         """How early the thread wakes the loop; ``arrive`` at the deadline with it."""
-        self.lead = FireLead() if lead is None else lead
-        """How much earlier still it wakes the loop, to fire a burst ahead."""
+        self._lead: float | None = 0.0
+        """How much earlier still it wakes the loop for the deadline set (``set``)."""
         self._thread = threading.Thread(target=self._main, name="gnomon-waker", daemon=True)
         self._thread.start()
 
-    def set(self, deadline: float | None) -> None:
+    def set(self, deadline: float | None, lead: float | None = 0.0) -> None:
         """Wake the loop at ``deadline`` (a ``time.time()`` stamp); None: not at all.
+        ``lead``: seconds earlier still than the headstart (a burst to fire ahead); None:
+        not known yet, so ``recount`` is called on the loop ``FireLead.CEILING`` earlier,
+        to set it.
 
         Replaces any earlier deadline; safe from any thread.
         """
         with self._lock:
-            earlier = self._deadline
-            self._deadline = deadline
-            if deadline is not None and (earlier is None or deadline < earlier):
+            earlier = self._wake_moment()
+            self._deadline, self._lead = deadline, lead
+            moment = self._wake_moment()
+            if moment is not None and (earlier is None or moment < earlier):
                 self._changed.notify()
+
+    def _wake_moment(self) -> float | None:
+        """When the thread wakes for the deadline set, but for the headstart."""
+        if self._deadline is None:
+            return None
+        return self._deadline - (FireLead.CEILING if self._lead is None else self._lead)
 
     def close(self) -> None:
         """Stop the thread (it ends at once; a pending deadline is dropped)."""
@@ -224,7 +251,8 @@ class LoopWaker:
                     timed_out = False
                     self._changed.wait(_MAX_SLEEP)
                     continue
-                early = self.headstart.seconds + self.lead.seconds
+                lead = self._lead
+                early = self.headstart.seconds + (FireLead.CEILING if lead is None else lead)
                 wait = deadline - clock()
                 if wait > early:
                     timed_out = not self._changed.wait(min(wait - early, _MAX_SLEEP))
@@ -233,6 +261,13 @@ class LoopWaker:
                 loop = self._loop
                 if loop.is_closed():
                     return
+                if lead is None and self._recount is not None:
+                    timed_out = False
+                    try:
+                        loop.call_soon_threadsafe(self._recount)  # it sets the deadline again
+                    except RuntimeError:  # the loop closed meanwhile
+                        return
+                    continue
                 woken_for = deadline - early if timed_out else None
                 try:
                     loop.call_soon_threadsafe(self._arrived, deadline, woken_for)
