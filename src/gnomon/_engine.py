@@ -18,7 +18,6 @@ import itertools
 import logging
 import random
 import threading
-import time
 import uuid
 from collections import deque
 from datetime import UTC, datetime, timedelta
@@ -53,8 +52,7 @@ _TINY = timedelta(microseconds=1)
 _WALK_LIMIT = 100_000
 _MISSED_LIMIT = 10_000
 _QUEUE_LIMIT = 1000
-WAKE_BATCH = 32
-"""Due heap entries taken under one hold of the lock (see ``Engine.wake``)."""
+_WAKE_BATCH = 32
 _RETRY_LIMIT = 1000
 _MARGIN = timedelta(milliseconds=50)
 """Added to a store's or locker's delay (beside 5%) before asking it again."""
@@ -588,26 +586,8 @@ class Engine:
         heap = self._heap
         return heap[0][0] if heap else None
 
-    def count_due(self, stamp: float, most: int) -> int:
-        """How many heap entries are due at ``stamp`` (stale ones included), counted up
-        to ``most``: the heap's nodes due by then, which are a subtree at its root."""
-        heap = self._heap
-        size, count, todo = len(heap), 0, [0]
-        while todo and count < most:
-            node = todo.pop()
-            if node < size and heap[node][0] <= stamp:
-                count += 1
-                todo.append(2 * node + 1)
-                todo.append(2 * node + 2)
-        return count
-
     def wake(
-        self,
-        now: datetime,
-        *,
-        batches: int | None = None,
-        timed_by: float | None = None,
-        until: float | None = None,
+        self, now: datetime, *, batches: int | None = None, timed_by: float | None = None
     ) -> bool:
         """Process the heap entries that are due at ``now``; True if some are left.
 
@@ -620,9 +600,6 @@ class Engine:
         deadline, holding the runs until it comes), the clock's stamp. Only job fire
         times are taken ahead; a timeout, a retry or a delayed start due after
         ``timed_by`` stops the batch (and counts as left), so that it acts on time.
-
-        ``until``: a ``time.time()`` stamp after which no further batch begins (the first
-        always runs); what is left counts as left.
         """
         now = now.astimezone(self.tz)
         stamp = now.timestamp()
@@ -631,7 +608,7 @@ class Engine:
             effects: Effects = []
             with self.lock:
                 heap = self._heap  # stop() may replace the list between batches
-                for _ in range(WAKE_BATCH):
+                for _ in range(_WAKE_BATCH):
                     if not heap or heap[0][0] > stamp:
                         break
                     if (
@@ -646,8 +623,6 @@ class Engine:
             self.apply(effects)
             if batches is not None:
                 batches -= 1
-            if until is not None and time.time() >= until:
-                break
         return more
 
     def _pop_due(self, now: datetime, stamp: float, effects: Effects) -> None:

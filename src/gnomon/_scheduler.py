@@ -23,7 +23,7 @@ from gnomon._dispatch import DispatchTarget, register_broker, register_target
 from gnomon._distributed import Elector, Locker
 from gnomon._durable import DurableJobs, default_node, new_job_id
 from gnomon._durations import parse_duration
-from gnomon._engine import WAKE_BATCH, Engine
+from gnomon._engine import Engine
 from gnomon._errors import (
     GnomonError,
     InvalidJob,
@@ -54,7 +54,7 @@ from gnomon._retry import Retry
 from gnomon._run import Run, call_hook, current_run
 from gnomon._stores.contract import ActionRecord, IfExists, NodeInfo, RunRecord, Store
 from gnomon._tasks import LISTENER_OPTIONS, Task, TaskRegistry
-from gnomon._waker import FireLead, Headstart, LoopWaker, arrive, sleep_then_arrive
+from gnomon._waker import Headstart, LoopWaker, arrive
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -67,8 +67,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
 _MAX_SLEEP = 60.0
 _CANCEL_GRACE = 1.0
-_LOOP_TIMER_SLACK = 1e-3
-"""How late an asyncio timer may end: the selector waits in whole milliseconds."""
 _live: weakref.WeakSet[_SchedulerCore] = weakref.WeakSet()
 
 
@@ -182,8 +180,6 @@ class _SchedulerCore(JobOwner):
         self._spec_cache: dict[object, JobSpec] = {}
         self._templates: dict[object, JobSpec] = {}
         """A validated spec per function, from which later jobs' specs are derived."""
-        self._fire_lead = FireLead()
-        """How much earlier than its headstart the timer wakes, to fire a burst ahead."""
         self._init_face()
         _live.add(self)
 
@@ -646,12 +642,6 @@ class _SchedulerCore(JobOwner):
             return now, None
         return max(now, datetime.fromtimestamp(ahead, UTC)), now.timestamp()
 
-    def _lead_for(self, deadline: float) -> float:
-        """How much earlier than its headstart to wake for ``deadline``, from how much
-        is due at it (under the engine's lock)."""
-        lead = self._fire_lead
-        return lead.seconds(self._engine.count_due(deadline, lead.most_worth_counting()))
-
     def _scheduler_hook(self, name: str) -> None:
         if self._monitor is not None:
             call_hook(self._log, getattr(self._monitor, name))
@@ -676,8 +666,6 @@ class Scheduler(_SchedulerCore):
         self._timer_wake = threading.Condition(self._engine.lock)
         self._headstart = Headstart()
         """How early the leader ends its timed wait before a deadline (see ``_lead``)."""
-        self._counted: tuple[float, float] | None = None
-        """The deadline whose due entries the leader counted, and its lead (``_early``)."""
         self._timer: threading.Thread | None = None
         """The worker thread leading (running the timer loop) now, if any."""
         self._timer_stop = False
@@ -697,8 +685,6 @@ class Scheduler(_SchedulerCore):
         self._burst_slow = False
         """A burst ended because its runs were slow: until the due work is drained, the
         pool takes it (and spreads it over its workers)."""
-        self._burst_more = False
-        """Due work was left to fire when the burst began (its runner fires it)."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: threading.Thread | None = None
         self._loop_lock = threading.Lock()
@@ -917,9 +903,9 @@ class Scheduler(_SchedulerCore):
                     if deadline is None:
                         wake.wait(_MAX_SLEEP)
                         continue
+                    early = 0.0 if headstart is None else headstart.seconds
                     now = now_stamp()
                     wait = deadline - now
-                    early = 0.0 if headstart is None else self._early(deadline, wait, headstart)
                     if wait > early:
                         self._burst_slow = False  # the last deadline's work is drained
                         span = min(wait - early, _MAX_SLEEP)
@@ -943,68 +929,47 @@ class Scheduler(_SchedulerCore):
                 if self._timer is me:
                     self._timer = None
 
-    def _early(self, deadline: float, wait: float, headstart: Headstart) -> float:
-        """How long before ``deadline`` (``wait`` away) the leader ends its wait: its
-        headstart, plus the lead for the burst due then, counted once the deadline is
-        as near as the longest lead (so that jobs added meanwhile count too)."""
-        counted = self._counted
-        if counted is not None and counted[0] == deadline:
-            return headstart.seconds + counted[1]
-        if wait > headstart.seconds + FireLead.CEILING:
-            return headstart.seconds + FireLead.CEILING  # then count
-        lead = self._lead_for(deadline)
-        self._counted = (deadline, lead)
-        return headstart.seconds + lead
-
     def _wake_engine(self, ahead: float | None) -> Run | deque[Run] | None:
         """One batch of due work; what this thread runs once the lead is handed over: a
         run, or a burst's first runs (else None: the runs, if any, went to the pool).
 
         ``ahead`` is the deadline when the leader woke just before it (the system clock
-        only): the due work is fired as of the deadline, while the thread is still early,
+        only): the batch is fired as of the deadline, while the thread is still early,
         and its runs start when the deadline comes (``arrive``). The work between the
         wake-up and the first task, slow on a processor that was idle, is then done
-        before the deadline instead of after it; so is a whole burst's, batch after
-        batch until the deadline, when the leader woke its ``FireLead`` earlier for it.
-        No run starts before its time.
+        before the deadline instead of after it. No run starts before its time.
 
-        When more than a batch is due, the thread becomes the burst's runner
+        When more is due after this batch, the thread becomes the burst's runner
         (``_run_burst``) if the pool has a thread free for a new leader; otherwise the
         leader keeps leading and the pool takes every run.
         """
         now, timed_by = self._wake_moment(ahead)
         more = False
-        began = time.monotonic()
         try:
-            if ahead is None:
-                more = self._engine.wake(now, batches=1)
-            else:
-                more = self._engine.wake(now, timed_by=timed_by, until=ahead)
+            more = self._engine.wake(now, batches=1, timed_by=timed_by)
         except Exception:
             self._log.critical("the scheduler's timer failed", exc_info=True)
-        due = self._due
-        self._fire_lead.learn(time.monotonic() - began, len(due))
         if not more:
             self._burst_slow = False  # this deadline's work is drained: bursts may try again
+        due = self._due
         if not due:
             if more and ahead is not None:
                 arrive(ahead, self._headstart.seconds)  # a timeout or a retry: at its time
             return None
         self._due = []
-        kept = self._keep(due, more=more, ahead=ahead)
+        kept = self._keep(due, more=more)
         if ahead is not None:
-            sleep_then_arrive(ahead, self._headstart.seconds)
+            arrive(ahead, self._headstart.seconds)
         for other in due:
             if other is not kept and (not isinstance(kept, deque) or other.spec.needs_loop):
                 self._start(other)
         return kept
 
-    def _keep(self, due: list[Run], *, more: bool, ahead: float | None) -> Run | deque[Run] | None:
+    def _keep(self, due: list[Run], *, more: bool) -> Run | deque[Run] | None:
         """What of ``due`` this thread runs itself once it hands the lead over: the
-        first sync run, or the burst (``more`` is due, or more than a batch was fired
-        ahead of the deadline ``ahead``); None if the pool takes it all."""
-        if more or len(due) > WAKE_BATCH:
-            return None if self._burst_slow else self._begin_burst(due, ahead, more=more)
+        first sync run, or the burst (``more`` is due); None if the pool takes it all."""
+        if more:
+            return None if self._burst_slow else self._begin_burst(due)
         for candidate in due:
             if not candidate.spec.needs_loop:
                 if self._pool.hand_over(self._timer_main):
@@ -1014,18 +979,14 @@ class Scheduler(_SchedulerCore):
 
     # ---------------------------------------------------------------- bursts
 
-    def _begin_burst(self, due: list[Run], ahead: float | None, *, more: bool) -> deque[Run] | None:
+    def _begin_burst(self, due: list[Run]) -> deque[Run] | None:
         """Make this thread the burst's runner and hand the lead over; None (nothing
-        changed) when the pool has no thread free for a new leader. The burst counts
-        as making progress until its deadline ``ahead``, which it waits for; ``more``:
-        due work is left to fire."""
+        changed) when the pool has no thread free for a new leader."""
         runs: deque[Run] = deque(run for run in due if not run.spec.needs_loop)
-        waits = 0.0 if ahead is None else max(0.0, ahead - time.time())
         with self._engine.lock:  # the new leader must find the burst going on
             self._burster = threading.current_thread()
             self._burst_runs = runs
-            self._burst_beat = time.monotonic() + waits
-            self._burst_more = more
+            self._burst_beat = time.monotonic()
         if self._pool.hand_over(self._timer_main):
             return runs
         with self._engine.lock:
@@ -1049,7 +1010,7 @@ class Scheduler(_SchedulerCore):
         never takes a run of someone else's batch, however late it comes back."""
         me = threading.current_thread()
         engine = self._engine
-        pace, more, slow = 0.0, self._burst_more, False
+        pace, more, slow = 0.0, True, False
         try:
             while True:
                 while True:
@@ -1345,7 +1306,7 @@ class AsyncScheduler(_SchedulerCore):
             return
         waker = self._waker
         if waker is not None:  # called under the engine's lock: the heap is ours to read
-            self._set_waker(waker)
+            waker.set(self._engine.next_deadline())
         elif _on_loop(loop):
             loop.call_soon(self._rearm)
         else:
@@ -1354,7 +1315,7 @@ class AsyncScheduler(_SchedulerCore):
     def _start_timer(self) -> None:
         loop = self._loop
         if loop is not None and self._waker is None and type(self.clock) is SystemClock:
-            self._waker = LoopWaker(loop, self._on_timer, self._headstart, self._recount)
+            self._waker = LoopWaker(loop, self._on_timer, self._headstart)
         self._rearm()
 
     def _rearm(self) -> None:
@@ -1367,95 +1328,43 @@ class AsyncScheduler(_SchedulerCore):
         waker = self._waker
         if waker is not None:
             with self._engine.lock:
-                self._set_waker(waker)
+                waker.set(self._engine.next_deadline())
             return
         deadline = self._engine.next_deadline()
         wait = _MAX_SLEEP if deadline is None else deadline - self.clock.now().timestamp()
         self._timer = loop.call_later(max(0.0, min(wait, _MAX_SLEEP)), self._on_timer)
 
-    def _set_waker(self, waker: LoopWaker) -> None:
-        """Set the waker to the next deadline (under the engine's lock), with the lead
-        for the burst due then once the deadline is as near as the longest lead (the
-        waker wakes the loop then to ``_recount``), so that jobs added meanwhile count."""
-        deadline = self._engine.next_deadline()
-        if deadline is None:
-            waker.set(None)
-        elif deadline - time.time() > self._headstart.seconds + FireLead.CEILING:
-            waker.set(deadline, None)
-        else:
-            waker.set(deadline, self._lead_for(deadline))
-
-    def _recount(self) -> None:
-        waker = self._waker
-        if waker is not None and self._engine.started:
-            with self._engine.lock:
-                self._set_waker(waker)
-
     def _on_timer(self, ahead: float | None = None) -> None:
         """One batch of due work. ``ahead``: the deadline the waker woke the loop just
-        before (the system clock only). The due work is then fired as of the deadline
-        while the loop is still early, batch after batch until the deadline, and its
-        runs start when the deadline comes: the loop waits out the rest (``arrive``),
-        so that the work between the wake-up and the first run, slow on a processor
-        that was idle, is done ahead; so is a whole burst's, when the waker woke the
-        loop its ``FireLead`` earlier for it."""
+        before (the system clock only). The batch is then fired as of the deadline while
+        the loop is still early, and its runs start when the deadline comes: the loop
+        waits out the rest (``arrive``, the waker's headstart at most), so that the work
+        between the wake-up and the first run, slow on a processor that was idle, is
+        done ahead."""
         self._timer = None
         if not self._engine.started:
             return  # a wake-up the waker posted just before the timer stopped
         now, timed_by = self._wake_moment(ahead)
         if ahead is not None:
             self._held = []
-        began = time.monotonic()
         try:
-            if ahead is None:
-                more = self._engine.wake(now, batches=1)
-            else:
-                more = self._engine.wake(now, timed_by=timed_by, until=ahead)
+            more = self._engine.wake(now, batches=1, timed_by=timed_by)
         except Exception:
             self._log.critical("the scheduler's timer failed", exc_info=True)
             more = False
         finally:
             held, self._held = self._held, None
-        if held is not None:
-            self._fire_lead.learn(time.monotonic() - began, len(held))
         if ahead is not None and (held or more):
-            # Nothing dispatched ahead starts early. A wait longer than the headstart
-            # (the lead overestimated the firing) is left to the loop, most of it.
-            left = ahead - time.time() - self._headstart.seconds - _LOOP_TIMER_SLACK
-            if left > 0:
-                self._require_loop().call_later(left, self._after_lead, ahead, held, more)
-                return
-            arrive(ahead, self._headstart.seconds)
-        self._go(held, more=more)
-
-    def _after_lead(self, ahead: float, held: list[Run] | None, more: bool) -> None:
-        """The rest of ``_on_timer`` once the loop has waited most of the way to the
-        deadline ``ahead`` (its timers end up to ``_LOOP_TIMER_SLACK`` late)."""
-        arrive(ahead, self._headstart.seconds + _LOOP_TIMER_SLACK)
-        self._go(held, more=more)
-
-    def _go(self, held: list[Run] | None, *, more: bool) -> None:
-        """Start the runs held for their deadline, then the next batch or the timer."""
+            arrive(ahead, self._headstart.seconds)  # nothing dispatched ahead starts early
         if held:
-            self._start_held(held, 0)
+            loop = self._require_loop()
+            for run in held:
+                loop.create_task(run.run_async())
         if more and self._loop is not None:
             # Let the runs just dispatched start before scheduling the next batch.
-            if self._timer is not None:
-                self._timer.cancel()
             self._timer = self._loop.call_later(0, self._on_timer)
         else:
             self._rearm()
-
-    def _start_held(self, held: list[Run], first: int) -> None:
-        """Make the tasks of held runs from ``first`` on, a batch at a time: a batch's
-        runs start before the next batch's tasks are made, so that the first runs of a
-        burst do not wait for the last one's task."""
-        loop = self._require_loop()
-        end = first + WAKE_BATCH
-        for run in held[first:end]:
-            loop.create_task(run.run_async())
-        if end < len(held):
-            loop.call_soon(self._start_held, held, end)
 
     def _require_loop(self) -> asyncio.AbstractEventLoop:
         if self._loop is None:

@@ -25,15 +25,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import asyncio
 
-__all__ = [
-    "EARLY",
-    "FireLead",
-    "Headstart",
-    "LoopWaker",
-    "arrive",
-    "sharpen_timers",
-    "sleep_then_arrive",
-]
+__all__ = ["EARLY", "Headstart", "LoopWaker", "arrive", "sharpen_timers"]
 
 _MAX_SLEEP = 60.0
 EARLY = 200e-6
@@ -53,7 +45,7 @@ class Headstart:
     millisecond at the tail on a virtual one. The headstart follows the 98th percentile
     of that overshoot (a stochastic quantile estimate: each wait that ended later than
     covered moves it up by ``_STEP * 0.98``, each other one down by ``_STEP * 0.02``),
-    plus ``WORK`` for firing the batch before the deadline. One wait that ends very late
+    plus ``_WORK`` for firing the batch before the deadline. One wait that ends very late
     (a suspended process, a stepped clock) moves it by one step only, and it stays
     within ``[_FLOOR, _CEILING]``. The thread spins (``arrive``) for what is left of it,
     so a machine whose waits end on time spends less processor time than one whose do not.
@@ -66,7 +58,7 @@ class Headstart:
 
     _STEP = 20e-6
     _QUANTILE = 0.98
-    WORK = 100e-6
+    _WORK = 100e-6
     _FLOOR = 100e-6
     _CEILING = 1e-3
 
@@ -76,55 +68,10 @@ class Headstart:
     def learn(self, overshoot: float) -> None:
         """A timed wait meant to end ``seconds`` before a deadline ended ``overshoot``
         seconds after it was due."""
-        if overshoot + self.WORK > self.seconds:
+        if overshoot + self._WORK > self.seconds:
             self.seconds = min(self._CEILING, self.seconds + self._STEP * self._QUANTILE)
         else:
             self.seconds = max(self._FLOOR, self.seconds - self._STEP * (1 - self._QUANTILE))
-
-
-class FireLead:
-    """How much earlier than its headstart a timer wakes for a deadline, to fire the
-    burst due at it ahead of it.
-
-    A thousand jobs due at one instant take milliseconds to fire (each fire time's
-    bookkeeping: its next fire time, its run). Fired after the deadline, that delays the
-    runs; fired ahead, as of the deadline, only running them is left when it comes. The
-    timer counts the heap entries due at the deadline before it waits, and wakes as
-    early as firing that many takes, beyond what the headstart allows for
-    (``Headstart.WORK``): the last bursts' cost per entry times the count, with a
-    ``MARGIN`` for how much that cost varies from burst to burst, ``CEILING`` at most
-    (how long fired runs may wait for their deadline). A deadline with a few
-    entries due needs no lead. The first burst's cost per entry is a guess
-    (``FIRST_GUESS``, a fire time's cost in CPython on a modest processor); an
-    overestimate only makes the timer wait out the rest once the burst is fired.
-
-    One thread at a time writes it (the thread face's leader, the async face's loop);
-    others read it.
-    """
-
-    __slots__ = ("per_entry",)
-
-    CEILING = 25e-3
-    MARGIN = 1.5
-    FIRST_GUESS = 10e-6
-    LEARN_FROM = 32
-    """The fewest entries fired at once that tell the cost per entry (fewer: noise)."""
-
-    def __init__(self) -> None:
-        self.per_entry = self.FIRST_GUESS
-
-    def seconds(self, due: int) -> float:
-        """The lead for a deadline with ``due`` entries due."""
-        return min(self.CEILING, max(0.0, self.MARGIN * due * self.per_entry - Headstart.WORK))
-
-    def most_worth_counting(self) -> int:
-        """Beyond this many due entries, the lead is ``CEILING`` anyway."""
-        return int((self.CEILING + Headstart.WORK) / (self.MARGIN * self.per_entry)) + 1
-
-    def learn(self, spent: float, fired: int) -> None:
-        """Firing ``fired`` entries took ``spent`` seconds."""
-        if fired >= self.LEARN_FROM:
-            self.per_entry += (spent / fired - self.per_entry) / 4
 
 
 _PR_SET_TIMERSLACK = 29
@@ -173,63 +120,39 @@ def arrive(deadline: float, early: float = EARLY) -> None:
         pause(0)
 
 
-def sleep_then_arrive(deadline: float, early: float) -> None:
-    """``arrive`` at ``deadline`` from any distance: sleep until ``early`` before it (a
-    sleep ends late by about as much as a timed wait, which ``early`` covers), then
-    ``arrive``. For a thread that fired a burst ahead with time to spare."""
-    left = deadline - early - time.time()
-    if left > 0:
-        time.sleep(left)
-    arrive(deadline, early)
-
-
 class LoopWaker:
     """Calls ``callback(deadline)`` on ``loop`` just before the wall clock reaches the set
-    deadline: ``headstart.seconds`` (plus the lead set with it) before it, or at once if
-    that has passed. The callback does what it can ahead of time, then ``arrive``s (with
-    ``headstart.seconds``) before anything that must not start early."""
+    deadline: ``headstart.seconds`` before it, or at once if that has passed. The callback
+    does what it can ahead of time, then ``arrive``s (with ``headstart.seconds``) before
+    anything that must not start early."""
 
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
         callback: Callable[[float], None],
         headstart: Headstart | None = None,
-        recount: Callable[[], None] | None = None,
     ) -> None:
         self._loop = loop
         self._callback = callback
-        self._recount = recount
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._deadline: float | None = None
         self._closed = False
         self.headstart = Headstart() if headstart is None else headstart
         """How early the thread wakes the loop; ``arrive`` at the deadline with it."""
-        self._lead: float | None = 0.0
-        """How much earlier still it wakes the loop for the deadline set (``set``)."""
         self._thread = threading.Thread(target=self._main, name="gnomon-waker", daemon=True)
         self._thread.start()
 
-    def set(self, deadline: float | None, lead: float | None = 0.0) -> None:
+    def set(self, deadline: float | None) -> None:
         """Wake the loop at ``deadline`` (a ``time.time()`` stamp); None: not at all.
-        ``lead``: seconds earlier still than the headstart (a burst to fire ahead); None:
-        not known yet, so ``recount`` is called on the loop ``FireLead.CEILING`` earlier,
-        to set it.
 
         Replaces any earlier deadline; safe from any thread.
         """
         with self._lock:
-            earlier = self._wake_moment()
-            self._deadline, self._lead = deadline, lead
-            moment = self._wake_moment()
-            if moment is not None and (earlier is None or moment < earlier):
+            earlier = self._deadline
+            self._deadline = deadline
+            if deadline is not None and (earlier is None or deadline < earlier):
                 self._changed.notify()
-
-    def _wake_moment(self) -> float | None:
-        """When the thread wakes for the deadline set, but for the headstart."""
-        if self._deadline is None:
-            return None
-        return self._deadline - (FireLead.CEILING if self._lead is None else self._lead)
 
     def close(self) -> None:
         """Stop the thread (it ends at once; a pending deadline is dropped)."""
@@ -251,8 +174,7 @@ class LoopWaker:
                     timed_out = False
                     self._changed.wait(_MAX_SLEEP)
                     continue
-                lead = self._lead
-                early = self.headstart.seconds + (FireLead.CEILING if lead is None else lead)
+                early = self.headstart.seconds
                 wait = deadline - clock()
                 if wait > early:
                     timed_out = not self._changed.wait(min(wait - early, _MAX_SLEEP))
@@ -261,13 +183,6 @@ class LoopWaker:
                 loop = self._loop
                 if loop.is_closed():
                     return
-                if lead is None and self._recount is not None:
-                    timed_out = False
-                    try:
-                        loop.call_soon_threadsafe(self._recount)  # it sets the deadline again
-                    except RuntimeError:  # the loop closed meanwhile
-                        return
-                    continue
                 woken_for = deadline - early if timed_out else None
                 try:
                     loop.call_soon_threadsafe(self._arrived, deadline, woken_for)

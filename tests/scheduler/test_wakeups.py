@@ -25,15 +25,7 @@ import gnomon._scheduler
 from gnomon import JobContext
 from gnomon._engine import _Timed
 from gnomon._pool import WorkerPool
-from gnomon._waker import (
-    EARLY,
-    FireLead,
-    Headstart,
-    LoopWaker,
-    arrive,
-    sharpen_timers,
-    sleep_then_arrive,
-)
+from gnomon._waker import EARLY, Headstart, LoopWaker, arrive, sharpen_timers
 from gnomon.testing import FakeClock
 
 _PATIENCE = 10.0
@@ -643,7 +635,7 @@ def test_the_headstart_follows_the_98th_percentile_of_how_late_waits_end() -> No
         for _ in range(20_000):
             headstart.learn(rng.expovariate(1 / mean))
         learned.append(headstart.seconds)
-    expected = mean * math.log(50) + Headstart.WORK  # the 97th percentile: 40 us less
+    expected = mean * math.log(50) + Headstart._WORK  # the 97th percentile: 40 us less
     assert expected - 25e-6 < statistics.mean(learned) < expected + 25e-6
 
 
@@ -699,128 +691,6 @@ def test_arrive_returns_once_the_deadline_has_come_and_at_once_for_a_past_one() 
     began = time.perf_counter()
     arrive(time.time() - 1.0)
     assert time.perf_counter() - began < 0.5  # no wait at all for a past deadline
-
-
-def test_sleep_then_arrive_reaches_a_far_deadline_and_not_before_it() -> None:
-    deadline = time.time() + 0.05  # further than the ``early`` it spins for
-    sleep_then_arrive(deadline, 0.001)
-    assert time.time() >= deadline
-
-
-def test_the_fire_lead_is_the_due_count_times_the_learned_cost_beyond_the_headstart() -> None:
-    lead, work = FireLead(), Headstart.WORK  # what the headstart allows for firing
-    assert lead.per_entry == FireLead.FIRST_GUESS
-    lead.per_entry = 10e-6
-    assert lead.seconds(5) == 0.0  # a few entries fit in the headstart
-    assert lead.seconds(1_000) == pytest.approx(FireLead.MARGIN * 1_000 * 10e-6 - work)
-    assert lead.seconds(1_000_000) == FireLead.CEILING  # runs wait this long at most
-    assert lead.seconds(lead.most_worth_counting()) == FireLead.CEILING
-    lead.learn(1.0, FireLead.LEARN_FROM - 1)  # too few fired to tell: ignored
-    assert lead.per_entry == 10e-6
-    for _ in range(40):
-        lead.learn(0.006, 1_000)  # 6 us each, lately
-    assert lead.per_entry == pytest.approx(6e-6, rel=1e-3)
-
-
-def test_the_due_count_counts_heap_entries_due_by_a_moment_up_to_a_limit() -> None:
-    clock = FakeClock(datetime(2026, 1, 5, 9, 0, tzinfo=UTC))
-    scheduler = gnomon.Scheduler(clock=clock)
-    soon, later = clock.now() + timedelta(seconds=10), clock.now() + timedelta(seconds=11)
-    for _ in range(50):
-        scheduler.add_job(print, gnomon.once(soon))
-    for _ in range(30):
-        scheduler.add_job(print, gnomon.once(later))
-    engine = scheduler._engine
-    scheduler.start()  # arms the jobs; the fake clock fires none of them
-    try:
-        with engine.lock:
-            assert engine.count_due(soon.timestamp() - 1, 1_000) == 0
-            assert engine.count_due(soon.timestamp(), 1_000) == 50
-            assert engine.count_due(later.timestamp(), 1_000) == 80
-            assert engine.count_due(later.timestamp(), 20) == 20
-    finally:
-        scheduler.shutdown()
-
-
-def test_the_waker_wakes_the_loop_its_lead_earlier_than_its_headstart() -> None:
-    async def scenario() -> tuple[float, float]:
-        loop = asyncio.get_running_loop()
-        fired = asyncio.Event()
-        calls: list[float] = []
-
-        def callback(deadline: float) -> None:
-            calls.append(time.time())
-            fired.set()
-
-        waker = LoopWaker(loop, callback)
-        try:
-            deadline = time.time() + 0.5
-            waker.set(deadline, 0.3)
-            await asyncio.wait_for(fired.wait(), _PATIENCE)
-        finally:
-            waker.close()
-        return calls[0], deadline
-
-    called_at, deadline = asyncio.run(scenario())
-    assert deadline - 0.3 - EARLY <= called_at < deadline - 0.1
-
-
-def test_a_burst_fired_ahead_waits_for_its_deadline_on_the_thread_it_was_handed_to(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # A lead of 0.3 s for 200 due (as if firing each took 1 ms) has the leader fire the
-    # whole burst well ahead: its runner then waits for the deadline and runs every run of it,
-    # on time and not before. While it waits, the leader must not take it for stalled.
-    monkeypatch.setattr(gnomon._scheduler, "SLOW_SECONDS", 3600.0)  # no slow pace
-    monkeypatch.setattr(FireLead, "CEILING", 0.5)  # counted 0.5 s ahead
-    runs = 200
-    done = threading.Semaphore(0)
-    starts: list[tuple[float, float]] = []
-    threads: set[threading.Thread] = set()
-    scheduler = gnomon.Scheduler()
-    per_entry = (0.3 + Headstart.WORK) / (FireLead.MARGIN * runs)  # a lead of 0.3 s
-    scheduler._fire_lead.per_entry = per_entry
-    wakes: list[tuple[float, float, float | None]] = []
-    wake = scheduler._engine.wake
-
-    def recording_wake(now: datetime, **options: Any) -> bool:
-        more = wake(now, **options)
-        wakes.append((time.time(), now.timestamp(), options.get("until")))
-        return more
-
-    def task(ctx: JobContext) -> None:
-        starts.append((ctx.scheduled_at.timestamp(), time.time()))
-        threads.add(threading.current_thread())
-        done.release()
-
-    kept: list[int] = []
-    keep = scheduler._keep
-
-    def counting_keep(due: list[Any], **options: Any) -> Any:
-        kept.append(len(due))
-        return keep(due, **options)
-
-    scheduler._engine.wake = recording_wake  # type: ignore[method-assign]
-    scheduler._keep = counting_keep  # type: ignore[method-assign]
-    try:
-        scheduler.start()  # the jobs come later: the leader counts them once they are near
-        due = gnomon.once(datetime.now(UTC) + _BURST_LEAD)
-        for _ in range(runs):
-            scheduler.add_job(task, due)
-        for _ in range(runs):
-            assert done.acquire(timeout=_PATIENCE)
-        assert _burst_ends(scheduler)
-    finally:
-        scheduler.shutdown()
-    assert kept == [runs]  # the leader's one wake-up fired them all
-    deadline = starts[0][0]
-    assert all(scheduled == deadline <= started for scheduled, started in starts)
-    # That wake-up, 0.3 s early, fired all 200 runs (seven batches) as of the deadline.
-    fired_ahead = [ended for ended, as_of, until in wakes if until == as_of == deadline]
-    assert len(fired_ahead) == 1
-    assert fired_ahead[0] < deadline - 0.1
-    assert len(threads) == 1  # the burst was not taken over while it waited
-    assert 0.0 < scheduler._fire_lead.per_entry < per_entry  # learned: firing took less
 
 
 def test_arrive_gives_up_soon_on_a_deadline_further_than_it_waits_for() -> None:
@@ -912,66 +782,6 @@ def test_async_runs_fired_ahead_of_their_deadline_start_only_when_it_comes(
     assert any(woke < fired_as_of - 0.1 for woke, fired_as_of in wakes)  # it fired ahead
     assert len(starts) == 4
     assert all(started >= scheduled for scheduled, started in starts)
-
-
-def test_an_async_burst_fired_ahead_starts_when_its_deadline_comes_not_before(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # A lead of 0.3 s for 200 due (as if firing each took 1 ms): the waker wakes the loop
-    # that much early, the whole burst is fired as of the deadline, and the loop waits on
-    # (free for other work) until the deadline, when every run starts.
-    monkeypatch.setattr(FireLead, "CEILING", 0.5)  # counted 0.5 s ahead
-    runs = 200
-    starts: list[tuple[float, float]] = []
-    wakes: list[tuple[float, float, float | None]] = []
-    ticks: list[float] = []
-
-    async def scenario() -> float:
-        done = asyncio.Semaphore(0)
-
-        async def task(ctx: JobContext) -> None:
-            starts.append((ctx.scheduled_at.timestamp(), time.time()))
-            done.release()
-
-        async with gnomon.AsyncScheduler() as scheduler:
-            scheduler._fire_lead.per_entry = guess
-            wake = scheduler._engine.wake
-
-            def recording_wake(now: datetime, **options: Any) -> bool:
-                more = wake(now, **options)
-                wakes.append((time.time(), now.timestamp(), options.get("until")))
-                return more
-
-            scheduler._engine.wake = recording_wake  # type: ignore[method-assign]
-            due = gnomon.once(datetime.now(UTC) + _BURST_LEAD)
-            for _ in range(runs):
-                await scheduler.add_job(task, due)
-            ticking = asyncio.Event()
-
-            async def ticker() -> None:  # the loop stays free while the fired burst waits
-                while not ticking.is_set():
-                    ticks.append(time.time())
-                    await asyncio.sleep(0.005)
-
-            ticks_going = asyncio.create_task(ticker())
-            for _ in range(runs):
-                await asyncio.wait_for(done.acquire(), _PATIENCE)
-            ticking.set()
-            await ticks_going
-            await scheduler.wait_idle(_PATIENCE)
-            return scheduler._fire_lead.per_entry
-
-    guess = (0.3 + Headstart.WORK) / (FireLead.MARGIN * runs)  # a lead of 0.3 s
-    learned = asyncio.run(asyncio.wait_for(scenario(), _PATIENCE))
-    deadline = starts[0][0]
-    assert len(starts) == runs
-    assert all(scheduled == deadline <= started for scheduled, started in starts)
-    fired_ahead = [ended for ended, as_of, until in wakes if until == as_of == deadline]
-    assert len(fired_ahead) == 1
-    assert fired_ahead[0] < deadline - 0.1
-    assert sum(1 for _, as_of, _ in wakes if as_of >= deadline) == 1  # all fired ahead
-    assert any(fired_ahead[0] < tick < deadline for tick in ticks)
-    assert 0.0 < learned < guess  # learned: firing took less
 
 
 class _Recorded(_Timed):
