@@ -598,8 +598,9 @@ class Engine:
 
         ``timed_by``: when ``now`` is ahead of the clock (a driver firing just before a
         deadline, holding the runs until it comes), the clock's stamp. Only job fire
-        times are taken ahead; a timeout, a retry or a delayed start due after
-        ``timed_by`` stops the batch (and counts as left), so that it acts on time.
+        times are taken ahead (see ``_fires_ahead``); a timeout, a retry, a delayed start
+        or a gated job due after ``timed_by`` stops the batch (and counts as left), so
+        that it acts on time.
         """
         now = now.astimezone(self.tz)
         stamp = now.timestamp()
@@ -614,7 +615,7 @@ class Engine:
                     if (
                         timed_by is not None
                         and heap[0][0] > timed_by
-                        and not isinstance(heap[0][2], JobState)
+                        and not self._fires_ahead(heap[0][2])
                     ):
                         held_back = True  # not to be taken ahead of its time
                         break
@@ -624,6 +625,17 @@ class Engine:
             if batches is not None:
                 batches -= 1
         return more
+
+    def _fires_ahead(self, target: JobState | _Timed) -> bool:
+        """Whether a heap entry may be fired a little before its time, its runs held
+        until it comes: a job's fire time, unless a gate would judge its run then (its
+        singleton mode, the scheduler's ``max_concurrent``): a slot freed between the
+        firing and the fire time would start a run it queued at once, early."""
+        return (
+            isinstance(target, JobState)
+            and target.spec.singleton is None
+            and self.max_concurrent is None
+        )
 
     def _pop_due(self, now: datetime, stamp: float, effects: Effects) -> None:
         due_stamp, _, target, generation = heapq.heappop(self._heap)

@@ -784,6 +784,62 @@ def test_async_runs_fired_ahead_of_their_deadline_start_only_when_it_comes(
     assert all(started >= scheduled for scheduled, started in starts)
 
 
+@pytest.mark.parametrize("gate", ["singleton", "max_concurrent"])
+def test_a_gated_job_is_not_fired_ahead_so_a_slot_freed_early_does_not_start_it_early(
+    monkeypatch: pytest.MonkeyPatch, gate: str
+) -> None:
+    # The leader fires due work a headstart (here EARLY, 0.3 s) before its deadline. A
+    # job behind a gate, fired then, would be queued behind the run holding its slot,
+    # and started the moment that run ends: before its own time.
+    monkeypatch.setattr(gnomon._waker, "EARLY", 0.3)
+    holding, release = threading.Event(), threading.Event()
+    starts: list[tuple[float, float]] = []
+    done = threading.Event()
+    calls = 0
+
+    def task(ctx: JobContext) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:  # the run now: it holds the slot until released
+            holding.set()
+            release.wait(_PATIENCE)
+            return
+        starts.append((ctx.scheduled_at.timestamp(), time.time()))
+        done.set()
+
+    due = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=2)
+    if gate == "singleton":  # the job's own earlier run holds its slot
+        scheduler = gnomon.Scheduler()
+        job = scheduler.add_job(task, gnomon.once(due), singleton=gnomon.LimitMode.WAIT)
+        holder = job
+    else:  # another job's run holds the scheduler's only slot
+        scheduler = gnomon.Scheduler(max_concurrent=1, limit_mode=gnomon.LimitMode.WAIT)
+        holder = scheduler.add_job(task, gnomon.once(due + timedelta(seconds=60)))
+        scheduler.add_job(task, gnomon.once(due))
+    fired_ahead = threading.Event()
+    wake = scheduler._engine.wake
+
+    def recording_wake(now: datetime, **options: Any) -> bool:
+        more = wake(now, **options)
+        if options.get("timed_by") is not None:
+            fired_ahead.set()  # the leader's wake-up a headstart before the deadline
+        return more
+
+    scheduler._engine.wake = recording_wake  # type: ignore[method-assign]
+    try:
+        scheduler.start()
+        holder.run_now()
+        assert holding.wait(_PATIENCE)
+        assert fired_ahead.wait(_PATIENCE)
+        release.set()  # the slot is free about 0.3 s before the job's time
+        assert done.wait(_PATIENCE)
+    finally:
+        release.set()
+        scheduler.shutdown()
+    [(scheduled, started)] = starts
+    assert scheduled == due.timestamp() <= started
+
+
 class _Recorded(_Timed):
     """A heap entry that is not a job's fire time (like a timeout), recording its firing."""
 
