@@ -6,7 +6,9 @@ is released: dispatching a run to the pool or loop, reporting a skip to the moni
 
 Every transition may meet a job that was removed since the message that triggered it
 was created (a timer entry, a finishing run, a handle held by a user). That is a normal
-case: heap entries carry the job's generation and are dropped when stale; a run that
+case: a job's heap entry names it by id and sequence number and is dropped when the
+job is gone or armed anew (its entries hold no object, so the garbage collector leaves
+them alone, however many jobs there are); a run that
 finishes for a removed job releases its slot and is otherwise forgotten. This is the
 structural answer to the crash class of gocron v2.2.5 to 2.2.6.
 """
@@ -208,8 +210,10 @@ class Engine:
         self.owner = owner
         self.jobs: dict[int, JobState] = {}
         self._names: dict[str, int] = {}
-        self._heap: list[tuple[float, int, JobState | _Timed, int]] = []
-        self._seq = itertools.count()
+        # Fire times: (stamp, seq, job id) for a job, valid while the job is armed by that
+        # seq; (stamp, seq, entry) for a timeout, a retry or a delayed start.
+        self._heap: list[tuple[float, int, int | _Timed]] = []
+        self._seq = itertools.count(1)
         self._stale = 0
         self._running = 0
         self._queue: deque[Run] = deque()
@@ -568,7 +572,7 @@ class Engine:
                 self._drop_retry(state, effects, admit=False, stopping=True)
                 self._disarm(state)
                 self._drop_queued(state, outcome, effects)
-            dropped = JobState | _DelayedOffer | _PendingRetry | _UnclaimedProbe
+            dropped = int | _DelayedOffer | _PendingRetry | _UnclaimedProbe
             self._heap = [e for e in self._heap if not isinstance(e[2], dropped)]
             heapq.heapify(self._heap)
             self._probing.clear()
@@ -626,25 +630,26 @@ class Engine:
                 batches -= 1
         return more
 
-    def _fires_ahead(self, target: JobState | _Timed) -> bool:
+    def _fires_ahead(self, target: int | _Timed) -> bool:
         """Whether a heap entry may be fired a little before its time, its runs held
         until it comes: a job's fire time, unless a gate would judge its run then (its
         singleton mode, the scheduler's ``max_concurrent``): a slot freed between the
         firing and the fire time would start a run it queued at once, early."""
-        return (
-            isinstance(target, JobState)
-            and target.spec.singleton is None
-            and self.max_concurrent is None
-        )
+        if type(target) is not int:
+            return False
+        state = self.jobs.get(target)
+        return state is None or (state.spec.singleton is None and self.max_concurrent is None)
 
     def _pop_due(self, now: datetime, stamp: float, effects: Effects) -> None:
-        due_stamp, _, target, generation = heapq.heappop(self._heap)
-        if not isinstance(target, JobState):
+        due_stamp, seq, target = heapq.heappop(self._heap)
+        if not isinstance(target, int):
             target.fire(self, now, effects)
-        elif target.removed or generation != target.generation:
+            return
+        state = self.jobs.get(target)
+        if state is None or state.armed != seq:
             self._stale -= 1
         else:
-            self._fire(target, now, stamp, due_stamp, effects)
+            self._fire(state, now, stamp, due_stamp, effects)
 
     def _fire(
         self, state: JobState, now: datetime, stamp: float, due_stamp: float, effects: Effects
@@ -817,41 +822,45 @@ class Engine:
         if first is not None:
             memo = self._start_memo
             stamp = memo[1] if memo is not None and memo[2] is first else first.timestamp()
-            self._push(stamp, state, state.generation)
+            state.armed = self._push(stamp, state.id)
         return first
 
     def _arm(self, state: JobState, when: datetime | None) -> None:
         state.next_fire = when
         if when is not None:
-            self._push(when.timestamp(), state, state.generation)
+            state.armed = self._push(when.timestamp(), state.id)
 
     def _disarm(self, state: JobState) -> None:
         if state.next_fire is not None:
             state.next_fire = None
             self._stale += 1
-        state.generation += 1
+        state.armed = 0
         if self._stale > 1024 and self._stale > len(self._heap) // 2:
             self._compact()
 
     def _compact(self) -> None:
+        jobs = self.jobs
         self._heap = [
             entry
             for entry in self._heap
-            if not isinstance(entry[2], JobState)
-            or (not entry[2].removed and entry[3] == entry[2].generation)
+            if type(entry[2]) is not int or getattr(jobs.get(entry[2]), "armed", None) == entry[1]
         ]
         heapq.heapify(self._heap)
         self._stale = 0
 
-    def _push(self, stamp: float, target: JobState | _Timed, generation: int) -> None:
+    def _push(self, stamp: float, target: int | _Timed) -> int:
+        """Add a heap entry: a job's id (the job keeps the returned ``seq`` as ``armed``),
+        or a timed entry."""
         heap = self._heap
         earliest = heap[0][0] if heap else None
-        heapq.heappush(heap, (stamp, next(self._seq), target, generation))
+        seq = next(self._seq)
+        heapq.heappush(heap, (stamp, seq, target))
         if earliest is None or stamp < earliest:
             self.driver.deadline_moved()
+        return seq
 
     def push_timed(self, when: datetime, entry: _Timed) -> None:
-        self._push(when.timestamp(), entry, 0)
+        self._push(when.timestamp(), entry)
 
     # ---------------------------------------------------------------- gates
 

@@ -227,9 +227,9 @@ class JobState:
     """
 
     __slots__ = (
+        "armed",
         "cancelling",
         "durable",
-        "generation",
         "id",
         "immediate",
         "last_run",
@@ -252,7 +252,8 @@ class JobState:
         self.id = job_id
         self.spec = spec
         self.rule = rule
-        self.generation = 0
+        self.armed = 0
+        """The sequence number of the heap entry that fires the job; 0 while unarmed."""
         self.next_fire: datetime | None = None
         self.immediate = False
         self.last_run: datetime | None = None

@@ -3,6 +3,7 @@ it must build exactly the spec (and raise exactly the errors) of the full path."
 
 from __future__ import annotations
 
+import gc
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -135,6 +136,23 @@ def test_jobs_of_one_function_share_one_copy_of_what_they_have_in_common(
         (2,),
         gnomon.LimitMode.WAIT,
     )
+
+
+def test_a_job_leaves_the_collector_only_its_state_its_spec_and_the_callers_handle(
+    make_scheduler: SchedulerFactory,
+) -> None:
+    # The timer's entry for a job holds numbers only, so CPython stops tracking it:
+    # a full collection with many jobs does not scan one more object per job.
+    s = make_scheduler()
+    s.start()
+    jobs = [s.add_job(plain, gnomon.every("1h"), args=(i,), name=f"j{i}") for i in range(50)]
+    gc.collect()
+    engine = s._engine
+    assert len(engine._heap) == len(jobs)
+    assert not any(gc.is_tracked(entry) for entry in engine._heap)
+    states = {job._state for job in jobs}
+    assert {engine.jobs[entry[2]] for entry in engine._heap} == states
+    assert all(engine.jobs[entry[2]].armed == entry[1] for entry in engine._heap)
 
 
 @pytest.mark.parametrize(
