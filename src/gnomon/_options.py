@@ -208,6 +208,9 @@ def build_spec(
 PER_JOB_OPTIONS = frozenset(PER_JOB_FIELDS)
 """Options that differ from job to job of one function: the fast path of ``add_job``."""
 
+_NO_TAGS: frozenset[str] = frozenset()
+"""The tags of every job derived without any."""
+
 _NO_KWARGS: Mapping[str, object] = {}
 """The keyword arguments of every job derived without any (a spec is never changed)."""
 
@@ -224,23 +227,27 @@ def derive_spec(template: JobSpec, options: Mapping[str, Any]) -> JobSpec | None
         return None
     traits = template.traits
     func = traits.func
-    args, kwargs = _check_arguments(options.get("args", ()), options.get("kwargs"))
-    if not _fits(func, args, kwargs):
-        parameter, position = _check_signature(func, args, kwargs)  # binds, or says why not
+    args, kwargs = options.get("args", ()), options.get("kwargs")
+    if type(args) is not tuple or kwargs is not None:
+        args, kwargs = _check_arguments(args, kwargs)
+    if not _fits(func, args, kwargs or _NO_KWARGS):
+        parameter, position = _check_signature(func, args, kwargs or {})  # or says why not
         traits = traits.with_context(parameter, position)
     elif traits.context_parameter is not None or traits.context_position is not None:
         traits = traits.with_context(None, None)
     tags = options.get("tags")
+    start_at = _check_moment(options.get("start_at"), "start_at")
+    stop_at = _check_moment(options.get("stop_at"), "stop_at")
     spec = new_spec(
         _check_name(options.get("name"), func),
         args,
         kwargs or _NO_KWARGS,
-        frozenset() if tags is None else _check_tags(tags),
-        _check_moment(options.get("start_at"), "start_at"),
-        _check_moment(options.get("stop_at"), "stop_at"),
+        _NO_TAGS if tags is None else _check_tags(tags),
+        start_at,
+        stop_at,
         traits,
     )
-    if spec.start_at is not None:
+    if start_at is not None and (stop_at is not None or traits.start_immediately):
         _check_combinations(spec)
     return spec
 

@@ -279,22 +279,15 @@ class _SchedulerCore(JobOwner):
         self._check_fork()
         if self._durable is not None and _is_durable(options):
             return self._add_durable(self._durable, func, rule, options)
-        if options and not ADD_ONLY_OPTIONS.isdisjoint(options):
-            options = self._strip_add_only(options)
-        if options:
-            if "id" in options:
-                job_id = _check_id(options["id"])
-                given: Mapping[str, Any] = {k: v for k, v in options.items() if k != "id"}
-            else:
-                job_id, given = _new_id(), options  # read, never kept
-            spec = self._derived_spec(func, given)
-            if spec is None:
-                check_option_names(given, "add_job")
-                spec = self._build({**self._defaults, **given}, func)
-                self._keep_template(func, given, spec)
+        if not options:
+            job_id, spec = _new_id(), self._default_spec(func)
         else:
-            job_id = _new_id()
-            spec = self._default_spec(func)
+            # Per-job options only (no id, no add-only option): the function's template.
+            derived = self._derived_spec(func, options)
+            if derived is not None:
+                job_id, spec = _new_id(), derived
+            else:
+                job_id, spec = self._checked_spec(func, options)
         checked = check_rule(spec, rule, clustered=self._engine.clustered)
         state = self._engine.add(job_id, spec, checked, self.clock.now())
         job = Job(self, state)
@@ -302,6 +295,22 @@ class _SchedulerCore(JobOwner):
             self._report_registered(job)
         self._settle()
         return job
+
+    def _checked_spec(self, func: object, options: Mapping[str, Any]) -> tuple[int, JobSpec]:
+        """The full path of ``add_job``: the job's id and its spec, every option checked."""
+        if not ADD_ONLY_OPTIONS.isdisjoint(options):
+            options = self._strip_add_only(options)
+        if "id" in options:
+            job_id = _check_id(options["id"])
+            given: Mapping[str, Any] = {k: v for k, v in options.items() if k != "id"}
+        else:
+            job_id, given = _new_id(), options  # read, never kept
+        spec = self._derived_spec(func, given) if given else self._default_spec(func)
+        if spec is None:
+            check_option_names(given, "add_job")
+            spec = self._build({**self._defaults, **given}, func)
+            self._keep_template(func, given, spec)
+        return job_id, spec
 
     def _strip_add_only(self, options: Mapping[str, Any]) -> dict[str, Any]:
         """``durable=False`` (and ``if_exists``, which needs a store) are not job options."""

@@ -88,6 +88,17 @@ def test_a_later_job_with_bad_options_fails_as_the_first_would(
     assert str(later.value) == str(first.value)
 
 
+def test_a_later_jobs_start_at_contradicts_a_default_start_immediately(
+    make_scheduler: SchedulerFactory,
+) -> None:
+    s = make_scheduler(job_defaults={"start_immediately": True})
+    s.add_job(plain, gnomon.every("1h"), args=(1,))  # now plain has a template
+    with pytest.raises(gnomon.InvalidJob) as raised:
+        s.add_job(plain, gnomon.every("1h"), args=(1,), start_at=START)
+    assert "start_immediately=True and start_at are contradictory" in str(raised.value)
+    assert len(s.jobs()) == 1
+
+
 def test_the_context_goes_where_the_signature_says_on_later_jobs(
     make_scheduler: SchedulerFactory, clock: FakeClock
 ) -> None:

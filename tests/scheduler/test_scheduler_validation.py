@@ -149,6 +149,19 @@ def test_a_caller_chosen_id_is_kept(scheduler: gnomon.Scheduler) -> None:
     assert scheduler.get_job(chosen).id == chosen
 
 
+def test_store_options_on_a_scheduler_without_a_store(scheduler: gnomon.Scheduler) -> None:
+    # durable=False is what such a scheduler does anyway; if_exists needs a store.
+    chosen = uuid.uuid4()
+    first = scheduler.add_job(nothing, gnomon.every(1), durable=False)
+    second = scheduler.add_job(nothing, gnomon.every(1), durable=False, id=chosen, name="kept")
+    assert (first.name, second.id, second.name) == (first.name, chosen, "kept")
+    with pytest.raises(gnomon.InvalidJob) as raised:
+        scheduler.add_job(nothing, gnomon.every(1), if_exists="skip", name="n")
+    assert_named(raised.value, "'skip'")
+    assert_named(raised.value, "no store")
+    assert len(scheduler.jobs()) == 2
+
+
 @pytest.mark.parametrize("func", [None, "nothing", 42], ids=["none", "string", "number"])
 def test_a_task_that_is_not_callable_is_an_invalid_job(
     scheduler: gnomon.Scheduler, func: object
