@@ -354,7 +354,7 @@ class Run:
             finally:
                 self.calling = False
             listener = self._ended(outcome, result, exc)
-            if self._quiet(outcome, listener):
+            if self._untold(outcome, listener):
                 self.engine.finish(self)  # the hot path: no coroutine more
                 return
             event = self._finished_event(outcome, result, exc)
@@ -700,9 +700,8 @@ class Run:
         call: Callable[[logging.Logger, Callable[[RunEvent], object] | None, RunEvent], object],
     ) -> None:
         listener = self._ended(outcome, result, exc)
-        quiet = self._quiet(outcome, listener)
-        if quiet or (self.spec.timeout is not None and not self.engine.claim_report(self)):
-            self.engine.finish(self)  # nothing to tell, or told already at the deadline
+        if self._untold(outcome, listener):
+            self.engine.finish(self)
             return
         event = self._finished_event(outcome, result, exc)
         call(self.engine.log, listener, event)
@@ -723,6 +722,13 @@ class Run:
         if monitor is not None:
             call_hook(self.engine.log, monitor.run_finished, event)
         self._resolve(event)
+
+    def _untold(self, outcome: Outcome, listener: object) -> bool:
+        """Whether the run ends without an event: nothing to tell, or a sync task's
+        timeout told of it already, at its deadline (its thread ran on, holding the slot)."""
+        return self._quiet(outcome, listener) or (
+            self.spec.timeout is not None and not self.engine.claim_report(self)
+        )
 
     def _quiet(self, outcome: Outcome, listener: object) -> bool:
         """A plain success that nobody listens to needs no event: the hot path."""

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import threading
 from datetime import timedelta
 
 import pytest
@@ -439,3 +440,39 @@ def test_finished_async_runs_leave_no_reference_cycle_for_the_collector(
 
     run_async(errors, scenario)
     assert cyclic == []
+
+
+def test_a_sync_task_past_its_timeout_is_reported_once_and_keeps_its_slot_until_it_returns(
+    errors: ErrorWatch,
+) -> None:
+    # A thread cannot be stopped: its run is reported timed out at the deadline, once,
+    # and holds its singleton slot until the thread returns, as on the thread face.
+    clock, monitor = FakeClock(T0), RecordingMonitor()
+    timed_out, release, started = Tally(), threading.Event(), threading.Event()
+
+    def blocks() -> None:
+        started.set()
+        release.wait(WAIT)
+
+    async def scenario() -> None:
+        async with gnomon.AsyncScheduler(clock=clock, timezone=UTC_ZONE, monitor=monitor) as s:
+            await s.add_job(
+                blocks,
+                gnomon.every(60),
+                timeout="2s",
+                singleton=gnomon.LimitMode.RESCHEDULE,
+                after_error=timed_out.hit,
+            )
+            clock.advance(60 * SECOND)
+            assert await asyncio.to_thread(started.wait, WAIT)
+            clock.advance(2 * SECOND)
+            await asyncio.to_thread(timed_out.wait_for, 1)
+            clock.advance(58 * SECOND)  # the next tick, while the thread still runs
+            await asyncio.to_thread(monitor.run_skipped_events.wait_for, 1)
+            release.set()
+            await s.wait_idle(timeout=WAIT)
+
+    run_async(errors, scenario)
+    assert [e.outcome for e in timed_out.values] == [Outcome.TIMED_OUT]
+    assert [e.outcome for e in monitor.run_finished_events.values] == [Outcome.TIMED_OUT]
+    assert [e.outcome for e in monitor.run_skipped_events.values] == [Outcome.SKIPPED_SINGLETON]
