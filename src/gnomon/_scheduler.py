@@ -876,8 +876,14 @@ class Scheduler(_SchedulerCore):
     def _start_timer(self) -> None:
         with self._engine.lock:
             self._timer_stop = False
-            self._timer_loops += 1
             self._burst_slow = False
+            if self._timer_loops:
+                # A stop in progress has not ended the loop yet: it goes on (it checks the
+                # flag again before it ends), and the stop, seeing the engine started, no
+                # longer waits for it.
+                self._timer_wake.notify_all()
+                return
+            self._timer_loops += 1
         self._pool.lead(self._timer_main)
 
     def _timer_main(self) -> None:
@@ -904,7 +910,12 @@ class Scheduler(_SchedulerCore):
         with engine.lock:
             self._timer = me
             try:
-                while not self._timer_stop:
+                # The stop flag is read last in the same hold of the lock that ends the
+                # loop: a start() before that keeps this loop going (see _start_timer).
+                while not self._timer_stop or self._burster is not None:
+                    if self._timer_stop:  # a burst's fired runs are skipped as stopping
+                        self._take_over_burst()  # (it releases the lock meanwhile)
+                        continue
                     if self._burster is not None:
                         self._watch_burst()
                         continue
@@ -928,8 +939,6 @@ class Scheduler(_SchedulerCore):
                         engine.lock.acquire()
                     if kept is not None:
                         return kept  # the new leader counts as this loop
-                if self._burster is not None:
-                    self._take_over_burst()  # its fired runs are skipped as stopping, at once
                 self._timer_loops -= 1
                 self._pool.end_lead()
                 wake.notify_all()  # _stop_timer waits for the loop to end
@@ -1091,11 +1100,16 @@ class Scheduler(_SchedulerCore):
                 return
 
     def _stop_timer(self) -> None:
+        """Stop the timer after the engine stopped, unless a ``start()`` came since: the
+        engine's state decides, under its lock, so that a start racing a stop in
+        progress leaves the scheduler started with its timer running."""
         with self._engine.lock:
+            if self._engine.started:
+                return
             self._timer_stop = True
             self._timer_wake.notify_all()
             if self._timer is not threading.current_thread():
-                while self._timer_loops:
+                while self._timer_loops and self._timer_stop:
                     self._timer_wake.wait()
         if isinstance(self.clock, FakeClock):
             self.clock.detach(self._engine)

@@ -629,3 +629,29 @@ def test_a_sync_run_that_never_returns_does_not_block_interpreter_exit(ending: s
     assert finished.returncode == 0, finished.stderr
     expected = ["timed out", "leaving"] if ending == "shutdown" else ["leaving"]
     assert finished.stdout.split("\n")[:-1] == expected
+
+
+def test_a_start_racing_a_stop_in_progress_leaves_the_scheduler_firing() -> None:
+    # start() lands between stop_jobs() stopping the engine and stopping its timer: the
+    # start came last, so the scheduler must be started and its timer running.
+    s = gnomon.Scheduler(timezone=UTC_ZONE)
+    runs = Tally()
+    s.add_job(runs.hit, gnomon.every("5ms"))
+    s.start()
+    runs.wait_for(1)
+    stop_timer = s._stop_timer
+
+    def racing_stop_timer() -> None:
+        starter = threading.Thread(target=s.start)
+        starter.start()
+        starter.join(WAIT)
+        stop_timer()
+
+    s._stop_timer = racing_stop_timer  # type: ignore[method-assign]
+    try:
+        s.stop_jobs()
+        s._stop_timer = stop_timer  # type: ignore[method-assign]
+        assert s.running
+        runs.wait_for(runs.count + 3)
+    finally:
+        s.shutdown()
