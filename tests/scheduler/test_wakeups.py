@@ -810,8 +810,7 @@ def test_a_gated_job_is_not_fired_ahead_so_a_slot_freed_early_does_not_start_it_
     due = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=2)
     if gate == "singleton":  # the job's own earlier run holds its slot
         scheduler = gnomon.Scheduler()
-        job = scheduler.add_job(task, gnomon.once(due), singleton=gnomon.LimitMode.WAIT)
-        holder = job
+        holder = scheduler.add_job(task, gnomon.once(due), singleton=gnomon.LimitMode.WAIT)
     else:  # another job's run holds the scheduler's only slot
         scheduler = gnomon.Scheduler(max_concurrent=1, limit_mode=gnomon.LimitMode.WAIT)
         holder = scheduler.add_job(task, gnomon.once(due + timedelta(seconds=60)))
