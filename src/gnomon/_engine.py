@@ -612,8 +612,8 @@ class Engine:
         while more and batches != 0 and not held_back:
             effects: Effects = []
             with self.lock:
-                heap = self._heap  # stop() may replace the list between batches
                 for _ in range(_WAKE_BATCH):
+                    heap = self._heap  # a compaction (or stop()) may replace the list
                     if not heap or heap[0][0] > stamp:
                         break
                     if (
@@ -624,6 +624,7 @@ class Engine:
                         held_back = True  # not to be taken ahead of its time
                         break
                     self._pop_due(now, stamp, effects)
+                heap = self._heap
                 more = bool(heap) and heap[0][0] <= stamp
             self.apply(effects)
             if batches is not None:

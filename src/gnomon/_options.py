@@ -235,18 +235,12 @@ def derive_spec(template: JobSpec, options: Mapping[str, Any]) -> JobSpec | None
         traits = traits.with_context(parameter, position)
     elif traits.context_parameter is not None or traits.context_position is not None:
         traits = traits.with_context(None, None)
+    name = _check_name(options.get("name"), func)  # in build_spec's order
     tags = options.get("tags")
+    tags = _NO_TAGS if tags is None else _check_tags(tags)
     start_at = _check_moment(options.get("start_at"), "start_at")
     stop_at = _check_moment(options.get("stop_at"), "stop_at")
-    spec = new_spec(
-        _check_name(options.get("name"), func),
-        args,
-        kwargs or _NO_KWARGS,
-        _NO_TAGS if tags is None else _check_tags(tags),
-        start_at,
-        stop_at,
-        traits,
-    )
+    spec = new_spec(name, args, kwargs or _NO_KWARGS, tags, start_at, stop_at, traits)
     if start_at is not None and (stop_at is not None or traits.start_immediately):
         _check_combinations(spec)
     return spec

@@ -620,7 +620,7 @@ class _SchedulerCore(JobOwner):
         if self._started_at is None:
             self._started_at = datetime.now(UTC)
         if isinstance(self.clock, FakeClock):
-            self.clock.attach(self._engine)
+            self._follow_fake_clock(self.clock)
         else:
             self._start_timer()
         self._scheduler_hook("scheduler_started")
@@ -628,6 +628,24 @@ class _SchedulerCore(JobOwner):
 
     def _start_timer(self) -> None:
         raise NotImplementedError
+
+    def _follow_fake_clock(self, clock: FakeClock) -> None:
+        """Attach a fake clock to the engine while it runs, detach it while it does not.
+        Called after every start and stop: each caller acts on the engine's state and
+        checks it is unchanged after acting (else acts again), so a start racing a stop
+        leaves the clock as the engine's latest state says. (The clock's lock is taken
+        before the engine's when it advances: it is never taken under the engine's.)"""
+        engine = self._engine
+        while True:
+            with engine.lock:
+                started = engine.started
+            if started:
+                clock.attach(engine)
+            else:
+                clock.detach(engine)
+            with engine.lock:
+                if engine.started == started:
+                    return
 
     def _check_fork(self) -> None:
         if self._forked:
@@ -875,6 +893,8 @@ class Scheduler(_SchedulerCore):
 
     def _start_timer(self) -> None:
         with self._engine.lock:
+            if not self._engine.started:
+                return  # a stop since the start: the stop decides (see _stop_timer)
             self._timer_stop = False
             self._burst_slow = False
             if self._timer_loops:
@@ -1101,8 +1121,8 @@ class Scheduler(_SchedulerCore):
 
     def _stop_timer(self) -> None:
         """Stop the timer after the engine stopped, unless a ``start()`` came since: the
-        engine's state decides, under its lock, so that a start racing a stop in
-        progress leaves the scheduler started with its timer running."""
+        engine's state decides, under its lock, here and in ``_start_timer``, so that a
+        start and a stop racing each other leave the timer as the last of them says."""
         with self._engine.lock:
             if self._engine.started:
                 return
@@ -1112,7 +1132,7 @@ class Scheduler(_SchedulerCore):
                 while self._timer_loops and self._timer_stop:
                     self._timer_wake.wait()
         if isinstance(self.clock, FakeClock):
-            self.clock.detach(self._engine)
+            self._follow_fake_clock(self.clock)
 
     def stop_jobs(self) -> None:
         """Pause every job (running ones are asked to cancel); ``start()`` resumes."""
@@ -1603,7 +1623,7 @@ class AsyncScheduler(_SchedulerCore):
         if waker is not None:
             waker.close()
         if isinstance(self.clock, FakeClock):
-            self.clock.detach(self._engine)
+            self._follow_fake_clock(self.clock)
 
     async def stop_jobs(self) -> None:
         """Pause every job (running ones are asked to cancel); ``start()`` resumes."""

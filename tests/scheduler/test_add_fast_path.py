@@ -72,6 +72,8 @@ def test_a_later_job_of_a_function_gets_the_spec_the_full_validation_builds(
         {"args": (1,), "name": ""},
         {"args": (1,), "start_at": datetime(2030, 1, 1)},
         {"args": (1,), "start_at": START, "stop_at": START},
+        {"args": (1,), "name": "", "start_at": datetime(2030, 1, 1)},  # which is named first
+        {"args": (1,), "tags": "x", "stop_at": datetime(2030, 1, 1)},
     ],
 )
 def test_a_later_job_with_bad_options_fails_as_the_first_would(

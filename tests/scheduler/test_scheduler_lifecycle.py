@@ -655,3 +655,58 @@ def test_a_start_racing_a_stop_in_progress_leaves_the_scheduler_firing() -> None
         runs.wait_for(runs.count + 3)
     finally:
         s.shutdown()
+
+
+def test_a_stop_racing_a_start_in_progress_leaves_no_timer_running() -> None:
+    # stop_jobs() lands between start() starting the engine and starting its timer: the
+    # stop came last, so the scheduler must be stopped with no timer loop leading.
+    s = gnomon.Scheduler(timezone=UTC_ZONE)
+    runs = Tally()
+    s.add_job(runs.hit, gnomon.every("5ms"))
+    start_timer = s._start_timer
+
+    def racing_start_timer() -> None:
+        stopper = threading.Thread(target=s.stop_jobs)
+        stopper.start()
+        stopper.join(WAIT)
+        start_timer()
+
+    s._start_timer = racing_start_timer  # type: ignore[method-assign]
+    try:
+        s.start()
+        s._start_timer = start_timer  # type: ignore[method-assign]
+        assert not s.running
+        assert s._timer_loops == 0
+        s.start()
+        runs.wait_for(3)
+        assert s._timer_loops == 1
+    finally:
+        s.shutdown()
+
+
+def test_a_start_racing_a_stop_on_a_fake_clock_leaves_the_clock_driving_the_jobs() -> None:
+    # The start lands after the stop looked at the engine and before it let go of the
+    # fake clock: the start came last, so advancing the clock must still run the job.
+    clock = FakeClock(T0)
+    s = gnomon.Scheduler(clock=clock, timezone=UTC_ZONE)
+    runs = Tally()
+    s.add_job(runs.hit, gnomon.every(60))
+    s.start()
+    detach = clock.detach
+
+    def racing_detach(engine: object) -> None:
+        starter = threading.Thread(target=s.start)
+        starter.start()
+        starter.join(WAIT)
+        detach(engine)  # type: ignore[arg-type]
+
+    clock.detach = racing_detach  # type: ignore[method-assign]
+    try:
+        s.stop_jobs()
+    finally:
+        clock.detach = detach  # type: ignore[method-assign]
+    assert s.running
+    clock.advance(600 * SECOND)
+    s.wait_idle(timeout=WAIT)
+    assert runs.count == 10
+    s.shutdown()

@@ -359,3 +359,25 @@ def test_a_job_added_again_under_a_removed_jobs_id_fires_only_on_its_own_rule(
     clock.advance(4 * SECOND)
     scheduler.wait_idle(timeout=WAIT)
     assert runs.values == ["second"]
+
+
+def test_compacting_the_timer_heap_while_firing_fires_nothing_early(
+    scheduler: gnomon.Scheduler, clock: FakeClock
+) -> None:
+    # Many removed jobs leave stale timer entries; the jobs expiring as they fire make
+    # the engine compact its heap in the middle of a batch. Jobs due later stay put.
+    runs = Tally()
+    scheduler.start()
+    removed = [scheduler.add_job(nothing, gnomon.every("5h")) for _ in range(1030)]
+    for _ in range(20):
+        scheduler.add_job(runs.hit, gnomon.once(T0 + 10 * SECOND), args=("at 10 s",))
+    for _ in range(1020):
+        scheduler.add_job(runs.hit, gnomon.once(T0 + 20 * SECOND), args=("at 20 s",))
+    for job in removed:
+        job.remove()
+    clock.advance(10 * SECOND)
+    scheduler.wait_idle(timeout=WAIT)
+    assert runs.values == ["at 10 s"] * 20
+    clock.advance(10 * SECOND)
+    scheduler.wait_idle(timeout=WAIT)
+    assert runs.values == ["at 10 s"] * 20 + ["at 20 s"] * 1020
