@@ -165,6 +165,10 @@ class DurableJobs:
         self._broken = False
         self._stop = threading.Event()
         self._follower: threading.Thread | None = None
+        self._following = threading.Lock()
+        """Held to start or stop the follower, and to close: a start racing a close
+        (a ``start()`` racing a shutdown) never leaves a follower on a closed store."""
+        self._closed = False
         self.started_at = datetime.now(UTC)
         ttl = store.lease_ttl.total_seconds()
         self._sweep_every = min(_SWEEP_MAX, ttl / 6)
@@ -195,22 +199,26 @@ class DurableJobs:
             forget_decoded()
 
     def start_following(self) -> None:
-        if self._follower is not None:
-            return
-        self._stop.clear()
-        thread = threading.Thread(target=self._follow, name="gnomon-follower", daemon=True)
-        self._follower = thread
-        thread.start()
+        with self._following:
+            if self._follower is not None or self._closed:
+                return
+            self._stop.clear()
+            thread = threading.Thread(target=self._follow, name="gnomon-follower", daemon=True)
+            self._follower = thread
+            thread.start()
 
     def stop_following(self) -> None:
-        self._stop.set()
-        thread = self._follower
-        self._follower = None
+        with self._following:
+            self._stop.set()
+            thread = self._follower
+            self._follower = None
         if thread is not None and thread is not threading.current_thread():
             thread.join(5.0)
 
     def close(self) -> None:
         """At shutdown: stop following, flush pending writes, leave the node list."""
+        with self._following:
+            self._closed = True
         self.stop_following()
         self._writer.shutdown(wait=True)
         self._rewrite()  # the writer has stopped: here, a last time

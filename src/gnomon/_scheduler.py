@@ -623,7 +623,8 @@ class _SchedulerCore(JobOwner):
             self._follow_fake_clock(self.clock)
         else:
             self._start_timer()
-        self._scheduler_hook("scheduler_started")
+        if self._engine.started:  # else a stop since, which tells the monitor itself
+            self._scheduler_hook("scheduler_started")
         self._settle()
 
     def _start_timer(self) -> None:

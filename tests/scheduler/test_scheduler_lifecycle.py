@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import textwrap
@@ -30,7 +31,7 @@ from scheduler_support import (
 )
 
 import gnomon
-from gnomon.testing import FakeClock
+from gnomon.testing import FakeClock, MemoryStore
 
 
 def test_a_cron_job_and_an_interval_job_each_run_once_per_second_and_never_after_shutdown(
@@ -657,10 +658,25 @@ def test_a_start_racing_a_stop_in_progress_leaves_the_scheduler_firing() -> None
         s.shutdown()
 
 
+class _LifecycleMonitor(gnomon.Monitor):
+    """Records the scheduler's starts and stops in the order the monitor hears them."""
+
+    def __init__(self) -> None:
+        self.heard: list[str] = []
+
+    def scheduler_started(self) -> None:
+        self.heard.append("started")
+
+    def scheduler_stopped(self) -> None:
+        self.heard.append("stopped")
+
+
 def test_a_stop_racing_a_start_in_progress_leaves_no_timer_running() -> None:
     # stop_jobs() lands between start() starting the engine and starting its timer: the
-    # stop came last, so the scheduler must be stopped with no timer loop leading.
-    s = gnomon.Scheduler(timezone=UTC_ZONE)
+    # stop came last, so the scheduler must be stopped with no timer loop leading, and
+    # the monitor's last word must be that it stopped.
+    monitor = _LifecycleMonitor()
+    s = gnomon.Scheduler(timezone=UTC_ZONE, monitor=monitor)
     runs = Tally()
     s.add_job(runs.hit, gnomon.every("5ms"))
     start_timer = s._start_timer
@@ -677,6 +693,7 @@ def test_a_stop_racing_a_start_in_progress_leaves_no_timer_running() -> None:
         s._start_timer = start_timer  # type: ignore[method-assign]
         assert not s.running
         assert s._timer_loops == 0
+        assert monitor.heard[-1:] == ["stopped"]
         s.start()
         runs.wait_for(3)
         assert s._timer_loops == 1
@@ -705,8 +722,29 @@ def test_a_start_racing_a_stop_on_a_fake_clock_leaves_the_clock_driving_the_jobs
         s.stop_jobs()
     finally:
         clock.detach = detach  # type: ignore[method-assign]
-    assert s.running
-    clock.advance(600 * SECOND)
-    s.wait_idle(timeout=WAIT)
-    assert runs.count == 10
-    s.shutdown()
+    try:
+        assert s.running
+        clock.advance(600 * SECOND)
+        s.wait_idle(timeout=WAIT)
+        assert runs.count == 10
+    finally:
+        s.shutdown()
+
+
+def test_a_shutdown_racing_a_start_leaves_no_store_follower_behind() -> None:
+    # shutdown() completes between start() starting the engine and following the store:
+    # the store is closed, so nothing may go on polling it.
+    s = gnomon.Scheduler(timezone=UTC_ZONE, store=MemoryStore())
+    start_timer = s._start_timer
+
+    def racing_start_timer() -> None:
+        stopper = threading.Thread(target=s.shutdown)
+        stopper.start()
+        stopper.join(WAIT)
+        start_timer()
+
+    s._start_timer = racing_start_timer  # type: ignore[method-assign]
+    with contextlib.suppress(gnomon.SchedulerShutDown):
+        s.start()
+    assert not s.running
+    assert not [t for t in threading.enumerate() if t.name == "gnomon-follower"]
