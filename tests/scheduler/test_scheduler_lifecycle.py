@@ -8,6 +8,7 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -632,6 +633,21 @@ def test_a_sync_run_that_never_returns_does_not_block_interpreter_exit(ending: s
     assert finished.stdout.split("\n")[:-1] == expected
 
 
+def _after_on_another_thread(
+    action: Callable[[], object], step: Callable[..., None]
+) -> Callable[..., None]:
+    """``step`` wrapped so that ``action`` runs to its end on another thread first: a
+    race between two threads made to land at one point, every time."""
+
+    def racing(*args: object) -> None:
+        other = threading.Thread(target=action)
+        other.start()
+        other.join(WAIT)
+        step(*args)
+
+    return racing
+
+
 def test_a_start_racing_a_stop_in_progress_leaves_the_scheduler_firing() -> None:
     # start() lands between stop_jobs() stopping the engine and stopping its timer: the
     # start came last, so the scheduler must be started and its timer running.
@@ -641,14 +657,7 @@ def test_a_start_racing_a_stop_in_progress_leaves_the_scheduler_firing() -> None
     s.start()
     runs.wait_for(1)
     stop_timer = s._stop_timer
-
-    def racing_stop_timer() -> None:
-        starter = threading.Thread(target=s.start)
-        starter.start()
-        starter.join(WAIT)
-        stop_timer()
-
-    s._stop_timer = racing_stop_timer  # type: ignore[method-assign]
+    s._stop_timer = _after_on_another_thread(s.start, stop_timer)  # type: ignore[method-assign]
     try:
         s.stop_jobs()
         s._stop_timer = stop_timer  # type: ignore[method-assign]
@@ -680,14 +689,7 @@ def test_a_stop_racing_a_start_in_progress_leaves_no_timer_running() -> None:
     runs = Tally()
     s.add_job(runs.hit, gnomon.every("5ms"))
     start_timer = s._start_timer
-
-    def racing_start_timer() -> None:
-        stopper = threading.Thread(target=s.stop_jobs)
-        stopper.start()
-        stopper.join(WAIT)
-        start_timer()
-
-    s._start_timer = racing_start_timer  # type: ignore[method-assign]
+    s._start_timer = _after_on_another_thread(s.stop_jobs, start_timer)  # type: ignore[method-assign]
     try:
         s.start()
         s._start_timer = start_timer  # type: ignore[method-assign]
@@ -710,14 +712,7 @@ def test_a_start_racing_a_stop_on_a_fake_clock_leaves_the_clock_driving_the_jobs
     s.add_job(runs.hit, gnomon.every(60))
     s.start()
     detach = clock.detach
-
-    def racing_detach(engine: object) -> None:
-        starter = threading.Thread(target=s.start)
-        starter.start()
-        starter.join(WAIT)
-        detach(engine)  # type: ignore[arg-type]
-
-    clock.detach = racing_detach  # type: ignore[method-assign]
+    clock.detach = _after_on_another_thread(s.start, detach)  # type: ignore[method-assign]
     try:
         s.stop_jobs()
     finally:
@@ -735,15 +730,7 @@ def test_a_shutdown_racing_a_start_leaves_no_store_follower_behind() -> None:
     # shutdown() completes between start() starting the engine and following the store:
     # the store is closed, so nothing may go on polling it.
     s = gnomon.Scheduler(timezone=UTC_ZONE, store=MemoryStore())
-    start_timer = s._start_timer
-
-    def racing_start_timer() -> None:
-        stopper = threading.Thread(target=s.shutdown)
-        stopper.start()
-        stopper.join(WAIT)
-        start_timer()
-
-    s._start_timer = racing_start_timer  # type: ignore[method-assign]
+    s._start_timer = _after_on_another_thread(s.shutdown, s._start_timer)  # type: ignore[method-assign]
     with contextlib.suppress(gnomon.SchedulerShutDown):
         s.start()
     assert not s.running
