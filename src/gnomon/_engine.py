@@ -23,10 +23,11 @@ import threading
 import uuid
 from collections import deque
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 from uuid import uuid4
 
-from gnomon._clock import Clock, FakeClock
+from gnomon._clock import Clock, FakeClock, SystemClock
 from gnomon._distributed import occurrence_key
 from gnomon._errors import InvalidJob, JobNotFound, SchedulerShutDown
 from gnomon._events import LimitMode, Outcome, Recovery, RunEvent
@@ -460,7 +461,7 @@ class Engine:
             self._arm(state, resume_from)
             return
         try:
-            following, passed = self._following(state, resume_from, now)
+            following, following_stamp, passed = self._following(state, resume_from, now)
         except _RuleStuck as stuck:
             self._remove(state, str(stuck), cancel=False, effects=effects, expired=True)
             return
@@ -472,7 +473,7 @@ class Engine:
         if missed:
             self._report_missed(state, missed, effects, why=why)
         if following is not None:
-            self._arm(state, following)
+            self._arm(state, following, following_stamp)
         for moment in due:
             self._start(state, moment, now, effects, immediate=False)
         if following is None and not state.spec.interval_from_completion:
@@ -663,7 +664,7 @@ class Engine:
         immediate, state.immediate = state.immediate, False
         spec = state.spec
         try:
-            following, passed = self._following(state, scheduled, now, stamp)
+            following, following_stamp, passed = self._following(state, scheduled, now, stamp)
         except _RuleStuck as stuck:
             self.log.warning("job %s removed: %s", spec.name, stuck, extra=_extra(state, scheduled))
             self._remove(state, str(stuck), cancel=False, effects=effects, expired=True)
@@ -675,9 +676,10 @@ class Engine:
         else:
             due = [scheduled]
         if following is not None and not spec.interval_from_completion:
-            self._arm(state, following)
+            self._arm(state, following, following_stamp)
+        start = self.offer if spec.jitter is None else self._start  # offer: no frame more
         for moment in due:
-            self._start(state, moment, now, effects, immediate=immediate and moment is scheduled)
+            start(state, moment, now, effects, immediate=immediate and moment is scheduled)
         if following is None and not spec.interval_from_completion:
             self._remove(state, "no fire time left", cancel=False, effects=effects, expired=True)
 
@@ -729,9 +731,9 @@ class Engine:
 
     def _following(
         self, state: JobState, scheduled: datetime, now: datetime, stamp: float | None = None
-    ) -> tuple[datetime | None, list[datetime]]:
-        """The fire time after ``scheduled``, and the later fire times ``now`` (whose UTC
-        stamp is ``stamp``) already passed.
+    ) -> tuple[datetime | None, float, list[datetime]]:
+        """The fire time after ``scheduled`` and its UTC stamp (0 with none), and the
+        later fire times ``now`` (whose UTC stamp is ``stamp``) already passed.
 
         A timer that wakes late (a suspended process, a stepped clock) runs only the
         latest due fire time; the earlier ones are reported missed, not replayed.
@@ -740,12 +742,16 @@ class Engine:
         passed: list[datetime] = []
         if stamp is None:
             stamp = _ts(now)
-        while following is not None and _ts(following) <= stamp:
+        while following is not None:
+            following_stamp = _ts(following)
+            if following_stamp > stamp:
+                return following, following_stamp, passed
             if len(passed) == _MISSED_LIMIT:
-                return self._next_fire(state, now), passed
+                following = self._next_fire(state, now)
+                return following, 0.0 if following is None else _ts(following), passed
             passed.append(following)
             following = self._next_fire(state, following)
-        return following, passed
+        return None, 0.0, passed
 
     def _next_fire(self, state: JobState, after: datetime) -> datetime | None:
         rule = state.rule
@@ -826,10 +832,11 @@ class Engine:
             state.armed = self._push(stamp, state.id)
         return first
 
-    def _arm(self, state: JobState, when: datetime | None) -> None:
+    def _arm(self, state: JobState, when: datetime | None, stamp: float | None = None) -> None:
+        """Arm the job at ``when`` (``stamp``: its UTC stamp, when the caller has it)."""
         state.next_fire = when
         if when is not None:
-            state.armed = self._push(when.timestamp(), state.id)
+            state.armed = self._push(_ts(when) if stamp is None else stamp, state.id)
 
     def _disarm(self, state: JobState) -> None:
         if state.next_fire is not None:
@@ -881,7 +888,10 @@ class Engine:
         if key is None and (manual or immediate):  # else the usual key, made when needed
             key = self._key(state, now, manual=manual, immediate=immediate)
         run = Run(self, state, scheduled, key, manual=manual, retries=retries)
-        self._gate(run, now, effects)
+        if state.spec.singleton is None:  # no singleton gate: straight to the limit gate
+            self._admit(run, now, effects)
+        else:
+            self._gate(run, now, effects)
         return run
 
     def _gate(self, run: Run, now: datetime, effects: Effects) -> None:
@@ -1069,7 +1079,7 @@ class Engine:
         run.state.running += 1
         run.admitted_at = now
         self.live_runs.add(run)
-        effects.append(lambda: self.driver.dispatch(run))
+        effects.append(partial(self.driver.dispatch, run))
 
     def _key(self, state: JobState, now: datetime, *, manual: bool, immediate: bool) -> str | None:
         """The run's occurrence key; None means the usual one, computed when first needed."""
@@ -1570,6 +1580,8 @@ class Engine:
 
     def now(self) -> datetime:
         """The scheduler clock's current time, in the scheduler's zone."""
+        if type(self.clock) is SystemClock:
+            return datetime.now(self.tz)  # the same instant, at half the cost of converting
         return self.clock.now().astimezone(self.tz)
 
     # ---------------------------------------------------------------- introspection

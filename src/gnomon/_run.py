@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from gnomon._cancel import CancelEvent
 from gnomon._distributed import occurrence_key
 from gnomon._errors import LeaseLost, LockHeld, OccurrenceAbandoned
-from gnomon._events import JobContext, Outcome, Recovery, RunEvent
+from gnomon._events import JobContext, Outcome, Recovery, RunEvent, lazy_context
 from gnomon._stores.contract import RunRecord, describe_error, describe_traceback
 from gnomon._stores.leases import StoreLocker
 
@@ -239,13 +239,14 @@ class Run:
 
     def context(self) -> JobContext:
         """The task's ``JobContext``; its key and cancellation event are made when read."""
-        return JobContext._lazy(
+        state = self.state
+        return lazy_context(
             self,
-            self.state.uuid(),
+            state.uuid_value or state.uuid(),
             self.spec.name,
             self.scheduled_at,
-            fencing_token=self.token,
-            attempt=self.attempt,
+            self.token,
+            self.attempt,
         )
 
     def log_extra(self) -> dict[str, object]:
@@ -304,7 +305,8 @@ class Run:
         self.task = asyncio.current_task()
         self.loop = asyncio.get_running_loop()
         try:
-            if self._unclaimed():
+            engine = self.engine
+            if engine.elector is None and self.spec.locker is None and self.state.durable is None:
                 await self._run_claimed()  # nothing to claim, so no lease to release
             elif await self._claim():
                 await self._run_holding_claim()
@@ -321,12 +323,6 @@ class Run:
             # The history keeps finished runs: let the task and its context go now, so
             # that they are not carried from one collector generation to the next.
             self.task = None
-
-    def _unclaimed(self) -> bool:
-        """No elector, locker or store gates this run: the common, cheap case."""
-        return (
-            self.engine.elector is None and self.spec.locker is None and self.state.durable is None
-        )
 
     async def _run_holding_claim(self) -> None:
         try:
@@ -726,20 +722,16 @@ class Run:
     def _untold(self, outcome: Outcome, listener: object) -> bool:
         """Whether the run ends without an event: nothing to tell, or a sync task's
         timeout told of it already, at its deadline (its thread ran on, holding the slot)."""
-        return self._quiet(outcome, listener) or (
-            self.spec.timeout is not None and not self.engine.claim_report(self)
-        )
-
-    def _quiet(self, outcome: Outcome, listener: object) -> bool:
-        """A plain success that nobody listens to needs no event: the hot path."""
         engine = self.engine
-        return (
+        if (  # a plain success that nobody listens to needs no event: the hot path
             outcome is Outcome.SUCCESS
             and listener is None
             and engine.monitor is None
             and self.future is None
             and not engine.log.isEnabledFor(logging.DEBUG)
-        )
+        ):
+            return True
+        return self.spec.timeout is not None and not engine.claim_report(self)
 
     def _close(self, event: RunEvent) -> None:
         if self.outcome is None:
