@@ -297,15 +297,23 @@ class _SchedulerCore(JobOwner):
         return job
 
     def _checked_spec(self, func: object, options: Mapping[str, Any]) -> tuple[int, JobSpec]:
-        """The full path of ``add_job``: the job's id and its spec, every option checked."""
-        if not ADD_ONLY_OPTIONS.isdisjoint(options):
-            options = self._strip_add_only(options)
-        if "id" in options:
-            job_id = _check_id(options["id"])
-            given: Mapping[str, Any] = {k: v for k, v in options.items() if k != "id"}
+        """The full path of ``add_job``: the job's id and its spec, every option checked.
+        ``options`` did not fit the function's template as given (``_add`` tried)."""
+        given = options
+        if not ADD_ONLY_OPTIONS.isdisjoint(given):
+            given = self._strip_add_only(given)
+        if "id" in given:
+            job_id = _check_id(given["id"])
+            given = {k: v for k, v in given.items() if k != "id"}
         else:
-            job_id, given = _new_id(), options  # read, never kept
-        spec = self._derived_spec(func, given) if given else self._default_spec(func)
+            job_id = _new_id()  # ``given`` is read, never kept
+        spec: JobSpec | None
+        if not given:
+            spec = self._default_spec(func)
+        elif given is options:
+            spec = None  # the template was tried on exactly these options
+        else:
+            spec = self._derived_spec(func, given)
         if spec is None:
             check_option_names(given, "add_job")
             spec = self._build({**self._defaults, **given}, func)
