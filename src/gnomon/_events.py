@@ -245,16 +245,9 @@ def lazy_context(  # noqa: PLR0917 - a context's values, in order
     attempt: int,
 ) -> JobContext:
     """A context whose key and cancellation event are read from ``source`` (the run)
-    when first asked for: a run's path, so its slots are set here, without a call more."""
+    when first asked for."""
     ctx: JobContext = _new_context(JobContext)
-    _SET_JOB_ID(ctx, job_id)
-    _SET_JOB_NAME(ctx, job_name)
-    _SET_SCHEDULED_AT(ctx, scheduled_at)
-    _SET_FENCING_TOKEN(ctx, fencing_token)
-    _SET_ATTEMPT(ctx, attempt)
-    _SET_OCCURRENCE_KEY(ctx, None)
-    _SET_CANCELLED(ctx, None)
-    _SET_SOURCE(ctx, source)
+    _fill(ctx, job_id, job_name, scheduled_at, fencing_token, attempt, None, None, source)
     return ctx
 
 
