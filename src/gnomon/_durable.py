@@ -198,6 +198,11 @@ class DurableJobs:
             self._templates.clear()
             forget_decoded()
 
+    def join(self) -> None:
+        """Join the store's node list as the scheduler starts, so that a started
+        scheduler is listed at once (its follower's heartbeats keep it there)."""
+        self.store.heartbeat(self.instance_id, self.node, self.started_at, leader=False)
+
     def start_following(self) -> None:
         with self._following:
             if self._follower is not None or self._closed:

@@ -569,9 +569,11 @@ class _SchedulerCore(JobOwner):
         return durable.store.nodes(alive_within=timedelta(seconds=30))
 
     def _start_store(self) -> None:
-        """Before firing: open the store and mirror its jobs (raises StoreUnavailable)."""
+        """Before firing: open the store, mirror its jobs and join its node list (raises
+        StoreUnavailable)."""
         if self._durable is not None:
             self._durable.load()
+            self._durable.join()
 
     def _jobs(self, tags: Iterable[str] | None) -> list[Job]:
         with self._engine.lock:

@@ -508,6 +508,27 @@ def test_nodes_lists_every_scheduler_on_the_store(make: SchedulerFactory) -> Non
     assert len({n.instance_id for n in a.nodes()}) == 2
 
 
+def test_a_started_scheduler_is_in_the_node_list_before_its_follower_beats(
+    new_store: StoreFactory,
+) -> None:
+    store = new_store()
+    follower_may_go = threading.Event()
+    upkeep = store.upkeep
+
+    def held_upkeep() -> None:  # the follower's first pass stops here, before its heartbeat
+        follower_may_go.wait(10)
+        upkeep()
+
+    store.upkeep = held_upkeep  # type: ignore[method-assign]
+    s = gnomon.Scheduler(store=store, node="alpha", timezone="UTC")
+    try:
+        s.start()
+        assert [n.node for n in s.nodes()] == ["alpha"]
+    finally:
+        follower_may_go.set()
+        s.shutdown()
+
+
 def test_history_without_a_store_keeps_the_newest_records_in_memory(clock: FakeClock) -> None:
     s = gnomon.Scheduler(clock=clock, timezone="UTC", history_limit=3)
     try:
