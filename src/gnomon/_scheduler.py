@@ -1332,12 +1332,8 @@ class AsyncScheduler(_SchedulerCore):
     # ---------------------------------------------------------------- driver
 
     def dispatch(self, run: Run) -> None:
-        loop = self._loop or self._require_loop()
-        try:
-            on_loop = asyncio.get_running_loop() is loop  # _on_loop, without its frame
-        except RuntimeError:
-            on_loop = False
-        if on_loop:
+        loop = self._require_loop()
+        if _on_loop(loop):
             held = self._held
             if held is not None:
                 held.append(run)  # _on_timer starts it when its deadline comes
