@@ -238,8 +238,11 @@ def derive_spec(template: JobSpec, options: Mapping[str, Any]) -> JobSpec | None
     name = _check_name(options.get("name"), func)  # in build_spec's order
     tags = options.get("tags")
     tags = _NO_TAGS if tags is None else _check_tags(tags)
-    start_at = _check_moment(options.get("start_at"), "start_at")
-    stop_at = _check_moment(options.get("stop_at"), "stop_at")
+    start_at, stop_at = options.get("start_at"), options.get("stop_at")
+    if start_at is not None:
+        start_at = require_aware(start_at, "start_at", InvalidJob)
+    if stop_at is not None:
+        stop_at = require_aware(stop_at, "stop_at", InvalidJob)
     spec = new_spec(name, args, kwargs or _NO_KWARGS, tags, start_at, stop_at, traits)
     if start_at is not None and (stop_at is not None or traits.start_immediately):
         _check_combinations(spec)

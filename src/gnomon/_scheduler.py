@@ -289,7 +289,7 @@ class _SchedulerCore(JobOwner):
             else:
                 job_id, spec = self._checked_spec(func, options)
         checked = check_rule(spec, rule, clustered=self._engine.clustered)
-        state = self._engine.add(job_id, spec, checked, self.clock.now())
+        state = self._engine.add(job_id, spec, checked, self._engine.now())
         job = Job(self, state)
         if self._monitor is not None:
             self._report_registered(job)
