@@ -31,7 +31,7 @@ from gnomon._clock import Clock, FakeClock, SystemClock
 from gnomon._distributed import occurrence_key
 from gnomon._errors import InvalidJob, JobNotFound, SchedulerShutDown
 from gnomon._events import LimitMode, Outcome, Recovery, RunEvent
-from gnomon._job import Job, JobOwner, JobState
+from gnomon._job import Job, JobOwner, JobState, OwnSpecState
 from gnomon._rules import Every, EveryRandom, Once, Rule
 from gnomon._run import Run, call_hook
 from gnomon._stores.contract import RunRecord
@@ -253,12 +253,12 @@ class Engine:
 
     # ---------------------------------------------------------------- registration
 
-    def add(self, job_id: int, spec: JobSpec, rule: Rule, now: datetime) -> JobState:
-        """Register a job added by a call (stored jobs come through ``add_prepared``)."""
+    def add(self, state: JobState, now: datetime) -> None:
+        """Register a new job added by a call (stored jobs come through ``add_prepared``)."""
         if now.tzinfo is not self.tz:
             now = now.astimezone(self.tz)
-        state = JobState(job_id, spec, rule)
-        if spec.stop_at is not None or type(rule) is Once:
+        spec, job_id = state.spec, state.id
+        if spec.stop_at is not None or type(state.rule) is Once:
             self._check_timing(state, now)
         with self.lock:
             if self.shut_down:
@@ -271,7 +271,6 @@ class Engine:
             self.jobs[job_id] = state
             if self.started and not state.paused:
                 self._arm_first(state, now)
-        return state
 
     def add_prepared(
         self, states: Iterable[JobState], now: datetime
@@ -492,6 +491,8 @@ class Engine:
         self._disarm(state)
         state.removed = True
         del self.jobs[state.id]
+        if type(state) is OwnSpecState:
+            state.detach_spec()
         if self._unclaimed or self._probe_after:
             self._unclaimed.pop(state, None)  # nothing of a removed job is caught up
             self._probe_after.pop(state, None)

@@ -24,10 +24,12 @@ __all__ = [
     "TRAIT_FIELDS",
     "CatchUp",
     "Durable",
+    "FrozenSpec",
     "Job",
     "JobSpec",
     "JobState",
     "JobTraits",
+    "OwnSpecState",
     "new_spec",
 ]
 
@@ -84,22 +86,27 @@ PER_JOB_FIELDS = ("name", "args", "kwargs", "tags", "start_at", "stop_at")
 """A spec's own fields; every other option is one of its shared ``JobTraits``."""
 
 
-@dataclass(frozen=True, slots=True)
 class JobSpec:
-    """Everything ``add_job`` was told about a job, validated. Replaced whole by updates.
+    """Everything ``add_job`` was told about a job, validated; read-only.
 
     The per-job options are fields of its own; everything else is read through to its
     ``traits``, which jobs of one function with the same options share (read-only, so a
-    change to one job builds it a new spec and never touches another's).
+    change to one job builds it a new spec and never touches another's). Two kinds hold
+    the fields: a :class:`FrozenSpec`, a value of its own (shared by the jobs added with
+    no options, and what updates and stored jobs build), and an :class:`OwnSpecState`,
+    the state of a job added with per-job options only, which is its own spec.
     """
 
-    name: str
-    args: tuple[object, ...]
-    kwargs: Mapping[str, object]
-    tags: frozenset[str]
-    start_at: datetime | None
-    stop_at: datetime | None
-    traits: JobTraits
+    __slots__ = ()
+
+    if TYPE_CHECKING:  # the fields; each kind stores them
+        name: str
+        args: tuple[object, ...]
+        kwargs: Mapping[str, object]
+        tags: frozenset[str]
+        start_at: datetime | None
+        stop_at: datetime | None
+        traits: JobTraits
 
     @property
     def options(self) -> dict[str, Any]:
@@ -113,6 +120,29 @@ class JobSpec:
             "start_at": self.start_at,
             "stop_at": self.stop_at,
         }
+
+    def fields(
+        self,
+    ) -> tuple[
+        str,
+        tuple[object, ...],
+        Mapping[str, object],
+        frozenset[str],
+        datetime | None,
+        datetime | None,
+        JobTraits,
+    ]:
+        """The spec's own fields and its traits, in ``new_spec``'s order: two specs of
+        either kind hold the same when these are equal."""
+        return (
+            self.name,
+            self.args,
+            self.kwargs,
+            self.tags,
+            self.start_at,
+            self.stop_at,
+            self.traits,
+        )
 
     if TYPE_CHECKING:  # the traits read through; set below as C-level getters
 
@@ -165,9 +195,23 @@ for _trait in TRAIT_FIELDS:
     if _trait != "options":
         setattr(JobSpec, _trait, property(operator.attrgetter(f"traits.{_trait}")))
 
+
+@dataclass(frozen=True, slots=True)
+class FrozenSpec(JobSpec):
+    """A spec that is a value of its own. Replaced whole by updates."""
+
+    name: str
+    args: tuple[object, ...]
+    kwargs: Mapping[str, object]
+    tags: frozenset[str]
+    start_at: datetime | None
+    stop_at: datetime | None
+    traits: JobTraits
+
+
 _new = object.__new__
 _set_name, _set_args, _set_kwargs, _set_tags, _set_start_at, _set_stop_at, _set_traits = (
-    JobSpec.__dict__[name].__set__ for name in (*PER_JOB_FIELDS, "traits")
+    FrozenSpec.__dict__[name].__set__ for name in (*PER_JOB_FIELDS, "traits")
 )
 
 
@@ -179,11 +223,11 @@ def new_spec(  # noqa: PLR0917 - the fields in order, like the dataclass's own _
     start_at: datetime | None,
     stop_at: datetime | None,
     traits: JobTraits,
-) -> JobSpec:
-    """``JobSpec(...)`` of values already validated, at a third of its cost (a frozen
+) -> FrozenSpec:
+    """``FrozenSpec(...)`` of values already validated, at a third of its cost (a frozen
     dataclass's ``__init__`` sets each field through ``object.__setattr__``): the path
-    of every job added after its function's first, and of every stored job loaded."""
-    spec: JobSpec = _new(JobSpec)
+    of every stored job loaded, and of a job's spec kept past its removal."""
+    spec: FrozenSpec = _new(FrozenSpec)
     _set_name(spec, name)
     _set_args(spec, args)
     _set_kwargs(spec, kwargs)
@@ -279,6 +323,46 @@ class JobState:
         if value is None:
             value = self.uuid_value = uuid.UUID(int=self.id)
         return value
+
+
+class OwnSpecState(JobState, JobSpec):
+    """The state of a job added with per-job options only (``name``, ``args``, ``tags``,
+    ``start_at``...) on its function's shared traits: the state holds those options and
+    is the job's spec, so that the job costs the collector one object, not two.
+
+    Its spec fields are set here and never changed. An update gives the job a new spec
+    (a ``FrozenSpec``), as any job gets one, and a run keeps the spec it started with;
+    removal does the same (``detach_spec``), so that a removed job is not a reference
+    cycle that only the collector frees.
+    """
+
+    __slots__ = ("args", "kwargs", "name", "start_at", "stop_at", "tags", "traits")
+
+    def __init__(  # noqa: PLR0917 - the id, the rule, then new_spec's fields
+        self,
+        job_id: int,
+        rule: Rule,
+        name: str,
+        args: tuple[object, ...],
+        kwargs: Mapping[str, object],
+        tags: frozenset[str],
+        start_at: datetime | None,
+        stop_at: datetime | None,
+        traits: JobTraits,
+    ) -> None:
+        JobState.__init__(self, job_id, self, rule)
+        self.name = name
+        self.args = args
+        self.kwargs = kwargs
+        self.tags = tags
+        self.start_at = start_at
+        self.stop_at = stop_at
+        self.traits = traits
+
+    def detach_spec(self) -> None:
+        """Give the job a spec apart from its state, of the same fields (on removal)."""
+        if self.spec is self:
+            self.spec = new_spec(*self.fields())
 
 
 class JobOwner:

@@ -17,7 +17,7 @@ from gnomon._distributed import Locker
 from gnomon._durations import Duration, parse_duration
 from gnomon._errors import InvalidJob, InvalidJobArguments
 from gnomon._events import JobContext, LimitMode, Recovery, RunEvent
-from gnomon._job import PER_JOB_FIELDS, JobSpec, JobTraits, new_spec
+from gnomon._job import PER_JOB_FIELDS, JobSpec, JobTraits, OwnSpecState, new_spec
 from gnomon._retry import Retry
 from gnomon._rules import Every, EveryRandom, Rule
 from gnomon._stores.contract import IfExists
@@ -33,7 +33,7 @@ __all__ = [
     "build_spec",
     "check_option_names",
     "check_rule",
-    "derive_spec",
+    "derive_state",
     "is_async_callable",
 ]
 
@@ -215,13 +215,16 @@ _NO_KWARGS: Mapping[str, object] = {}
 """The keyword arguments of every job derived without any (a spec is never changed)."""
 
 
-def derive_spec(template: JobSpec, options: Mapping[str, Any]) -> JobSpec | None:
-    """A spec for ``template``'s function with ``options``, validating only the per-job
-    options; ``None`` when ``options`` hold others (then use ``build_spec``).
+def derive_state(
+    template: JobSpec, options: Mapping[str, Any], job_id: int, rule: Rule
+) -> OwnSpecState | None:
+    """A new job's state for ``template``'s function with ``options``, validating only
+    the per-job options, which the state holds as its own spec; ``None`` when
+    ``options`` hold others (then use ``build_spec``).
 
     ``template`` is any spec built for the function with the scheduler's defaults
     (which set no per-job option) and per-job options only: its traits (listeners,
-    locker, coroutine-ness...), validated once there, are shared by the new spec.
+    locker, coroutine-ness...), validated once there, are shared by the new job.
     """
     if not PER_JOB_OPTIONS.issuperset(options):
         return None
@@ -243,10 +246,12 @@ def derive_spec(template: JobSpec, options: Mapping[str, Any]) -> JobSpec | None
         start_at = require_aware(start_at, "start_at", InvalidJob)
     if stop_at is not None:
         stop_at = require_aware(stop_at, "stop_at", InvalidJob)
-    spec = new_spec(name, args, kwargs or _NO_KWARGS, tags, start_at, stop_at, traits)
+    state = OwnSpecState(
+        job_id, rule, name, args, kwargs or _NO_KWARGS, tags, start_at, stop_at, traits
+    )
     if start_at is not None and (stop_at is not None or traits.start_immediately):
-        _check_combinations(spec)
-    return spec
+        _check_combinations(state)
+    return state
 
 
 def _fits(

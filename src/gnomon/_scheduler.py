@@ -47,7 +47,7 @@ from gnomon._options import (
     build_spec,
     check_option_names,
     check_rule,
-    derive_spec,
+    derive_state,
 )
 from gnomon._pool import SLOW_SECONDS, WorkerPool
 from gnomon._retry import Retry
@@ -279,25 +279,24 @@ class _SchedulerCore(JobOwner):
         self._check_fork()
         if self._durable is not None and _is_durable(options):
             return self._add_durable(self._durable, func, rule, options)
+        state: JobState | None
         if not options:
-            job_id, spec = _new_id(), self._default_spec(func)
+            state = JobState(_new_id(), self._default_spec(func), rule)
         else:
             # Per-job options only (no id, no add-only option): the function's template.
-            derived = self._derived_spec(func, options)
-            if derived is not None:
-                job_id, spec = _new_id(), derived
-            else:
-                job_id, spec = self._checked_spec(func, options)
-        checked = check_rule(spec, rule, clustered=self._engine.clustered)
-        state = self._engine.add(job_id, spec, checked, self._engine.now())
+            state = self._derived_state(func, options, _new_id(), rule)
+            if state is None:
+                state = self._checked_state(func, options, rule)
+        state.rule = check_rule(state.spec, rule, clustered=self._engine.clustered)
+        self._engine.add(state, self._engine.now())
         job = Job(self, state)
         if self._monitor is not None:
             self._report_registered(job)
         self._settle()
         return job
 
-    def _checked_spec(self, func: object, options: Mapping[str, Any]) -> tuple[int, JobSpec]:
-        """The full path of ``add_job``: the job's id and its spec, every option checked.
+    def _checked_state(self, func: object, options: Mapping[str, Any], rule: Rule) -> JobState:
+        """The full path of ``add_job``: the job's state, every option checked.
         ``options`` did not fit the function's template as given (``_add`` tried)."""
         given = options
         if not ADD_ONLY_OPTIONS.isdisjoint(given):
@@ -307,18 +306,16 @@ class _SchedulerCore(JobOwner):
             given = {k: v for k, v in given.items() if k != "id"}
         else:
             job_id = _new_id()  # ``given`` is read, never kept
-        spec: JobSpec | None
         if not given:
-            spec = self._default_spec(func)
-        elif given is options:
-            spec = None  # the template was tried on exactly these options
-        else:
-            spec = self._derived_spec(func, given)
-        if spec is None:
-            check_option_names(given, "add_job")
-            spec = self._build({**self._defaults, **given}, func)
-            self._keep_template(func, given, spec)
-        return job_id, spec
+            return JobState(job_id, self._default_spec(func), rule)
+        if given is not options:  # else the template was tried on exactly these options
+            derived = self._derived_state(func, given, job_id, rule)
+            if derived is not None:
+                return derived
+        check_option_names(given, "add_job")
+        spec = self._build({**self._defaults, **given}, func)
+        self._keep_template(func, given, spec)
+        return JobState(job_id, spec, rule)
 
     def _strip_add_only(self, options: Mapping[str, Any]) -> dict[str, Any]:
         """``durable=False`` (and ``if_exists``, which needs a store) are not job options."""
@@ -379,9 +376,11 @@ class _SchedulerCore(JobOwner):
             func, options, scheduler_locker=self._locker, clustered=self._engine.clustered
         )
 
-    def _derived_spec(self, func: object, given: Mapping[str, Any]) -> JobSpec | None:
+    def _derived_state(
+        self, func: object, given: Mapping[str, Any], job_id: int, rule: Rule
+    ) -> JobState | None:
         """The fast path: per-job options (name, args, tags, start_at...) on the
-        function's shared spec, when the scheduler's defaults set none of them."""
+        function's shared traits, when the scheduler's defaults set none of them."""
         if self._defaults_per_job:
             return None
         try:
@@ -390,7 +389,7 @@ class _SchedulerCore(JobOwner):
             return None
         if template is None:
             return None  # the first job of a function takes the full path (and is kept)
-        return derive_spec(template, given)
+        return derive_state(template, given, job_id, rule)
 
     def _keep_template(self, func: object, given: Mapping[str, Any], spec: JobSpec) -> None:
         """Keep a fully validated spec as its function's template for later jobs."""
