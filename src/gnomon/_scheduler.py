@@ -147,6 +147,9 @@ class _SchedulerCore(JobOwner):
         self._locker = _check_instance(locker, Locker, "locker")
         self._elector = _check_instance(elector, Elector, "elector")
         self._monitor = _check_instance(monitor, Monitor, "monitor")
+        self._told_lock = threading.RLock()
+        """Orders the monitor's "started" and "stopped" (``_tell_started``)."""
+        self._told_started = False
         self._log = _check_instance(logger, logging.Logger, "logger") or logging.getLogger("gnomon")
         self._defaults: dict[str, Any] = dict(job_defaults or {})
         self._defaults_per_job = not PER_JOB_OPTIONS.isdisjoint(self._defaults)
@@ -632,8 +635,7 @@ class _SchedulerCore(JobOwner):
             self._follow_fake_clock(self.clock)
         else:
             self._start_timer()
-        if self._engine.started:  # else a stop since, which tells the monitor itself
-            self._scheduler_hook("scheduler_started")
+        self._tell_started()
         self._settle()
 
     def _start_timer(self) -> None:
@@ -678,6 +680,24 @@ class _SchedulerCore(JobOwner):
         if ahead is None:
             return now, None
         return max(now, datetime.fromtimestamp(ahead, UTC)), now.timestamp()
+
+    def _tell_started(self) -> None:
+        """Tell the monitor of a start, unless a stop since has told it already."""
+        with self._told_lock:
+            if self._told_started or not self._engine.started:
+                return
+            self._told_started = True
+            self._scheduler_hook("scheduler_started")
+
+    def _tell_stopped(self) -> None:
+        """Tell the monitor of a stop. A stop that won the race with the start it ends,
+        before that start told the monitor, tells of the start first: the monitor hears
+        each stop after the start it ends."""
+        with self._told_lock:
+            if not self._told_started:
+                self._scheduler_hook("scheduler_started")
+            self._told_started = False
+            self._scheduler_hook("scheduler_stopped")
 
     def _scheduler_hook(self, name: str) -> None:
         if self._monitor is not None:
@@ -1149,7 +1169,7 @@ class Scheduler(_SchedulerCore):
         self._check_fork()
         if self._engine.stop(Outcome.SKIPPED_STOPPING, shut_down=False):
             self._stop_timer()
-            self._scheduler_hook("scheduler_stopped")
+            self._tell_stopped()
 
     def shutdown(self, timeout: timedelta | float | str | None = None) -> None:
         """Stop for good: wait up to ``timeout`` (default ``stop_timeout``) for running
@@ -1192,7 +1212,7 @@ class Scheduler(_SchedulerCore):
             self._pool.shutdown(wait=False)
             self._pool.join(0.5 if not unfinished else 0.0)
             if was_running:
-                self._scheduler_hook("scheduler_stopped")
+                self._tell_stopped()
         finally:
             self._shutdown_done.set()
         if unfinished:
@@ -1640,7 +1660,7 @@ class AsyncScheduler(_SchedulerCore):
         self._check_fork()
         if self._engine.stop(Outcome.SKIPPED_STOPPING, shut_down=False):
             self._stop_timer()
-            self._scheduler_hook("scheduler_stopped")
+            self._tell_stopped()
 
     async def shutdown(self, timeout: timedelta | float | str | None = None) -> None:  # noqa: ASYNC109 - the contract names it
         """Stop for good: wait up to ``timeout`` (default ``stop_timeout``) for running
@@ -1674,7 +1694,7 @@ class AsyncScheduler(_SchedulerCore):
             await asyncio.to_thread(self._durable.close)
         self._pool.shutdown(wait=False)
         if was_running:
-            self._scheduler_hook("scheduler_stopped")
+            self._tell_stopped()
         if unfinished:
             raise ShutdownTimedOut(
                 f"{len(unfinished)} run(s) still going after {limit:g}s: {_first(unfinished)}",

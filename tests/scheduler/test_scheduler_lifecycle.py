@@ -683,7 +683,7 @@ class _LifecycleMonitor(gnomon.Monitor):
 def test_a_stop_racing_a_start_in_progress_leaves_no_timer_running() -> None:
     # stop_jobs() lands between start() starting the engine and starting its timer: the
     # stop came last, so the scheduler must be stopped with no timer loop leading, and
-    # the monitor's last word must be that it stopped.
+    # the monitor must hear the start and then the stop, each once.
     monitor = _LifecycleMonitor()
     s = gnomon.Scheduler(timezone=UTC_ZONE, monitor=monitor)
     runs = Tally()
@@ -695,12 +695,36 @@ def test_a_stop_racing_a_start_in_progress_leaves_no_timer_running() -> None:
         s._start_timer = start_timer  # type: ignore[method-assign]
         assert not s.running
         assert s._timer_loops == 0
-        assert monitor.heard[-1:] == ["stopped"]
+        assert monitor.heard == ["started", "stopped"]
         s.start()
         runs.wait_for(3)
         assert s._timer_loops == 1
+        assert monitor.heard == ["started", "stopped", "started"]
     finally:
         s.shutdown()
+    assert monitor.heard == ["started", "stopped", "started", "stopped"]
+
+
+def test_a_monitor_that_stops_the_scheduler_as_it_starts_hears_the_start_first() -> None:
+    heard: list[str] = []
+
+    class Stopper(gnomon.Monitor):
+        def scheduler_started(self) -> None:
+            heard.append("started")
+            s.stop_jobs()
+            heard.append("stop_jobs returned")
+
+        def scheduler_stopped(self) -> None:
+            heard.append("stopped")
+
+    s = gnomon.Scheduler(timezone=UTC_ZONE, monitor=Stopper())
+    try:
+        s.start()
+        assert not s.running
+        assert heard == ["started", "stopped", "stop_jobs returned"]
+    finally:
+        s.shutdown()
+    assert heard == ["started", "stopped", "stop_jobs returned"]
 
 
 def test_a_start_racing_a_stop_on_a_fake_clock_leaves_the_clock_driving_the_jobs() -> None:
