@@ -165,7 +165,7 @@ def test_a_job_with_per_job_options_leaves_the_collector_only_its_state_and_the_
     tracked = len(gc.get_objects())
     jobs = [s.add_job(plain, hourly, args=(i,), name=f"j{i}") for i in range(200)]
     gc.collect()
-    assert len(gc.get_objects()) - tracked <= 2 * len(jobs) + 20
+    assert len(gc.get_objects()) - tracked < 2.5 * len(jobs)  # 3 per job with a spec apart
     assert all(job._state.spec is job._state for job in jobs)
     engine = s._engine
     assert len(engine._heap) == len(jobs) + 1
