@@ -33,7 +33,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from gnomon._errors import GnomonError, InvalidJob, StoreUnavailable
-from gnomon._job import Durable, JobSpec, JobState, new_spec
+from gnomon._job import Durable, JobSpec, JobState, OwnSpecState, new_spec
 from gnomon._options import check_rule
 from gnomon._stores.bulk import collector_paused
 from gnomon._stores.codec import (
@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from gnomon._distributed import Locker
     from gnomon._engine import Engine
     from gnomon._rules import Rule
+    from gnomon._stores.codec import Definition
     from gnomon._stores.contract import RunRecord, Store
 
 __all__ = ["STORED_OPTIONS", "DurableJobs", "default_node", "new_job_id"]
@@ -96,6 +97,22 @@ class _Template:
     def copy(self, name: str, args: tuple[object, ...], kwargs: Mapping[str, object]) -> JobSpec:
         spec = self.spec
         return new_spec(
+            name, args, kwargs or _NO_KWARGS, spec.tags, spec.start_at, spec.stop_at, spec.traits
+        )
+
+    def state(
+        self,
+        job_id: int,
+        rule: Rule,
+        name: str,
+        args: tuple[object, ...],
+        kwargs: Mapping[str, object],
+    ) -> OwnSpecState:
+        """A loaded job's state that holds its spec itself (one object, not two)."""
+        spec = self.spec
+        return OwnSpecState(
+            job_id,
+            rule,
             name,
             args,
             kwargs or _NO_KWARGS,
@@ -451,10 +468,9 @@ class DurableJobs:
         if task is None:
             self._park(row, f"its task {row.task!r} is not registered in this process")
             return None
-        spec, rule = self._decode(task, row) if known is None else known
+        state = self._decoded_state(task, row) if known is None else JobState(row.id.int, *known)
         if self._parked:
             self._parked.pop(row.id, None)
-        state = JobState(row.id.int, spec, rule)
         state.durable = Durable(
             task=task.name,  # the registry's string, not one more per row
             definition=hash(row.definition),
@@ -540,6 +556,25 @@ class DurableJobs:
     def _decode(self, task: Task, row: StoredJob) -> tuple[JobSpec, Rule]:
         """A stored row's spec, without re-validating what was validated when stored:
         rows that differ only in name and arguments share one validated template."""
+        definition, template, built = self._template(task, row)
+        if built is not None:
+            return built
+        return template.copy(row.name, definition.args, definition.kwargs), definition.rule
+
+    def _decoded_state(self, task: Task, row: StoredJob) -> JobState:
+        """A new row's job state, as ``_decode`` builds its spec: a row on a template
+        holds its name and arguments itself (``OwnSpecState``)."""
+        definition, template, built = self._template(task, row)
+        if built is not None:
+            return JobState(row.id.int, *built)
+        args, kwargs = definition.args, definition.kwargs
+        return template.state(row.id.int, definition.rule, row.name, args, kwargs)
+
+    def _template(
+        self, task: Task, row: StoredJob
+    ) -> tuple[Definition, _Template, tuple[JobSpec, Rule] | None]:
+        """A row's decoded definition and the template of rows like it; and the row's
+        spec and rule when they were built and checked in full (a new template)."""
         definition = decode_definition(row.definition)
         options = definition.options
         options_key = definition.options_key or tuple(sorted(options.items()))
@@ -552,9 +587,9 @@ class DurableJobs:
             )
             if len(self._templates) >= _TEMPLATES:
                 self._templates.clear()
-            self._templates[key] = _Template(spec)
-            return spec, check_rule(spec, definition.rule, clustered=True)
-        return template.copy(row.name, definition.args, definition.kwargs), definition.rule
+            template = self._templates[key] = _Template(spec)
+            return definition, template, (spec, check_rule(spec, definition.rule, clustered=True))
+        return definition, template, None
 
     # ---------------------------------------------------------------- engine hooks
 

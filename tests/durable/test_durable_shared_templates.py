@@ -43,6 +43,23 @@ def test_loaded_jobs_of_one_task_share_its_traits_and_keep_their_own_arguments(
     assert [spec.options["args"] for spec in specs] == [(0,), (1,), (2,)]
 
 
+def test_loaded_jobs_on_a_template_hold_their_spec_themselves_until_removed(
+    make: SchedulerFactory,
+) -> None:
+    # The first row of a template is built in full; the others keep their name and
+    # arguments on their state, which is their spec: one object per job, not two.
+    reader, jobs = loaded(make, 3)
+    own = [job for job in jobs if job._state.spec is job._state]
+    assert len(own) == 2
+    removed = own[0]
+    state = removed._state
+    held = state.spec.fields()
+    reader.remove_job(removed.id)
+    assert state.spec is not state
+    assert state.spec.fields() == held
+    assert removed.name == held[0]
+
+
 @pytest.mark.parametrize(
     "changes",
     [
