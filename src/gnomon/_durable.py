@@ -89,16 +89,15 @@ class _Template:
     """A validated spec whose traits, tags and bounds stored jobs differing only in name
     and arguments share."""
 
-    __slots__ = ("spec",)
+    __slots__ = ("shared", "spec")
 
     def __init__(self, spec: JobSpec) -> None:
         self.spec = spec
+        self.shared = spec.tags, spec.start_at, spec.stop_at, spec.traits
+        """What every row on this template holds: the spec's fields after the arguments."""
 
     def copy(self, name: str, args: tuple[object, ...], kwargs: Mapping[str, object]) -> JobSpec:
-        spec = self.spec
-        return new_spec(
-            name, args, kwargs or _NO_KWARGS, spec.tags, spec.start_at, spec.stop_at, spec.traits
-        )
+        return new_spec(name, args, kwargs or _NO_KWARGS, *self.shared)
 
     def state(
         self,
@@ -109,18 +108,7 @@ class _Template:
         kwargs: Mapping[str, object],
     ) -> OwnSpecState:
         """A loaded job's state that holds its spec itself (one object, not two)."""
-        spec = self.spec
-        return OwnSpecState(
-            job_id,
-            rule,
-            name,
-            args,
-            kwargs or _NO_KWARGS,
-            spec.tags,
-            spec.start_at,
-            spec.stop_at,
-            spec.traits,
-        )
+        return OwnSpecState(job_id, rule, name, args, kwargs or _NO_KWARGS, *self.shared)
 
 
 _MILLIS = (1 << 48) - 1

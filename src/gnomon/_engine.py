@@ -31,7 +31,7 @@ from gnomon._clock import Clock, FakeClock, SystemClock
 from gnomon._distributed import occurrence_key
 from gnomon._errors import InvalidJob, JobNotFound, SchedulerShutDown
 from gnomon._events import LimitMode, Outcome, Recovery, RunEvent
-from gnomon._job import Job, JobOwner, JobState, OwnSpecState
+from gnomon._job import Job, JobOwner, JobState
 from gnomon._rules import Every, EveryRandom, Once, Rule
 from gnomon._run import Run, call_hook
 from gnomon._stores.contract import RunRecord
@@ -491,8 +491,7 @@ class Engine:
         self._disarm(state)
         state.removed = True
         del self.jobs[state.id]
-        if type(state) is OwnSpecState:
-            state.detach_spec()
+        state.detach_spec()  # a removed job is no reference cycle (OwnSpecState)
         if self._unclaimed or self._probe_after:
             self._unclaimed.pop(state, None)  # nothing of a removed job is caught up
             self._probe_after.pop(state, None)

@@ -317,6 +317,10 @@ class JobState:
         self.durable: Durable | None = None
         self.stored_next: datetime | None = None
 
+    def detach_spec(self) -> None:
+        """Hold the spec apart from the state, as the job is removed: nothing to do
+        here (see ``OwnSpecState``)."""
+
     def uuid(self) -> uuid.UUID:
         """The job's id as a UUID, made once when first asked for."""
         value = self.uuid_value
@@ -360,7 +364,7 @@ class OwnSpecState(JobState, JobSpec):
         self.traits = traits
 
     def detach_spec(self) -> None:
-        """Give the job a spec apart from its state, of the same fields (on removal)."""
+        """Give the job a spec apart from its state, of the same fields."""
         if self.spec is self:
             self.spec = new_spec(*self.fields())
 
