@@ -197,8 +197,7 @@ class DurableJobs:
         """Mirror every live stored job into the engine (at start)."""
         self.open()
         with self._apply_lock, collector_paused():
-            rows = list(self.store.jobs(since=0))  # ours to empty as it is mirrored
-            self._reconcile(rows)
+            self._reconcile()
             # the templates and decoded texts served this load; the jobs keep what they use
             self._templates.clear()
             forget_decoded()
@@ -380,20 +379,28 @@ class DurableJobs:
 
     # ---------------------------------------------------------------- mirroring
 
-    def _reconcile(self, rows: list[StoredJob]) -> None:
-        """Make the mirror equal to ``rows`` (every live stored job). The list is emptied
-        batch by batch, so that the memory of the rows mirrored is reused for the next."""
-        live = {row.id.int for row in rows}
-        for state in [s for s in self.engine.jobs.values() if s.durable is not None]:
-            if state.id not in live:
+    def _reconcile(self) -> None:
+        """Make the mirror equal to the store, read page by page (``jobs_page``), so that
+        the rows of one page are let go before the next is read. Pages follow ``seq``
+        and hold removed rows too: a row read live on one page and removed before a
+        later one is read comes again on it, as its tombstone, and is forgotten."""
+        unseen = {s.id for s in self.engine.jobs.values() if s.durable is not None}
+        unseen_parked = set(self._parked)
+        cursor = 0
+        while rows := self.store.jobs_page(since=cursor, limit=_LOAD_BATCH):
+            cursor = max(cursor, rows[-1].seq)
+            for row in rows:
+                if row.removed is None:
+                    unseen.discard(row.id.int)
+                unseen_parked.discard(row.id)
+            self._mirror_batch(rows, self.engine.now())
+            del rows  # before the next page is read
+        for job_id in unseen:  # mirrored, and no longer in the store at all
+            state = self.engine.jobs.get(job_id)
+            if state is not None and state.durable is not None:
                 self.engine.forget(state, "removed from the store", cancel=True)
-        self._parked = {k: v for k, v in self._parked.items() if k.int in live}
-        cursor = max((row.seq for row in rows), default=0)
-        now = self.engine.now()
-        while rows:
-            batch = rows[:_LOAD_BATCH]
-            del rows[:_LOAD_BATCH]
-            self._mirror_batch(batch, now)
+        for parked in unseen_parked:
+            self._parked.pop(parked, None)
         self._cursor = max(self._cursor, cursor)
 
     def _mirror_batch(self, rows: list[StoredJob], now: datetime) -> None:

@@ -15,7 +15,7 @@ T0 = datetime(2026, 3, 1, tzinfo=UTC)
 StoreFactory = Callable[[], Store]
 SchedulerFactory = Callable[..., gnomon.Scheduler]
 
-OUTAGE_CALLS = ("claim", "record", "seq", "jobs")
+OUTAGE_CALLS = ("claim", "record", "seq", "jobs", "jobs_page")
 """What a scheduler asks its store while it runs: claims, records and the follower's reads."""
 
 

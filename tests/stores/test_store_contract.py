@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from gnomon._errors import (
+    InvalidOption,
     JobChanged,
     JobExists,
     JobNotFound,
@@ -239,6 +240,34 @@ def test_seq_grows_with_every_write_and_jobs_since_lists_changes_in_order(store:
     assert store.jobs(since=mark, include_removed=True) == [c, paused, gone]
     assert store.jobs() == [c, paused]
     assert store.jobs(since=gone.seq, include_removed=True) == []
+
+
+def test_jobs_page_reads_every_row_removed_ones_included_in_seq_order_a_page_at_a_time(
+    store: Store,
+) -> None:
+    a, b, c = add(store, "a"), add(store, "b"), add(store, "c")
+    gone = store.remove_job(a.id)
+    paused = store.set_paused(b.id, paused=True)
+    assert gone is not None
+    assert store.jobs_page(since=0, limit=2) == [c, gone]
+    assert store.jobs_page(since=gone.seq, limit=2) == [paused]
+    assert store.jobs_page(since=paused.seq, limit=2) == []
+    assert store.jobs_page(since=0, limit=10) == [c, gone, paused]
+
+
+@pytest.mark.parametrize("limit", [0, -1, 1.5, "10", None, True])
+def test_jobs_page_refuses_a_limit_that_is_not_a_positive_int(store: Store, limit: Any) -> None:
+    with pytest.raises(InvalidOption, match=f"limit must be a positive int, got {limit!r}"):
+        store.jobs_page(since=0, limit=limit)
+
+
+def test_the_default_jobs_page_of_a_store_without_one_is_every_row_after_since(
+    store: Store,
+) -> None:
+    a, b = add(store, "a"), add(store, "b")
+    gone = store.remove_job(a.id)
+    assert Store.jobs_page(store, since=0, limit=1) == [b, gone]
+    assert Store.jobs_page(store, since=b.seq, limit=1) == [gone]
 
 
 def test_a_second_store_object_sees_the_changes_of_the_first(

@@ -36,6 +36,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from gnomon._errors import InvalidOption
 from gnomon._events import Outcome, Recovery
 
 __all__ = [
@@ -51,6 +52,7 @@ __all__ = [
     "RunRecord",
     "Store",
     "StoredJob",
+    "check_page_limit",
     "describe_error",
     "describe_traceback",
 ]
@@ -264,6 +266,15 @@ class Store(abc.ABC):
     def jobs(self, *, since: int = 0, include_removed: bool = False) -> list[StoredJob]:
         """Rows with ``seq > since``, in ``seq`` order. Removed rows only when
         ``include_removed`` (a follower passes it, to learn of removals)."""
+
+    def jobs_page(self, *, since: int, limit: int) -> list[StoredJob]:
+        """Rows with ``seq > since``, removed ones included, in ``seq`` order; at most
+        ``limit`` of them where the store can stop there. A scheduler loads a store page
+        by page, each page after the last one's ``seq``, so that it never holds every
+        row (and its driver's copy of them) at once. The default returns every such
+        row: the loader takes it as one page."""
+        check_page_limit(limit)
+        return self.jobs(since=since, include_removed=True)
 
     @abc.abstractmethod
     def get_job(
@@ -493,3 +504,9 @@ class CommandResult:
 def outcome_names(outcomes: Sequence[Outcome | None]) -> list[str | None]:
     """Outcomes as stored (their values; ``None`` for in progress)."""
     return [None if o is None else o.value for o in outcomes]
+
+
+def check_page_limit(limit: object) -> None:
+    """``jobs_page``'s ``limit``: a positive int."""
+    if type(limit) is not int or limit < 1:
+        raise InvalidOption(f"limit must be a positive int, got {limit!r}")

@@ -40,6 +40,7 @@ from gnomon._stores.contract import (
     RunRecord,
     Store,
     StoredJob,
+    check_page_limit,
 )
 
 __all__ = ["MemoryStore"]
@@ -153,6 +154,10 @@ class MemoryStore(Store):
                 if row.seq > since and (include_removed or row.removed is None)
             ]
         return sorted(rows, key=_seq_of)
+
+    def jobs_page(self, *, since: int, limit: int) -> list[StoredJob]:
+        check_page_limit(limit)
+        return self.jobs(since=since, include_removed=True)[:limit]
 
     def get_job(
         self, *, job_id: uuid.UUID | None = None, name: str | None = None

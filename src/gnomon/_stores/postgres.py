@@ -86,6 +86,7 @@ from gnomon._stores.contract import (
     RunRecord,
     Store,
     StoredJob,
+    check_page_limit,
     outcome_names,
 )
 from gnomon._stores.memory import (
@@ -328,6 +329,7 @@ _STATEMENTS = {
     "now": "SELECT clock_timestamp()",
     "seq": "SELECT coalesce(max(seq), 0) FROM {jobs}",
     "jobs": "SELECT {cols} FROM {jobs} WHERE seq > %(since)s ORDER BY seq",
+    "jobs_page": "SELECT {cols} FROM {jobs} WHERE seq > %(since)s ORDER BY seq LIMIT %(limit)s",
     "live_jobs": (
         "SELECT {cols} FROM {jobs} WHERE seq > %(since)s AND removed IS NULL ORDER BY seq"
     ),
@@ -1153,6 +1155,12 @@ class PostgresStore(Store):
 
     def jobs(self, *, since: int = 0, include_removed: bool = False) -> list[StoredJob]:
         rows = self._rows("jobs" if include_removed else "live_jobs", {"since": since})
+        with collector_paused():
+            return [_make_job(row) for row in rows]
+
+    def jobs_page(self, *, since: int, limit: int) -> list[StoredJob]:
+        check_page_limit(limit)
+        rows = self._rows("jobs_page", {"since": since, "limit": limit})
         with collector_paused():
             return [_make_job(row) for row in rows]
 

@@ -52,6 +52,7 @@ from gnomon._stores.contract import (
     RunRecord,
     Store,
     StoredJob,
+    check_page_limit,
 )
 from gnomon._stores.memory import (
     ActionsNotKept,
@@ -148,6 +149,7 @@ _JOB = """SELECT id, name, task, definition, anchor, next_fire, runs, last_run, 
     pause_reason, version, source, seq, removed, removed_at FROM gnomon_jobs"""
 _JOBS_SINCE = _JOB + " WHERE seq > ? AND removed IS NULL ORDER BY seq"
 _JOBS_SINCE_WITH_REMOVED = _JOB + " WHERE seq > ? ORDER BY seq"
+_JOBS_PAGE = _JOB + " WHERE seq > ? ORDER BY seq LIMIT ?"
 _JOB_BY_ID = _JOB + " WHERE id = ?"
 _LIVE_JOB_BY_NAME = _JOB + " WHERE name = ? AND removed IS NULL"
 _TOMBSTONE_BY_NAME = _JOB + " WHERE name = ? AND removed IS NOT NULL ORDER BY seq DESC LIMIT 1"
@@ -448,6 +450,12 @@ class SQLiteStore(Store):
         statement = _JOBS_SINCE_WITH_REMOVED if include_removed else _JOBS_SINCE
         with self._errors(), collector_paused():
             cursor = self._connection().execute(statement, (since,))
+            return [_job(row) for row in cursor]
+
+    def jobs_page(self, *, since: int, limit: int) -> list[StoredJob]:
+        check_page_limit(limit)
+        with self._errors(), collector_paused():
+            cursor = self._connection().execute(_JOBS_PAGE, (since, limit))
             return [_job(row) for row in cursor]
 
     def get_job(
