@@ -56,6 +56,18 @@ _WALK_LIMIT = 100_000
 _MISSED_LIMIT = 10_000
 _QUEUE_LIMIT = 1000
 _WAKE_BATCH = 32
+
+# The timer heap holds one int per entry, its sort key: the fire time in microseconds,
+# then the push's ``seq``, then the job's 128-bit id (or the timed-entry flag, the
+# entry itself then kept in ``Engine._timed`` by its seq). An int is no object the
+# cyclic collector tracks, so a hundred thousand armed jobs add nothing to its passes,
+# nor to the allocations that set them off, as a tuple per entry would.
+_TICKS = 1_000_000
+_SEQ_SHIFT = 129
+_TICK_SHIFT = _SEQ_SHIFT + 64
+_SEQ_MASK = (1 << 64) - 1
+_TIMED = 1 << 128
+_ID_MASK = _TIMED - 1
 _RETRY_LIMIT = 1000
 _MARGIN = timedelta(milliseconds=50)
 """Added to a store's or locker's delay (beside 5%) before asking it again."""
@@ -211,12 +223,12 @@ class Engine:
         self.owner = owner
         self.jobs: dict[int, JobState] = {}
         self._names: dict[str, int] = {}
-        # Fire times: (stamp, seq, job id) for a job, valid while the job is armed by that
-        # seq; (stamp, seq, entry) for a timeout, a retry or a delayed start.
-        self._heap: list[tuple[float, int, int | _Timed]] = []
+        # Fire times as sort keys (see _TICKS): a job's is valid while the job is armed
+        # by its seq; a timeout's, a retry's or a delayed start's entry is in _timed.
+        self._heap: list[int] = []
+        self._timed: dict[int, _Timed] = {}
         self._seq = itertools.count(1)
-        self._stale = 0
-        self._running = 0
+        self._stale = self._running = 0
         self._queue: deque[Run] = deque()
         self._waiting = 0
         self._queued_jobs: set[JobState] = set()
@@ -573,9 +585,17 @@ class Engine:
                 self._drop_retry(state, effects, admit=False, stopping=True)
                 self._disarm(state)
                 self._drop_queued(state, outcome, effects)
-            dropped = int | _DelayedOffer | _PendingRetry | _UnclaimedProbe
-            self._heap = [e for e in self._heap if not isinstance(e[2], dropped)]
-            heapq.heapify(self._heap)
+            dropped = _DelayedOffer | _PendingRetry | _UnclaimedProbe
+            timed, kept = self._timed, []
+            for key in self._heap:  # every job's fire time goes, and timed entries above
+                if key & _TIMED:
+                    seq = key >> _SEQ_SHIFT & _SEQ_MASK
+                    if isinstance(timed[seq], dropped):
+                        del timed[seq]
+                    else:
+                        kept.append(key)
+            heapq.heapify(kept)
+            self._heap = kept
             self._probing.clear()
             self._stale = 0
             for run in self.live_runs:
@@ -589,7 +609,7 @@ class Engine:
     def next_deadline(self) -> float | None:
         """The earliest heap entry's UTC timestamp (stale entries included)."""
         heap = self._heap
-        return heap[0][0] if heap else None
+        return (heap[0] >> _TICK_SHIFT) / _TICKS if heap else None
 
     def wake(
         self, now: datetime, *, batches: int | None = None, timed_by: float | None = None
@@ -609,49 +629,52 @@ class Engine:
         """
         now = now.astimezone(self.tz)
         stamp = now.timestamp()
+        due_below = _keys_after(stamp)
+        ahead_from = None if timed_by is None else _keys_after(timed_by)
         more, held_back = True, False
         while more and batches != 0 and not held_back:
             effects: Effects = []
             with self.lock:
                 for _ in range(_WAKE_BATCH):
                     heap = self._heap  # a compaction (or stop()) may replace the list
-                    if not heap or heap[0][0] > stamp:
+                    if not heap or heap[0] >= due_below:
                         break
                     if (
-                        timed_by is not None
-                        and heap[0][0] > timed_by
-                        and not self._fires_ahead(heap[0][2])
+                        ahead_from is not None
+                        and heap[0] >= ahead_from
+                        and not self._fires_ahead(heap[0])
                     ):
                         held_back = True  # not to be taken ahead of its time
                         break
                     self._pop_due(now, stamp, effects)
                 heap = self._heap
-                more = bool(heap) and heap[0][0] <= stamp
+                more = bool(heap) and heap[0] < due_below
             self.apply(effects)
             if batches is not None:
                 batches -= 1
         return more
 
-    def _fires_ahead(self, target: int | _Timed) -> bool:
+    def _fires_ahead(self, key: int) -> bool:
         """Whether a heap entry may be fired a little before its time, its runs held
         until it comes: a job's fire time, unless a gate would judge its run then (its
         singleton mode, the scheduler's ``max_concurrent``): a slot freed between the
         firing and the fire time would start a run it queued at once, early."""
-        if type(target) is not int:
+        if key & _TIMED:
             return False
-        state = self.jobs.get(target)
+        state = self.jobs.get(key & _ID_MASK)
         return state is None or (state.spec.singleton is None and self.max_concurrent is None)
 
     def _pop_due(self, now: datetime, stamp: float, effects: Effects) -> None:
-        due_stamp, seq, target = heapq.heappop(self._heap)
-        if not isinstance(target, int):
-            target.fire(self, now, effects)
+        key = heapq.heappop(self._heap)
+        seq = key >> _SEQ_SHIFT & _SEQ_MASK
+        if key & _TIMED:
+            self._timed.pop(seq).fire(self, now, effects)
             return
-        state = self.jobs.get(target)
+        state = self.jobs.get(key & _ID_MASK)
         if state is None or state.armed != seq:
             self._stale -= 1
         else:
-            self._fire(state, now, stamp, due_stamp, effects)
+            self._fire(state, now, stamp, (key >> _TICK_SHIFT) / _TICKS, effects)
 
     def _fire(
         self, state: JobState, now: datetime, stamp: float, due_stamp: float, effects: Effects
@@ -849,9 +872,10 @@ class Engine:
     def _compact(self) -> None:
         jobs = self.jobs
         self._heap = [
-            entry
-            for entry in self._heap
-            if type(entry[2]) is not int or getattr(jobs.get(entry[2]), "armed", None) == entry[1]
+            key
+            for key in self._heap
+            if key & _TIMED
+            or getattr(jobs.get(key & _ID_MASK), "armed", None) == key >> _SEQ_SHIFT & _SEQ_MASK
         ]
         heapq.heapify(self._heap)
         self._stale = 0
@@ -860,11 +884,18 @@ class Engine:
         """Add a heap entry: a job's id (the job keeps the returned ``seq`` as ``armed``),
         or a timed entry."""
         heap = self._heap
-        earliest = heap[0][0] if heap else None
         seq = next(self._seq)
-        heapq.heappush(heap, (stamp, seq, target))
-        if earliest is None or stamp < earliest:
+        key = round(stamp * _TICKS) << _TICK_SHIFT | seq << _SEQ_SHIFT
+        if isinstance(target, _Timed):
+            key |= _TIMED
+            self._timed[seq] = target
+        else:
+            key |= target
+        if not heap or key < heap[0]:
+            heapq.heappush(heap, key)
             self.driver.deadline_moved()
+        else:
+            heapq.heappush(heap, key)
         return seq
 
     def push_timed(self, when: datetime, entry: _Timed) -> None:
@@ -1686,3 +1717,8 @@ def _extra(state: JobState, scheduled: datetime | None = None) -> dict[str, obje
 
 def _no_loop(awaitable: Any) -> Any:
     raise RuntimeError("this scheduler face has no loop to await on")
+
+
+def _keys_after(stamp: float) -> int:
+    """The least heap key after every entry due at ``stamp``: entries below it are due."""
+    return round(stamp * _TICKS) + 1 << _TICK_SHIFT
