@@ -197,10 +197,12 @@ class DurableJobs:
         """Mirror every live stored job into the engine (at start)."""
         self.open()
         with self._apply_lock, collector_paused():
-            self._reconcile()
-            # the templates and decoded texts served this load; the jobs keep what they use
-            self._templates.clear()
-            forget_decoded()
+            try:
+                self._reconcile()
+            finally:
+                # the templates and decoded texts served this load; the jobs keep theirs
+                self._templates.clear()
+                forget_decoded()
 
     def join(self) -> None:
         """Join the store's node list as the scheduler starts, so that a started
@@ -386,25 +388,68 @@ class DurableJobs:
         later one is read comes again on it, as its tombstone, and is forgotten."""
         unseen = {s.id for s in self.engine.jobs.values() if s.durable is not None}
         unseen_parked = set(self._parked)
-        cursor = 0
-        while rows := self.store.jobs_page(since=cursor, limit=_LOAD_BATCH):
-            cursor = max(cursor, rows[-1].seq)
-            for row in rows:
-                if row.removed is None:
-                    unseen.discard(row.id.int)
-                unseen_parked.discard(row.id)
-            self._mirror_batch(rows, self.engine.now())
-            del rows  # before the next page is read
+        refused: dict[uuid.UUID, tuple[StoredJob, InvalidJob]] = {}
+        cursor = self._mirror_pages(unseen, unseen_parked, refused)
+        forgot = False
         for job_id in unseen:  # mirrored, and no longer in the store at all
             state = self.engine.jobs.get(job_id)
             if state is not None and state.durable is not None:
                 self.engine.forget(state, "removed from the store", cancel=True)
+                forgot = True
         for parked in unseen_parked:
             self._parked.pop(parked, None)
+        for row, refusal in refused.values():
+            if forgot:  # what it was refused for (its name taken) may be gone with them
+                self._apply(row, None)
+            else:
+                self._park(row, str(refusal))
         self._cursor = max(self._cursor, cursor)
 
-    def _mirror_batch(self, rows: list[StoredJob], now: datetime) -> None:
-        """Mirror rows; the new jobs among them, the bulk of a load, in one go."""
+    def _mirror_pages(
+        self,
+        unseen: set[int],
+        unseen_parked: set[uuid.UUID],
+        refused: dict[uuid.UUID, tuple[StoredJob, InvalidJob]],
+    ) -> int:
+        """Mirror the store's rows a page at a time; the last ``seq`` read. Takes out of
+        ``unseen`` the jobs read live, out of ``unseen_parked`` every row read.
+
+        A load that fails (the store stops answering) takes back the jobs it added, so
+        that a failed ``start()`` leaves no part of the store mirrored."""
+        added: list[int] = []
+        cursor = 0
+        try:
+            while rows := self.store.jobs_page(since=cursor, limit=_LOAD_BATCH):
+                if rows[-1].seq <= cursor:
+                    break  # rows given already: a store that does not page
+                cursor = rows[-1].seq
+                for row in rows:
+                    if row.removed is None:
+                        unseen.discard(row.id.int)
+                    unseen_parked.discard(row.id)
+                    refused.pop(row.id, None)  # the row's newer version decides
+                added += self._mirror_batch(rows, self.engine.now(), refused)
+                last = len(rows) < _LOAD_BATCH  # the store had no more when it was read
+                del rows  # before the next page is read
+                if last:
+                    break
+        except BaseException:
+            for job_id in added:
+                state = self.engine.jobs.get(job_id)
+                if state is not None and state.durable is not None:
+                    self.engine.forget(state, "the store's load failed", cancel=True)
+            raise
+        return cursor
+
+    def _mirror_batch(
+        self,
+        rows: list[StoredJob],
+        now: datetime,
+        refused: dict[uuid.UUID, tuple[StoredJob, InvalidJob]],
+    ) -> list[int]:
+        """Mirror rows; the new jobs among them, the bulk of a load, in one go. The new
+        jobs the engine refuses go into ``refused`` (the load parks them at its end);
+        returns the ids of the new jobs added."""
         jobs, gone = self.engine.jobs, self._gone
         fresh: dict[int, tuple[StoredJob, JobState]] = {}
         for row in rows:
@@ -419,7 +464,9 @@ class DurableJobs:
             if new is not None:
                 fresh[new.id] = (row, new)
         for new, refusal in self.engine.add_prepared([s for _, s in fresh.values()], now):
-            self._park(fresh[new.id][0], str(refusal))
+            row = fresh.pop(new.id)[0]
+            refused[row.id] = (row, refusal)
+        return list(fresh)
 
     def _apply(
         self, row: StoredJob, known: tuple[JobSpec, Rule] | None, now: datetime | None = None

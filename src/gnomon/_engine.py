@@ -68,6 +68,9 @@ _TICK_SHIFT = _SEQ_SHIFT + 64
 _SEQ_MASK = (1 << 64) - 1
 _TIMED = 1 << 128
 _ID_MASK = _TIMED - 1
+_ROUNDS_EXACTLY = 2.0**32
+"""Below this POSIX timestamp (in 2106) a float stamp, rounded, is its exact microsecond;
+from it on, a fire time's tick is counted from its datetime."""
 _RETRY_LIMIT = 1000
 _MARGIN = timedelta(milliseconds=50)
 """Added to a store's or locker's delay (beside 5%) before asking it again."""
@@ -224,7 +227,8 @@ class Engine:
         self.jobs: dict[int, JobState] = {}
         self._names: dict[str, int] = {}
         # Fire times as sort keys (see _TICKS): a job's is valid while the job is armed
-        # by its seq; a timeout's, a retry's or a delayed start's entry is in _timed.
+        # by its seq; a timeout's, a retry's, a delayed start's or a probe's entry is in
+        # _timed.
         self._heap: list[int] = []
         self._timed: dict[int, _Timed] = {}
         self._seq = itertools.count(1)
@@ -629,7 +633,7 @@ class Engine:
         """
         now = now.astimezone(self.tz)
         stamp = now.timestamp()
-        due_below = _keys_after(stamp)
+        due_below = _keys_after(stamp, now)
         ahead_from = None if timed_by is None else _keys_after(timed_by)
         more, held_back = True, False
         while more and batches != 0 and not held_back:
@@ -852,14 +856,14 @@ class Engine:
         if first is not None:
             memo = self._start_memo
             stamp = memo[1] if memo is not None and memo[2] is first else first.timestamp()
-            state.armed = self._push(stamp, state.id)
+            state.armed = self._push(stamp, state.id, first)
         return first
 
     def _arm(self, state: JobState, when: datetime | None, stamp: float | None = None) -> None:
         """Arm the job at ``when`` (``stamp``: its UTC stamp, when the caller has it)."""
         state.next_fire = when
         if when is not None:
-            state.armed = self._push(_ts(when) if stamp is None else stamp, state.id)
+            state.armed = self._push(_ts(when) if stamp is None else stamp, state.id, when)
 
     def _disarm(self, state: JobState) -> None:
         if state.next_fire is not None:
@@ -880,12 +884,13 @@ class Engine:
         heapq.heapify(self._heap)
         self._stale = 0
 
-    def _push(self, stamp: float, target: int | _Timed) -> int:
+    def _push(self, stamp: float, target: int | _Timed, when: datetime) -> int:
         """Add a heap entry: a job's id (the job keeps the returned ``seq`` as ``armed``),
         or a timed entry."""
         heap = self._heap
         seq = next(self._seq)
-        key = round(stamp * _TICKS) << _TICK_SHIFT | seq << _SEQ_SHIFT
+        tick = round(stamp * _TICKS) if stamp < _ROUNDS_EXACTLY else (when - _EPOCH) // _TINY
+        key = tick << _TICK_SHIFT | seq << _SEQ_SHIFT
         if isinstance(target, _Timed):
             key |= _TIMED
             self._timed[seq] = target
@@ -899,7 +904,7 @@ class Engine:
         return seq
 
     def push_timed(self, when: datetime, entry: _Timed) -> None:
-        self._push(when.timestamp(), entry)
+        self._push(when.timestamp(), entry, when)
 
     # ---------------------------------------------------------------- gates
 
@@ -1719,6 +1724,9 @@ def _no_loop(awaitable: Any) -> Any:
     raise RuntimeError("this scheduler face has no loop to await on")
 
 
-def _keys_after(stamp: float) -> int:
-    """The least heap key after every entry due at ``stamp``: entries below it are due."""
-    return round(stamp * _TICKS) + 1 << _TICK_SHIFT
+def _keys_after(stamp: float, when: datetime | None = None) -> int:
+    """The least heap key after every entry due at ``stamp`` (``when``'s timestamp,
+    counted exactly from it when given): entries below it are due."""
+    if stamp < _ROUNDS_EXACTLY or when is None:
+        return round(stamp * _TICKS) + 1 << _TICK_SHIFT
+    return (when - _EPOCH) // _TINY + 1 << _TICK_SHIFT

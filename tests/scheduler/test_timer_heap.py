@@ -69,3 +69,24 @@ def test_a_fire_time_in_year_9999_waits_behind_a_near_one() -> None:
         assert s._engine.next_deadline() == (start + 3 * minute).timestamp()
     finally:
         s.shutdown()
+
+
+def test_fire_times_a_microsecond_apart_after_2106_are_each_due_at_their_own() -> None:
+    # From 2**32 s on, a float timestamp no longer tells neighbouring microseconds
+    # apart: the heap counts such fire times from their datetimes instead.
+    first = datetime(2107, 3, 8, 12, 26, 2, 111996, tzinfo=UTC)
+    clock = FakeClock(first - timedelta(seconds=1))
+    s = gnomon.Scheduler(clock=clock, timezone="UTC")
+    seen = Seen()
+    for label, when in (("first", first), ("second", first + MICRO)):
+        s.add_job(seen.record, gnomon.once(when), args=(label,))
+    s.start()
+    try:
+        clock.advance(timedelta(seconds=1))
+        s.wait_idle(timeout=WAIT)
+        assert seen.runs() == [("first", first)]
+        clock.advance(MICRO)
+        s.wait_idle(timeout=WAIT)
+        assert seen.runs() == [("first", first), ("second", first + MICRO)]
+    finally:
+        s.shutdown()

@@ -270,9 +270,12 @@ class Store(abc.ABC):
     def jobs_page(self, *, since: int, limit: int) -> list[StoredJob]:
         """Rows with ``seq > since``, removed ones included, in ``seq`` order; at most
         ``limit`` of them where the store can stop there. A scheduler loads a store page
-        by page, each page after the last one's ``seq``, so that it never holds every
-        row (and its driver's copy of them) at once. The default returns every such
-        row: the loader takes it as one page."""
+        by page, each page after the last one's ``seq``, until a page holds fewer than
+        ``limit`` rows, so that it never holds every row (and its driver's copy of them)
+        at once. Paging relies on what the follower relies on: rows become visible in
+        ``seq`` order, so no row appears below a ``seq`` already read. The default
+        returns every such row, which the loader reads as one page (and then asks once
+        more, for what came after it)."""
         check_page_limit(limit)
         return self.jobs(since=since, include_removed=True)
 
