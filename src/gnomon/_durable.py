@@ -27,7 +27,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -390,12 +390,8 @@ class DurableJobs:
         unseen_parked = set(self._parked)
         refused: dict[uuid.UUID, tuple[StoredJob, InvalidJob]] = {}
         cursor = self._mirror_pages(unseen, unseen_parked, refused)
-        forgot = False
-        for job_id in unseen:  # mirrored, and no longer in the store at all
-            state = self.engine.jobs.get(job_id)
-            if state is not None and state.durable is not None:
-                self.engine.forget(state, "removed from the store", cancel=True)
-                forgot = True
+        # mirrored, and no longer in the store at all
+        forgot = self._forget_mirrored(unseen, "removed from the store")
         for parked in unseen_parked:
             self._parked.pop(parked, None)
         for row, refusal in refused.values():
@@ -434,12 +430,19 @@ class DurableJobs:
                 if last:
                     break
         except BaseException:
-            for job_id in added:
-                state = self.engine.jobs.get(job_id)
-                if state is not None and state.durable is not None:
-                    self.engine.forget(state, "the store's load failed", cancel=True)
+            self._forget_mirrored(added, "the store's load failed")
             raise
         return cursor
+
+    def _forget_mirrored(self, job_ids: Iterable[int], reason: str) -> bool:
+        """Forget the stored jobs of ``job_ids`` still mirrored; whether there were any."""
+        forgot = False
+        for job_id in job_ids:
+            state = self.engine.jobs.get(job_id)
+            if state is not None and state.durable is not None:
+                self.engine.forget(state, reason, cancel=True)
+                forgot = True
+        return forgot
 
     def _mirror_batch(
         self,
