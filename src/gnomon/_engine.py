@@ -20,6 +20,7 @@ import itertools
 import logging
 import random
 import threading
+import time
 import uuid
 from collections import deque
 from datetime import UTC, datetime, timedelta
@@ -55,7 +56,9 @@ _TINY = timedelta(microseconds=1)
 _WALK_LIMIT = 100_000
 _MISSED_LIMIT = 10_000
 _QUEUE_LIMIT = 1000
-_WAKE_BATCH = 32
+WAKE_BATCH = 32
+"""Heap entries fired in one hold of the engine's lock; a deadline that brings more is a
+burst, whose runs a driver starts while it fires the rest."""
 
 # The timer heap holds one int per entry, its sort key: the fire time in microseconds,
 # then the push's ``seq``, then the job's 128-bit id (or the timed-entry flag, the
@@ -615,15 +618,41 @@ class Engine:
         heap = self._heap
         return (heap[0] >> _TICK_SHIFT) / _TICKS if heap else None
 
+    def due_together(self, limit: int) -> int:
+        """How many heap entries share the earliest entry's fire time (stale ones
+        included), counted up to ``limit``: the work the next deadline brings, so that a
+        driver can start firing a large burst early enough to be done by its deadline.
+        Walks only those entries (and the children that end the walk)."""
+        heap = self._heap
+        if not heap:
+            return 0
+        bound = ((heap[0] >> _TICK_SHIFT) + 1) << _TICK_SHIFT
+        size, count, stack = len(heap), 0, [0]
+        while stack and count < limit:
+            index = stack.pop()
+            if index < size and heap[index] < bound:
+                count += 1
+                stack.append(2 * index + 1)
+                stack.append(2 * index + 2)
+        return count
+
     def wake(
-        self, now: datetime, *, batches: int | None = None, timed_by: float | None = None
+        self,
+        now: datetime,
+        *,
+        batches: int | None = None,
+        timed_by: float | None = None,
+        until: float | None = None,
     ) -> bool:
         """Process the heap entries that are due at ``now``; True if some are left.
 
         Entries are taken in small batches, releasing the lock between them, so that
         runs dispatched from the first batch start while later ones are still being
         scheduled: a burst of a thousand due jobs does not wait for the last of them.
-        ``batches`` caps the work (the async face yields to its loop between batches).
+        ``batches`` caps the work (the async face yields to its loop between batches);
+        so does ``until``, a ``time.time()`` stamp after which no further batch is
+        taken (a driver firing ahead of a deadline stops when the deadline comes, to
+        start the runs fired so far).
 
         ``timed_by``: when ``now`` is ahead of the clock (a driver firing just before a
         deadline, holding the runs until it comes), the clock's stamp. Only job fire
@@ -639,7 +668,7 @@ class Engine:
         while more and batches != 0 and not held_back:
             effects: Effects = []
             with self.lock:
-                for _ in range(_WAKE_BATCH):
+                for _ in range(WAKE_BATCH):
                     heap = self._heap  # a compaction (or stop()) may replace the list
                     if not heap or heap[0] >= due_below:
                         break
@@ -656,6 +685,8 @@ class Engine:
             self.apply(effects)
             if batches is not None:
                 batches -= 1
+            if until is not None and time.time() >= until:
+                break
         return more
 
     def _fires_ahead(self, key: int) -> bool:
@@ -1376,8 +1407,27 @@ class Engine:
         """Release the run's slot and admit whatever was waiting for it."""
         effects: Effects = []
         with self.lock:
-            if run.finished:
-                return
+            self._finish(run, effects)
+        if effects:
+            self.apply(effects)
+
+    def finish_all(self, runs: deque[Run]) -> None:
+        """``finish`` every run taken from ``runs`` (which another thread may be taking
+        from too), a batch of them per hold of the lock."""
+        while runs:
+            effects: Effects = []
+            with self.lock:
+                for _ in range(WAKE_BATCH):
+                    try:
+                        run = runs.popleft()
+                    except IndexError:
+                        break
+                    self._finish(run, effects)
+            if effects:
+                self.apply(effects)
+
+    def _finish(self, run: Run, effects: Effects) -> None:
+        if not run.finished:
             run.finished = True
             if run.lease is None or run.settled:
                 self.live_runs.discard(run)
@@ -1394,8 +1444,6 @@ class Engine:
                 self._admit_waiting(state, self.now(), effects)
             if self.watchers:
                 self._signal_change()
-        if effects:
-            self.apply(effects)
 
     def settled(self, run: Run) -> None:
         """A run's claim was released (its outcome written): it is no longer live."""
@@ -1533,7 +1581,8 @@ class Engine:
                 kept = [e for e in self.history if e[0].key != key or e[0].state is not state]
                 if len(kept) != len(self.history):
                     self.history = deque(kept, maxlen=self.history.maxlen)
-            self.history.append((run, outcome, error, self.clock.now(), count, detail))
+            ended = run.ended_at or self.clock.now()  # a burst's run kept when it ended
+            self.history.append((run, outcome, error, ended, count, detail))
             return
         sink = self.store_sink
         if sink is None or run.lease is not None or outcome is Outcome.ABANDONED:

@@ -26,6 +26,7 @@ from gnomon._stores.contract import RunRecord, describe_error, describe_tracebac
 from gnomon._stores.leases import StoreLocker
 
 if TYPE_CHECKING:
+    from collections import deque
     from collections.abc import Callable
 
     from gnomon._distributed import Lease, Locker
@@ -64,6 +65,7 @@ class Run:
         "attempt",
         "base_attempt",
         "calling",
+        "ended_at",
         "engine",
         "error",
         "finished",
@@ -147,6 +149,9 @@ class Run:
         self.settled = False
         self.actor: str | None = None
         self.result: object = None
+        self.ended_at: datetime | None = None
+        """When the task returned, kept for a run whose bookkeeping comes later (a
+        burst's, see ``run_sync``); None otherwise (its record is stamped as made)."""
 
     # ---------------------------------------------------------------- values
 
@@ -269,8 +274,14 @@ class Run:
 
     # ---------------------------------------------------------------- synchronous path
 
-    def run_sync(self) -> None:
-        """The whole run on the current (pool) thread."""
+    def run_sync(self, done: deque[Run] | None = None) -> None:
+        """The whole run on the current (pool) thread.
+
+        With ``done`` (a burst's runner), a run that ends in a plain success nobody
+        waits to hear of, with no timeout to race, leaves its bookkeeping to the
+        caller: it keeps when its task returned and goes on ``done``, which the caller
+        hands to ``Engine.finish_all`` once the burst's due runs have started, so that
+        each run starts sooner."""
         reset = current_run.set(self)
         try:
             listener = self.spec.before_run
@@ -279,7 +290,12 @@ class Run:
                 failure = _call_sync(self.engine.log, listener, self._before_event())
             if self._before(failure):
                 outcome, result, exc = self._invoke_sync()
-                self._complete(outcome, result, exc, _call_sync)
+                if done is not None and self._finishes_later(outcome):
+                    self.ended_at = self.engine.clock.now()
+                    self.outcome, self.result = outcome, result
+                    done.append(self)
+                else:
+                    self._complete(outcome, result, exc, _call_sync)
         except BaseException as exc:
             self._crash(exc)
         finally:
@@ -722,16 +738,31 @@ class Run:
     def _untold(self, outcome: Outcome, listener: object) -> bool:
         """Whether the run ends without an event: nothing to tell, or a sync task's
         timeout told of it already, at its deadline (its thread ran on, holding the slot)."""
+        if self._plain_success(outcome, listener):  # needs no event: the hot path
+            return True
+        return self.spec.timeout is not None and not self.engine.claim_report(self)
+
+    def _plain_success(self, outcome: Outcome, listener: object) -> bool:
+        """A success that nobody listens to, waits for or logs."""
         engine = self.engine
-        if (  # a plain success that nobody listens to needs no event: the hot path
+        return (
             outcome is Outcome.SUCCESS
             and listener is None
             and engine.monitor is None
             and self.future is None
             and not engine.log.isEnabledFor(logging.DEBUG)
-        ):
-            return True
-        return self.spec.timeout is not None and not engine.claim_report(self)
+        )
+
+    def _finishes_later(self, outcome: Outcome) -> bool:
+        """Whether a burst may finish this run after the runs behind it have started: a
+        plain success (see ``_untold``) whose finish does not time anything (no timeout
+        to race, no re-arming from its completion)."""
+        spec = self.spec
+        return (
+            spec.timeout is None
+            and not spec.interval_from_completion
+            and self._plain_success(outcome, spec.after_run)
+        )
 
     def _close(self, event: RunEvent) -> None:
         if self.outcome is None:

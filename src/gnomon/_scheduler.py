@@ -23,7 +23,7 @@ from gnomon._dispatch import DispatchTarget, register_broker, register_target
 from gnomon._distributed import Elector, Locker
 from gnomon._durable import DurableJobs, default_node, new_job_id
 from gnomon._durations import parse_duration
-from gnomon._engine import Engine
+from gnomon._engine import WAKE_BATCH, Engine
 from gnomon._errors import (
     GnomonError,
     InvalidJob,
@@ -54,7 +54,7 @@ from gnomon._retry import Retry
 from gnomon._run import Run, call_hook, current_run
 from gnomon._stores.contract import ActionRecord, IfExists, NodeInfo, RunRecord, Store
 from gnomon._tasks import LISTENER_OPTIONS, Task, TaskRegistry
-from gnomon._waker import Headstart, LoopWaker, arrive
+from gnomon._waker import FireAhead, Headstart, LoopWaker, arrive
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -723,6 +723,8 @@ class Scheduler(_SchedulerCore):
         self._timer_wake = threading.Condition(self._engine.lock)
         self._headstart = Headstart()
         """How early the leader ends its timed wait before a deadline (see ``_lead``)."""
+        self._fire_ahead = FireAhead()
+        """How much earlier still it ends it before a deadline that brings a burst."""
         self._timer: threading.Thread | None = None
         """The worker thread leading (running the timer loop) now, if any."""
         self._timer_stop = False
@@ -733,8 +735,9 @@ class Scheduler(_SchedulerCore):
         the leading thread touches it)."""
         self._burster: threading.Thread | None = None
         """The thread running a burst (see ``_run_burst``), if one is going on."""
-        self._burst_runs: deque[Run] = deque()
-        """The runs the burst fired and has not started yet (each burst has its own)."""
+        self._burst_runs = _Burst()
+        """The runs the burst fired and has not started yet, and those that ran and wait
+        for their bookkeeping (each burst has its own)."""
         self._burst_beat = 0.0
         """When the burst last made progress (``time.monotonic()``)."""
         self._burst_stall = max(2e-3, 2 * sys.getswitchinterval())
@@ -951,11 +954,12 @@ class Scheduler(_SchedulerCore):
         elif kept is not None:
             self._run_burst(kept)
 
-    def _lead(self) -> Run | deque[Run] | None:
+    def _lead(self) -> Run | _Burst | None:
         engine, wake = self._engine, self._timer_wake
         now_stamp = _stamp_function(self.clock)
         # A fake clock has no last stretch; the system clock's is learned (see _waker).
         headstart = self._headstart if now_stamp is time.time else None
+        ahead = self._fire_ahead
         me = threading.current_thread()
         with engine.lock:
             self._timer = me
@@ -973,7 +977,10 @@ class Scheduler(_SchedulerCore):
                     if deadline is None:
                         wake.wait(_MAX_SLEEP)
                         continue
-                    early = 0.0 if headstart is None else headstart.seconds
+                    early = 0.0
+                    if headstart is not None:
+                        burst = ahead.seconds(engine.due_together(ahead.limit()))
+                        early = headstart.seconds + burst
                     now = now_stamp()
                     wait = deadline - now
                     if wait > early:
@@ -984,7 +991,7 @@ class Scheduler(_SchedulerCore):
                         continue
                     engine.lock.release()
                     try:
-                        kept = self._wake_engine(deadline if wait > 0 else None)
+                        kept = self._wake_engine(deadline if wait > 0 else None, early)
                     finally:
                         engine.lock.acquire()
                     if kept is not None:
@@ -997,47 +1004,64 @@ class Scheduler(_SchedulerCore):
                 if self._timer is me:
                     self._timer = None
 
-    def _wake_engine(self, ahead: float | None) -> Run | deque[Run] | None:
-        """One batch of due work; what this thread runs once the lead is handed over: a
-        run, or a burst's first runs (else None: the runs, if any, went to the pool).
+    def _wake_engine(self, ahead: float | None, early: float) -> Run | _Burst | None:
+        """The deadline's due work, fired; what this thread runs once the lead is handed
+        over: a run, or a burst's first runs (else None: the runs, if any, went to the
+        pool).
 
-        ``ahead`` is the deadline when the leader woke just before it (the system clock
-        only): the batch is fired as of the deadline, while the thread is still early,
-        and its runs start when the deadline comes (``arrive``). The work between the
-        wake-up and the first task, slow on a processor that was idle, is then done
-        before the deadline instead of after it. No run starts before its time.
+        ``ahead`` is the deadline when the leader woke ``early`` before it (the system
+        clock only): the due work is fired as of the deadline, while the thread is still
+        early, batch after batch until the deadline comes, and the runs start when it
+        does (``arrive``). The work between the wake-up and the first task, slow on a
+        processor that was idle, and the firing of a burst (see ``FireAhead``) are then
+        done before the deadline instead of after it. No run starts before its time.
+        Without ``ahead``, one batch is fired.
 
-        When more is due after this batch, the thread becomes the burst's runner
-        (``_run_burst``) if the pool has a thread free for a new leader; otherwise the
-        leader keeps leading and the pool takes every run.
+        When more is due than one batch (fired or not), the thread becomes the burst's
+        runner (``_run_burst``) if the pool has a thread free for a new leader;
+        otherwise the leader keeps leading and the pool takes every run.
         """
         now, timed_by = self._wake_moment(ahead)
         more = False
+        began = time.monotonic()
         try:
-            more = self._engine.wake(now, batches=1, timed_by=timed_by)
+            more = self._engine.wake(
+                now, batches=1 if ahead is None else None, timed_by=timed_by, until=ahead
+            )
         except Exception:
             self._log.critical("the scheduler's timer failed", exc_info=True)
+        due = self._due
+        if ahead is not None:
+            self._fire_ahead.learn(len(due), time.monotonic() - began)
         if not more:
             self._burst_slow = False  # this deadline's work is drained: bursts may try again
-        due = self._due
         if not due:
             if more and ahead is not None:
-                arrive(ahead, self._headstart.seconds)  # a timeout or a retry: at its time
+                arrive(ahead, early)  # a timeout or a retry: at its time
             return None
         self._due = []
-        kept = self._keep(due, more=more)
+        kept = self._keep(due, more=more, ahead=ahead)
+        if isinstance(kept, deque):  # the burst runs the sync runs; the loop the others
+            others = [run for run in due if run.spec.needs_loop]
+        else:
+            others = [run for run in due if run is not kept]
         if ahead is not None:
-            arrive(ahead, self._headstart.seconds)
-        for other in due:
-            if other is not kept and (not isinstance(kept, deque) or other.spec.needs_loop):
-                self._start(other)
+            arrive(ahead, early)
+        for other in others:
+            self._start(other)
         return kept
 
-    def _keep(self, due: list[Run], *, more: bool) -> Run | deque[Run] | None:
+    def _keep(self, due: list[Run], *, more: bool, ahead: float | None) -> Run | _Burst | None:
         """What of ``due`` this thread runs itself once it hands the lead over: the
-        first sync run, or the burst (``more`` is due); None if the pool takes it all."""
-        if more:
-            return None if self._burst_slow else self._begin_burst(due)
+        first sync run, or the burst (more is due than one batch, fired or still
+        ``more``; its runs start at ``ahead`` if given); None if the pool takes it all."""
+        if more or len(due) > WAKE_BATCH:
+            if self._burst_slow:
+                return None if more else self._keep_one(due)
+            return self._begin_burst(due, ahead)
+        return self._keep_one(due)
+
+    def _keep_one(self, due: list[Run]) -> Run | None:
         for candidate in due:
             if not candidate.spec.needs_loop:
                 if self._pool.hand_over(self._timer_main):
@@ -1047,22 +1071,26 @@ class Scheduler(_SchedulerCore):
 
     # ---------------------------------------------------------------- bursts
 
-    def _begin_burst(self, due: list[Run]) -> deque[Run] | None:
+    def _begin_burst(self, due: list[Run], ahead: float | None) -> _Burst | None:
         """Make this thread the burst's runner and hand the lead over; None (nothing
-        changed) when the pool has no thread free for a new leader."""
-        runs: deque[Run] = deque(run for run in due if not run.spec.needs_loop)
+        changed) when the pool has no thread free for a new leader. The burst's runs
+        start at ``ahead`` (a ``time.time()`` stamp) if given, else at once: its first
+        beat is then, so that the new leader does not take the burst over while its
+        runner waits for its deadline (the pool would start its runs early)."""
+        runs = _Burst(run for run in due if not run.spec.needs_loop)
+        wait = 0.0 if ahead is None else max(0.0, ahead - time.time())
         with self._engine.lock:  # the new leader must find the burst going on
             self._burster = threading.current_thread()
             self._burst_runs = runs
-            self._burst_beat = time.monotonic()
+            self._burst_beat = time.monotonic() + wait
         if self._pool.hand_over(self._timer_main):
             return runs
         with self._engine.lock:
             self._burster = None
-            self._burst_runs = deque()  # keeps no finished run
+            self._burst_runs = _Burst()  # keeps no finished run
         return None
 
-    def _run_burst(self, runs: deque[Run]) -> None:
+    def _run_burst(self, runs: _Burst) -> None:
         """Run a burst of due work on this thread: the batch fired, then the next one,
         until nothing is due. A burst of short runs is then fired and run by one thread,
         each run started as soon as its batch is fired, with no hand-off between threads
@@ -1074,10 +1102,16 @@ class Scheduler(_SchedulerCore):
         the burst over (``_take_over_burst``); the runs not started yet go to the pool,
         and the leader fires the rest.
 
+        The runs that end in a plain success are finished (``Engine.finish_all``: their
+        slots released, their history recorded) once the runs fired so far have all
+        started, not each before the next run starts (see ``Run.run_sync``); a take-over
+        finishes those the runner has not.
+
         ``runs`` is this burst's own deque: a later burst has another, so this thread
         never takes a run of someone else's batch, however late it comes back."""
         me = threading.current_thread()
         engine = self._engine
+        done = runs.done
         pace, more, slow = 0.0, True, False
         try:
             while True:
@@ -1087,12 +1121,13 @@ class Scheduler(_SchedulerCore):
                     except IndexError:
                         break
                     began = time.monotonic()
-                    run.run_sync()
+                    run.run_sync(done)
                     self._burst_beat = ended = time.monotonic()
                     pace += (ended - began - pace) / 8
                     if pace >= SLOW_SECONDS:
                         slow = more  # the pool takes the rest of this deadline's work
                         return  # _end_burst hands the runs left to the pool
+                engine.finish_all(done)
                 if self._burster is not me or self._timer_stop:
                     return
                 more = False
@@ -1106,10 +1141,11 @@ class Scheduler(_SchedulerCore):
         finally:
             self._end_burst(me, runs, slow=slow)
 
-    def _end_burst(self, me: threading.Thread, runs: deque[Run], *, slow: bool) -> None:
+    def _end_burst(self, me: threading.Thread, runs: _Burst, *, slow: bool) -> None:
         """The burst ends on its runner: the leader waits for deadlines again. Runs left
         in its deque (the burst ended early, was taken over while a run of its batch was
-        being dispatched to it, or raised) go to the pool."""
+        being dispatched to it, or raised) go to the pool; those that ran are finished."""
+        self._engine.finish_all(runs.done)
         with self._engine.lock:
             if self._burster is me:
                 self._burster = None
@@ -1133,9 +1169,11 @@ class Scheduler(_SchedulerCore):
         has not started go to the pool; when stopping, they are skipped there at once."""
         self._burster = None
         self._timer_wake.notify_all()
-        left = _drain(self._burst_runs)
+        burst = self._burst_runs
+        left = _drain(burst)
         self._engine.lock.release()
         try:
+            self._engine.finish_all(burst.done)
             self._start_all(left)
         finally:
             self._engine.lock.acquire()
@@ -1343,6 +1381,8 @@ class AsyncScheduler(_SchedulerCore):
         """On the system clock, the thread that wakes the loop on time (see _waker)."""
         self._headstart = Headstart()
         """How early the waker wakes the loop before a deadline."""
+        self._fire_ahead = FireAhead()
+        """How much earlier still it wakes it before a deadline that brings a burst."""
         self._changed: asyncio.Event | None = None
         self._shutting_down = False
         self._held: list[Run] | None = None
@@ -1379,7 +1419,7 @@ class AsyncScheduler(_SchedulerCore):
             return
         waker = self._waker
         if waker is not None:  # called under the engine's lock: the heap is ours to read
-            waker.set(self._engine.next_deadline())
+            waker.set(self._engine.next_deadline(), self._burst_ahead())
         elif _on_loop(loop):
             loop.call_soon(self._rearm)
         else:
@@ -1401,43 +1441,64 @@ class AsyncScheduler(_SchedulerCore):
         waker = self._waker
         if waker is not None:
             with self._engine.lock:
-                waker.set(self._engine.next_deadline())
+                waker.set(self._engine.next_deadline(), self._burst_ahead())
             return
         deadline = self._engine.next_deadline()
         wait = _MAX_SLEEP if deadline is None else deadline - self.clock.now().timestamp()
         self._timer = loop.call_later(max(0.0, min(wait, _MAX_SLEEP)), self._on_timer)
 
-    def _on_timer(self, ahead: float | None = None) -> None:
-        """One batch of due work. ``ahead``: the deadline the waker woke the loop just
-        before (the system clock only). The batch is then fired as of the deadline while
-        the loop is still early, and its runs start when the deadline comes: the loop
-        waits out the rest (``arrive``, the waker's headstart at most), so that the work
-        between the wake-up and the first run, slow on a processor that was idle, is
-        done ahead."""
+    def _burst_ahead(self) -> float:
+        """How much earlier than its headstart to wake for the next deadline, to fire the
+        burst it brings before it (under the engine's lock; see ``FireAhead``)."""
+        ahead = self._fire_ahead
+        return ahead.seconds(self._engine.due_together(ahead.limit()))
+
+    def _on_timer(self, ahead: float | None = None, early: float = 0.0) -> None:
+        """The due work. ``ahead``: the deadline the waker woke the loop ``early`` before
+        (the system clock only). The work is then fired as of the deadline while the loop
+        is still early, batch after batch until the deadline comes, and its runs start
+        when it does: the loop waits out the rest (``arrive``), so that the work between
+        the wake-up and the first run, slow on a processor that was idle, and the firing
+        of a burst (see ``FireAhead``) are done ahead. Their tasks are created a batch at
+        a time, each batch's first steps run before the next batch's tasks are made.
+        Without ``ahead``, one batch is fired, and the next after its runs have begun."""
         self._timer = None
         if not self._engine.started:
             return  # a wake-up the waker posted just before the timer stopped
         now, timed_by = self._wake_moment(ahead)
         if ahead is not None:
             self._held = []
+        began = time.monotonic()
         try:
-            more = self._engine.wake(now, batches=1, timed_by=timed_by)
+            more = self._engine.wake(
+                now, batches=1 if ahead is None else None, timed_by=timed_by, until=ahead
+            )
         except Exception:
             self._log.critical("the scheduler's timer failed", exc_info=True)
             more = False
         finally:
             held, self._held = self._held, None
-        if ahead is not None and (held or more):
-            arrive(ahead, self._headstart.seconds)  # nothing dispatched ahead starts early
+        if ahead is not None:
+            self._fire_ahead.learn(len(held or ()), time.monotonic() - began)
+            if held or more:
+                arrive(ahead, early)  # nothing dispatched ahead starts early
         if held:
-            loop = self._require_loop()
-            for run in held:
-                loop.create_task(run.run_async())
+            self._create_tasks(held, 0)
         if more and self._loop is not None:
             # Let the runs just dispatched start before scheduling the next batch.
             self._timer = self._loop.call_later(0, self._on_timer)
         else:
             self._rearm()
+
+    def _create_tasks(self, runs: list[Run], start: int) -> None:
+        """Create the tasks of ``runs`` from ``start``, a batch now and the rest once the
+        loop has run the first steps of this batch's."""
+        loop = self._require_loop()
+        end = start + WAKE_BATCH
+        for run in runs[start:end]:
+            loop.create_task(run.run_async())
+        if end < len(runs):
+            loop.call_soon(self._create_tasks, runs, end)
 
     def _require_loop(self) -> asyncio.AbstractEventLoop:
         if self._loop is None:
@@ -1800,6 +1861,17 @@ def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
 def _ignore_result(task: asyncio.Task[Any]) -> None:
     if not task.cancelled():
         task.exception()
+
+
+class _Burst(deque["Run"]):
+    """A burst's runs fired and not started yet; ``done``: those that ran and wait for
+    their bookkeeping. Its runner and a take-over both take from each, atomically."""
+
+    __slots__ = ("done",)
+
+    def __init__(self, runs: Iterable[Run] = ()) -> None:
+        super().__init__(runs)
+        self.done: deque[Run] = deque()
 
 
 def _drain(runs: deque[Run]) -> list[Run]:

@@ -269,6 +269,27 @@ def run_async(
     asyncio.run(guarded())
 
 
+BURST_LEAD = timedelta(seconds=1)
+"""How far ahead a test's burst is due: its jobs are all armed before, however slow."""
+
+
+def start_burst(
+    scheduler: gnomon.Scheduler, jobs: list[tuple[Callable[..., Any], tuple[Any, ...]]]
+) -> None:
+    """Add one-off jobs all due at one instant ``BURST_LEAD`` ahead, then start: they are
+    armed together and fired at one wake-up, however slow the adding was."""
+    due = gnomon.once(datetime.now(UTC) + BURST_LEAD)
+    for func, args in jobs:
+        scheduler.add_job(func, due, args=args)
+    scheduler.start()
+
+
+def burst_ends(scheduler: gnomon.Scheduler) -> bool:
+    """Wait until no burst is going on (its runner clears it just after its last run)."""
+    with scheduler._engine.lock:
+        return scheduler._timer_wake.wait_for(lambda: scheduler._burster is None, WAIT)
+
+
 def wait_until(predicate: Callable[[], bool], message: str, timeout: float = WAIT) -> None:
     """Poll a condition that has no event to wait on (thread counts, queue lengths)."""
     deadline = time.monotonic() + timeout

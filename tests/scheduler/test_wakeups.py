@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from scheduler_support import burst_ends, start_burst, wait_until
 
 import gnomon
 import gnomon._pool
@@ -29,25 +30,6 @@ from gnomon._waker import EARLY, Headstart, LoopWaker, arrive, sharpen_timers
 from gnomon.testing import FakeClock
 
 _PATIENCE = 10.0
-_BURST_LEAD = timedelta(seconds=1)
-"""How far ahead a test's burst is due: its jobs are all armed before, however slow."""
-
-
-def _start_burst(
-    scheduler: gnomon.Scheduler, jobs: list[tuple[Callable[..., Any], tuple[Any, ...]]]
-) -> None:
-    """Add one-off jobs all due at one instant ``_BURST_LEAD`` ahead, then start: they are
-    armed together and fired at one wake-up, however slow the adding was."""
-    due = gnomon.once(datetime.now(UTC) + _BURST_LEAD)
-    for func, args in jobs:
-        scheduler.add_job(func, due, args=args)
-    scheduler.start()
-
-
-def _burst_ends(scheduler: gnomon.Scheduler) -> bool:
-    """Wait until no burst is going on (its runner clears it just after its last run)."""
-    with scheduler._engine.lock:
-        return scheduler._timer_wake.wait_for(lambda: scheduler._burster is None, _PATIENCE)
 
 
 def test_work_handed_over_while_a_worker_is_waking_still_gets_its_own_worker() -> None:
@@ -195,7 +177,7 @@ def test_the_waker_calls_back_on_the_loop_thread_just_before_the_deadline_with_i
         fired = asyncio.Event()
         calls: list[tuple[threading.Thread, float, float]] = []
 
-        def callback(deadline: float) -> None:
+        def callback(deadline: float, early: float) -> None:
             calls.append((threading.current_thread(), time.time(), deadline))
             fired.set()
 
@@ -221,7 +203,7 @@ def test_an_earlier_deadline_replaces_a_later_one_and_a_cleared_one_never_fires(
         fired = asyncio.Event()
         calls: list[tuple[float, float]] = []
 
-        def callback(deadline: float) -> None:
+        def callback(deadline: float, early: float) -> None:
             calls.append((time.time(), deadline))
             fired.set()
 
@@ -248,7 +230,7 @@ def test_an_earlier_deadline_replaces_a_later_one_and_a_cleared_one_never_fires(
 
 def test_closing_the_waker_ends_its_thread() -> None:
     async def scenario() -> None:
-        waker = LoopWaker(asyncio.get_running_loop(), lambda _deadline: None)
+        waker = LoopWaker(asyncio.get_running_loop(), lambda _deadline, _early: None)
         thread = waker._thread
         assert thread.is_alive()
         waker.close()
@@ -410,11 +392,11 @@ def test_a_burst_of_quick_runs_is_fired_and_run_by_the_one_thread_it_was_handed_
 
     scheduler._pool.hand_over = counting_hand_over  # type: ignore[method-assign]
     try:
-        _start_burst(scheduler, [(task, ())] * runs)
+        start_burst(scheduler, [(task, ())] * runs)
         for _ in range(runs):
             assert done.acquire(timeout=_PATIENCE)
         scheduler.wait_idle(_PATIENCE)
-        assert _burst_ends(scheduler)  # the leader waits for deadlines again
+        assert burst_ends(scheduler)  # the leader waits for deadlines again
     finally:
         scheduler.shutdown()
     # 200 runs due at once take 7 batches: the lead is handed over once, as the burst
@@ -439,10 +421,17 @@ def test_a_run_holding_a_burst_lets_the_leader_take_the_rest_of_it_over(slow: in
 
     scheduler = gnomon.Scheduler()
     try:
-        _start_burst(scheduler, [(task, (index,)) for index in range(runs)])
+        start_burst(scheduler, [(task, (index,)) for index in range(runs)])
         assert held.wait(_PATIENCE)
         for _ in range(runs - 1):  # they run elsewhere while the slow one holds its thread
             assert others_ran.acquire(timeout=_PATIENCE)
+        # And they are finished meanwhile, those the burst's thread ran before the slow
+        # one included (the take-over finishes what its runner left for later).
+        wait_until(
+            lambda: len(scheduler.history(limit=runs)) == runs - 1,
+            "every run but the held one recorded",
+        )
+        assert not released.is_set()
         released.set()
         scheduler.wait_idle(_PATIENCE)
     finally:
@@ -474,13 +463,13 @@ def test_a_burst_of_runs_that_each_block_a_while_is_spread_over_the_workers() ->
     scheduler = gnomon.Scheduler()
     scheduler._burst_stall = 3600.0  # only the runs' pace may end the burst
     try:
-        _start_burst(scheduler, [(task, (index,)) for index in range(runs)])
+        start_burst(scheduler, [(task, (index,)) for index in range(runs)])
         # Run one after the other on the burst's thread, the runs would never overlap.
         assert overlapped.wait(_PATIENCE)
         for _ in range(runs):
             assert done.acquire(timeout=_PATIENCE)
         scheduler.wait_idle(_PATIENCE)
-        assert _burst_ends(scheduler)
+        assert burst_ends(scheduler)
         assert not scheduler._burst_slow  # the deadline's work drained: bursts try again
     finally:
         overlapped.set()
@@ -505,7 +494,7 @@ def test_stopping_during_a_burst_skips_its_fired_runs_while_one_of_them_still_ru
     scheduler = gnomon.Scheduler(monitor=Skips())
     scheduler._burst_stall = 3600.0  # no take-over: only the stop ends the burst
     try:
-        _start_burst(scheduler, [(task, ())] * runs)
+        start_burst(scheduler, [(task, ())] * runs)
         assert started.wait(_PATIENCE)  # the burst's thread is held by its first run
         scheduler.stop_jobs()
         # The other 31 runs of the first batch are skipped now, not once it returns.
@@ -552,7 +541,7 @@ def test_a_burst_starts_its_async_runs_on_the_loop_and_runs_its_sync_ones(
 
     scheduler._engine.run_coroutine = noting_run_coroutine
     try:
-        _start_burst(
+        start_burst(
             scheduler, [(async_task if index % 3 == 0 else sync_task, ()) for index in range(runs)]
         )
         assert all_ran.wait(_PATIENCE)
@@ -582,7 +571,7 @@ def test_monitor_hooks_of_jobs_a_burst_expires_do_not_hold_its_runs(
     scheduler._burst_stall = 3600.0  # no take-over, however slow this machine is
     monkeypatch.setattr(gnomon._scheduler, "SLOW_SECONDS", 3600.0)  # nor a slow pace
     try:
-        _start_burst(scheduler, [(done.release, ())] * runs)  # each expires as it fires
+        start_burst(scheduler, [(done.release, ())] * runs)  # each expires as it fires
         # The hooks go to the pool, as from the timer: the burst's thread runs on.
         for _ in range(runs):
             assert done.acquire(timeout=_PATIENCE)
@@ -613,7 +602,7 @@ def test_a_shutdown_during_a_burst_ends_it_and_skips_the_fired_runs_not_started(
 
     scheduler = gnomon.Scheduler(monitor=Outcomes(), max_workers=1)
     try:
-        _start_burst(scheduler, [(task, ())] * runs)
+        start_burst(scheduler, [(task, ())] * runs)
         assert first_started.wait(_PATIENCE)
     finally:
         threading.Timer(0.2, may_end.set).start()
