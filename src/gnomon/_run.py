@@ -277,11 +277,11 @@ class Run:
     def run_sync(self, done: deque[Run] | None = None) -> None:
         """The whole run on the current (pool) thread.
 
-        With ``done`` (a burst's runner), a run that ends in a plain success nobody
-        waits to hear of, with no timeout to race, leaves its bookkeeping to the
-        caller: it keeps when its task returned and goes on ``done``, which the caller
-        hands to ``Engine.finish_all`` once the burst's due runs have started, so that
-        each run starts sooner."""
+        With ``done`` (a burst's runner, while no monitor watches and no debug log is
+        kept), a run that ends in a success nobody listens to or waits for, with no
+        timeout to race, leaves its bookkeeping to the caller: it keeps when its task
+        returned and goes on ``done``, which the caller hands to ``Engine.finish_all``
+        once the burst's due runs have started, so that each run starts sooner."""
         reset = current_run.set(self)
         try:
             listener = self.spec.before_run
@@ -290,7 +290,7 @@ class Run:
                 failure = _call_sync(self.engine.log, listener, self._before_event())
             if self._before(failure):
                 outcome, result, exc = self._invoke_sync()
-                if done is not None and self._finishes_later(outcome):
+                if done is not None and outcome is Outcome.SUCCESS and self._finishes_later():
                     self.ended_at = self.engine.clock.now()
                     self.outcome, self.result = outcome, result
                     done.append(self)
@@ -738,30 +738,28 @@ class Run:
     def _untold(self, outcome: Outcome, listener: object) -> bool:
         """Whether the run ends without an event: nothing to tell, or a sync task's
         timeout told of it already, at its deadline (its thread ran on, holding the slot)."""
-        if self._plain_success(outcome, listener):  # needs no event: the hot path
-            return True
-        return self.spec.timeout is not None and not self.engine.claim_report(self)
-
-    def _plain_success(self, outcome: Outcome, listener: object) -> bool:
-        """A success that nobody listens to, waits for or logs."""
         engine = self.engine
-        return (
+        if (  # a plain success that nobody listens to needs no event: the hot path
             outcome is Outcome.SUCCESS
             and listener is None
             and engine.monitor is None
             and self.future is None
             and not engine.log.isEnabledFor(logging.DEBUG)
-        )
+        ):
+            return True
+        return self.spec.timeout is not None and not engine.claim_report(self)
 
-    def _finishes_later(self, outcome: Outcome) -> bool:
-        """Whether a burst may finish this run after the runs behind it have started: a
-        plain success (see ``_untold``) whose finish does not time anything (no timeout
-        to race, no re-arming from its completion)."""
+    def _finishes_later(self) -> bool:
+        """Whether a burst may finish this run, a success, after the runs behind it have
+        started: nobody listens to it or waits for it (the burst's runner passes ``done``
+        only while no monitor watches and no debug log is kept; see ``_untold``), and its
+        finish times nothing (no timeout to race, no re-arming from its completion)."""
         spec = self.spec
         return (
-            spec.timeout is None
+            self.future is None
+            and spec.after_run is None
+            and spec.timeout is None
             and not spec.interval_from_completion
-            and self._plain_success(outcome, spec.after_run)
         )
 
     def _close(self, event: RunEvent) -> None:

@@ -1111,10 +1111,12 @@ class Scheduler(_SchedulerCore):
         never takes a run of someone else's batch, however late it comes back."""
         me = threading.current_thread()
         engine = self._engine
-        done = runs.done
+        log = engine.log
         pace, more, slow = 0.0, True, False
         try:
             while True:
+                quiet = engine.monitor is None and not log.isEnabledFor(logging.DEBUG)
+                done = runs.done if quiet else None  # else every run is told of as it ends
                 while True:
                     try:
                         run = runs.popleft()  # atomic: a take-over takes what is left
@@ -1127,7 +1129,7 @@ class Scheduler(_SchedulerCore):
                     if pace >= SLOW_SECONDS:
                         slow = more  # the pool takes the rest of this deadline's work
                         return  # _end_burst hands the runs left to the pool
-                engine.finish_all(done)
+                engine.finish_all(runs.done)
                 if self._burster is not me or self._timer_stop:
                     return
                 more = False
