@@ -1413,7 +1413,9 @@ class Engine:
 
     def finish_all(self, runs: deque[Run]) -> None:
         """``finish`` every run taken from ``runs`` (which another thread may be taking
-        from too), a batch of them per hold of the lock."""
+        from too), a batch of them per hold of the lock. It never raises: what their
+        finishing sets off (a run admitted in a slot one of them freed) failing is
+        logged, and everything else is still done."""
         while runs:
             effects: Effects = []
             with self.lock:
@@ -1423,8 +1425,11 @@ class Engine:
                     except IndexError:
                         break
                     self._finish(run, effects)
-            if effects:
-                self.apply(effects)
+            for effect in effects:
+                try:
+                    effect()
+                except Exception:
+                    self.log.critical("finishing a burst's runs failed", exc_info=True)
 
     def _finish(self, run: Run, effects: Effects) -> None:
         if not run.finished:

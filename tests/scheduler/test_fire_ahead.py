@@ -18,9 +18,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from scheduler_support import BURST_LEAD, WAIT, burst_ends, start_burst
+from scheduler_support import BURST_LEAD, WAIT, Boom, burst_ends, start_burst
 
 import gnomon
+import gnomon._engine
 import gnomon._waker
 from gnomon import JobContext, RunEvent
 from gnomon._waker import FireAhead
@@ -255,3 +256,39 @@ def test_a_bursts_run_with_a_listener_is_told_of_before_its_thread_starts_anothe
     for timeline in timelines.values():
         for (ran, name), (told, told_name) in zip(timeline[::2], timeline[1::2], strict=True):
             assert (ran, told, told_name) == ("ran", "told", name)
+
+
+def test_finishing_a_bursts_runs_goes_on_past_a_failing_effect_and_logs_it(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs = 100
+    after_failure: list[str] = []
+    finish = gnomon._engine.Engine._finish
+
+    def failing_on_one(engine: gnomon._engine.Engine, run: Any, effects: Any) -> None:
+        finish(engine, run, effects)
+        if run.spec.name == "run-5":
+
+            def boom() -> None:
+                raise Boom("an effect failed")
+
+            effects.append(boom)
+            effects.append(lambda: after_failure.append(run.spec.name))
+
+    monkeypatch.setattr(gnomon._engine.Engine, "_finish", failing_on_one)
+    done = threading.Semaphore(0)
+
+    def task() -> None:
+        done.release()
+
+    scheduler = _named_burst(task, runs)
+    try:
+        for _ in range(runs):
+            assert done.acquire(timeout=WAIT)
+        scheduler.wait_idle(WAIT)
+        records = scheduler.history(limit=runs)
+    finally:
+        scheduler.shutdown()
+    assert len(records) == runs  # every run finished and recorded
+    assert after_failure == ["run-5"]  # the effect after the failing one still ran
+    assert any("finishing a burst's runs failed" in r.getMessage() for r in caplog.records)
