@@ -959,7 +959,6 @@ class Scheduler(_SchedulerCore):
         now_stamp = _stamp_function(self.clock)
         # A fake clock has no last stretch; the system clock's is learned (see _waker).
         headstart = self._headstart if now_stamp is time.time else None
-        ahead = self._fire_ahead
         me = threading.current_thread()
         with engine.lock:
             self._timer = me
@@ -978,9 +977,8 @@ class Scheduler(_SchedulerCore):
                         wake.wait(_MAX_SLEEP)
                         continue
                     early = 0.0
-                    if headstart is not None:
-                        burst = ahead.seconds(engine.due_together(ahead.limit()))
-                        early = headstart.seconds + burst
+                    if headstart is not None:  # a burst: earlier still (see FireAhead)
+                        early = headstart.seconds + self._fire_ahead.before(engine.due_together)
                     now = now_stamp()
                     wait = deadline - now
                     if wait > early:
@@ -1041,7 +1039,7 @@ class Scheduler(_SchedulerCore):
             return None
         self._due = []
         kept = self._keep(due, more=more, ahead=ahead)
-        if isinstance(kept, deque):  # the burst runs the sync runs; the loop the others
+        if isinstance(kept, _Burst):  # the burst runs the sync runs; the loop the others
             others = [run for run in due if run.spec.needs_loop]
         else:
             others = [run for run in due if run is not kept]
@@ -1452,8 +1450,7 @@ class AsyncScheduler(_SchedulerCore):
     def _burst_ahead(self) -> float:
         """How much earlier than its headstart to wake for the next deadline, to fire the
         burst it brings before it (under the engine's lock; see ``FireAhead``)."""
-        ahead = self._fire_ahead
-        return ahead.seconds(self._engine.due_together(ahead.limit()))
+        return self._fire_ahead.before(self._engine.due_together)
 
     def _on_timer(self, ahead: float | None = None, early: float = 0.0) -> None:
         """The due work. ``ahead``: the deadline the waker woke the loop ``early`` before

@@ -113,6 +113,11 @@ class FireAhead:
         """How many due entries are worth counting: past these, the ceiling holds."""
         return self.FREE + int(self._CEILING / (self.per_entry * self._MARGIN)) + 1
 
+    def before(self, due_together: Callable[[int], int]) -> float:
+        """How much earlier to wake for the next deadline, given how to count the
+        entries due at it up to a limit (``Engine.due_together``)."""
+        return self.seconds(due_together(self.limit()))
+
     def seconds(self, entries: int) -> float:
         """How much earlier to wake for a deadline that brings ``entries``."""
         if entries <= self.FREE:

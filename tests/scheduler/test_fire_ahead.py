@@ -23,7 +23,7 @@ from scheduler_support import BURST_LEAD, WAIT, Boom, burst_ends, start_burst
 import gnomon
 import gnomon._engine
 import gnomon._waker
-from gnomon import JobContext, RunEvent
+from gnomon import JobContext, RunEvent, RunRecord
 from gnomon._waker import FireAhead
 from gnomon.testing import FakeClock
 
@@ -71,6 +71,9 @@ def test_fire_ahead_wakes_earlier_by_the_firing_time_beyond_the_first_batch_with
     # Counting past what reaches the ceiling is wasted: the limit stops there.
     assert ahead.seconds(ahead.limit()) == FireAhead._CEILING
     assert ahead.seconds(ahead.limit() - 2) < FireAhead._CEILING
+    # before() counts up to the limit: a count that stops there still reaches the ceiling.
+    assert ahead.before(lambda limit: limit) == FireAhead._CEILING
+    assert ahead.before(lambda limit: min(limit, 10)) == 0.0
 
 
 def test_fire_ahead_learns_the_firing_time_per_entry_from_bursts_only_and_stays_bounded() -> None:
@@ -190,6 +193,21 @@ def _named_burst(task: Callable[..., Any], runs: int, **options: Any) -> gnomon.
     return scheduler
 
 
+def _history_of_burst(
+    scheduler: gnomon.Scheduler, done: threading.Semaphore, runs: int
+) -> list[RunRecord]:
+    """Wait for the burst's ``runs`` tasks (each releases ``done``) and for it to end,
+    then shut the scheduler down: its history."""
+    try:
+        for _ in range(runs):
+            assert done.acquire(timeout=WAIT)
+        scheduler.wait_idle(WAIT)
+        assert burst_ends(scheduler)
+        return scheduler.history(limit=runs)
+    finally:
+        scheduler.shutdown()
+
+
 def test_a_bursts_runs_are_finished_after_it_started_them_each_recorded_as_it_ended() -> None:
     runs = 200
     starts: dict[str, float] = {}
@@ -199,15 +217,7 @@ def test_a_bursts_runs_are_finished_after_it_started_them_each_recorded_as_it_en
         starts[ctx.job_name] = time.time()
         done.release()
 
-    scheduler = _named_burst(task, runs)
-    try:
-        for _ in range(runs):
-            assert done.acquire(timeout=WAIT)
-        scheduler.wait_idle(WAIT)
-        assert burst_ends(scheduler)
-        records = scheduler.history(limit=runs)
-    finally:
-        scheduler.shutdown()
+    records = _history_of_burst(_named_burst(task, runs), done, runs)
     assert len(records) == runs
     assert {record.outcome for record in records} == {gnomon.Outcome.SUCCESS}
     # Each record ends when its task returned: before the next run of the burst started,
@@ -281,14 +291,7 @@ def test_finishing_a_bursts_runs_goes_on_past_a_failing_effect_and_logs_it(
     def task() -> None:
         done.release()
 
-    scheduler = _named_burst(task, runs)
-    try:
-        for _ in range(runs):
-            assert done.acquire(timeout=WAIT)
-        scheduler.wait_idle(WAIT)
-        records = scheduler.history(limit=runs)
-    finally:
-        scheduler.shutdown()
+    records = _history_of_burst(_named_burst(task, runs), done, runs)
     assert len(records) == runs  # every run finished and recorded
     assert after_failure == ["run-5"]  # the effect after the failing one still ran
     assert any("finishing a burst's runs failed" in r.getMessage() for r in caplog.records)
