@@ -11,9 +11,11 @@ from gnomon._durations import parse_duration
 from gnomon._errors import GnomonError, InvalidOption
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from gnomon._engine import Engine
 
-__all__ = ["Clock", "FakeClock", "OffsetClock", "SystemClock", "require_aware"]
+__all__ = ["Clock", "FakeClock", "OffsetClock", "SystemClock", "require_aware", "stamp_function"]
 
 
 def require_aware(moment: datetime, what: str, error: type[GnomonError]) -> datetime:
@@ -145,3 +147,11 @@ class FakeClock:
 def monotonic() -> float:
     """Seconds on the monotonic clock (for lease deadlines and real-time waits)."""
     return time.monotonic()
+
+
+def stamp_function(clock: Clock) -> Callable[[], float]:
+    """A function reading ``clock`` as a ``time.time()`` stamp: ``time.time`` itself for
+    the system clock, a quarter of the cost of a datetime."""
+    if type(clock) is SystemClock:
+        return time.time
+    return lambda: clock.now().timestamp()

@@ -28,7 +28,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 from uuid import uuid4
 
-from gnomon._clock import Clock, FakeClock, SystemClock
+from gnomon._clock import Clock, FakeClock, SystemClock, stamp_function
 from gnomon._distributed import occurrence_key
 from gnomon._errors import InvalidJob, JobNotFound, SchedulerShutDown
 from gnomon._events import LimitMode, Outcome, Recovery, RunEvent
@@ -215,8 +215,9 @@ class Engine:
         self.changed = threading.Condition(self.lock)
         self.tz = timezone
         self._utc = timezone.key in _UTC_KEYS
-        self.clock = clock
-        self.fake_time = isinstance(clock, FakeClock)
+        # The clock, whether it is a FakeClock, and it read as a time.time() stamp.
+        self.clock, self.fake_time = clock, isinstance(clock, FakeClock)
+        self.stamp = stamp_function(clock)
         self.executor: Executor | None = None
         self.run_coroutine: Callable[[Any], Any] = _no_loop
         self.max_concurrent = max_concurrent
@@ -1586,7 +1587,8 @@ class Engine:
                 kept = [e for e in self.history if e[0].key != key or e[0].state is not state]
                 if len(kept) != len(self.history):
                     self.history = deque(kept, maxlen=self.history.maxlen)
-            ended = run.ended_at or self.clock.now()  # a burst's run kept when it ended
+            stamp = run.ended_at  # a burst's run keeps when it ended
+            ended = self.clock.now() if stamp is None else datetime.fromtimestamp(stamp, UTC)
             self.history.append((run, outcome, error, ended, count, detail))
             return
         sink = self.store_sink

@@ -67,6 +67,16 @@ class JobTraits:
     _variants: dict[tuple[str | None, int | None], JobTraits] = field(
         default_factory=dict, init=False, compare=False, repr=False
     )
+    quiet_success: bool = field(init=False, compare=False, repr=False)
+    """A success of the job's runs may be finished after the runs behind it have
+    started: nobody listens to it (no ``after_run``), and its finish times nothing (no
+    timeout to race, no re-arming from its completion). See ``Run.run_sync``."""
+
+    def __post_init__(self) -> None:
+        quiet = (
+            self.after_run is None and self.timeout is None and not self.interval_from_completion
+        )
+        object.__setattr__(self, "quiet_success", quiet)  # a frozen dataclass's own field
 
     def with_context(self, parameter: str | None, position: int | None) -> JobTraits:
         """These traits with the ``JobContext`` passed as ``parameter`` at ``position``

@@ -62,6 +62,7 @@ class Run:
         "_key",
         "actor",
         "admitted_at",
+        "arguments",
         "attempt",
         "base_attempt",
         "calling",
@@ -149,9 +150,13 @@ class Run:
         self.settled = False
         self.actor: str | None = None
         self.result: object = None
-        self.ended_at: datetime | None = None
-        """When the task returned, kept for a run whose bookkeeping comes later (a
-        burst's, see ``run_sync``); None otherwise (its record is stamped as made)."""
+        self.ended_at: float | None = None
+        """When the task returned (``Engine.stamp``), kept for a run whose bookkeeping
+        comes later (a burst's, see ``run_sync``); None otherwise (its record is
+        stamped as made)."""
+        self.arguments: tuple[tuple[object, ...], dict[str, object]] | None = None
+        """The task's arguments, made ahead of the run's time (``prepare``); None
+        otherwise, and once the run has begun."""
 
     # ---------------------------------------------------------------- values
 
@@ -282,6 +287,8 @@ class Run:
         timeout to race, leaves its bookkeeping to the caller: it keeps when its task
         returned and goes on ``done``, which the caller hands to ``Engine.finish_all``
         once the burst's due runs have started, so that each run starts sooner."""
+        arguments = self.arguments
+        self.arguments = None  # its context refers to this run: no cycle is kept
         reset = current_run.set(self)
         try:
             listener = self.spec.before_run
@@ -289,20 +296,65 @@ class Run:
             if listener is not None:
                 failure = _call_sync(self.engine.log, listener, self._before_event())
             if self._before(failure):
-                outcome, result, exc = self._invoke_sync()
-                if done is not None and outcome is Outcome.SUCCESS and self._finishes_later():
-                    self.ended_at = self.engine.clock.now()
-                    self.outcome, self.result = outcome, result
-                    done.append(self)
-                else:
-                    self._complete(outcome, result, exc, _call_sync)
+                self._end_sync(*self._invoke_sync(*(arguments or self._arguments())), done)
         except BaseException as exc:
             self._crash(exc)
         finally:
             current_run.reset(reset)
 
-    def _invoke_sync(self) -> tuple[Outcome, object, BaseException | None]:
-        args, kwargs = self._arguments()
+    def run_quick(self, done: deque[Run]) -> None:
+        """``run_sync(done)`` in fewer steps, for a burst's runner while no monitor
+        watches and no debug log is kept (when it passes ``done``), for a run prepared
+        ahead (``prepare``) with no ``before_run`` whose success may be finished later
+        (``JobTraits.quiet_success``, and nobody waits for it). Whatever does not end in
+        a plain success ends as in ``run_sync``."""
+        arguments, spec = self.arguments, self.spec
+        if (
+            arguments is None
+            or spec.before_run is not None
+            or self.future is not None
+            or not spec.traits.quiet_success
+        ):
+            self.run_sync(done)
+            return
+        self.arguments = None  # its context refers to this run: no cycle is kept
+        engine = self.engine
+        reset = current_run.set(self)
+        try:
+            refusal = engine.begin(self, engine.now())
+            if refusal is not None:
+                self.refuse(refusal)
+                return
+            args, kwargs = arguments
+            try:
+                result = spec.func(*args, **kwargs)
+                if result is not None and inspect.isawaitable(result):
+                    result = engine.run_coroutine(result)
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException as exc:
+                self._end_sync(self._failure_outcome(exc), None, exc, done)
+                return
+            if self.replaced or self.timed_out or self.lease_lost:
+                self._end_sync(self._success_outcome(), result, None, done)
+                return
+            self.ended_at = engine.stamp()
+            self.outcome, self.result = Outcome.SUCCESS, result
+            done.append(self)
+        except BaseException as exc:
+            self._crash(exc)
+        finally:
+            current_run.reset(reset)
+
+    def prepare(self) -> None:
+        """Make the task's arguments (its context, if it takes one) now, ahead of the
+        run's time: the timer prepares the sync runs it fires before their deadline,
+        so that less is left to do once it comes."""
+        self.arguments = self._arguments()
+
+    def _invoke_sync(
+        self, args: tuple[object, ...], kwargs: dict[str, object]
+    ) -> tuple[Outcome, object, BaseException | None]:
         try:
             result = self.spec.func(*args, **kwargs)
             if result is not None and inspect.isawaitable(result):
@@ -312,6 +364,27 @@ class Run:
         except BaseException as exc:
             return self._failure_outcome(exc), None, exc
         return self._success_outcome(), result, None
+
+    def _end_sync(
+        self,
+        outcome: Outcome,
+        result: object,
+        exc: BaseException | None,
+        done: deque[Run] | None,
+    ) -> None:
+        """The task returned or raised: finish the run now, or leave a plain success on
+        ``done`` (see ``run_sync``)."""
+        if (
+            done is not None
+            and outcome is Outcome.SUCCESS
+            and self.future is None  # nobody waits for it
+            and self.spec.traits.quiet_success
+        ):
+            self.ended_at = self.engine.stamp()
+            self.outcome, self.result = outcome, result
+            done.append(self)
+        else:
+            self._complete(outcome, result, exc, _call_sync)
 
     # ---------------------------------------------------------------- asynchronous path
 
@@ -651,6 +724,7 @@ class Run:
 
     def refuse(self, outcome: Outcome) -> None:
         """The run does not start (it never called its task, nor ``before_run`` since)."""
+        self.arguments = None
         event = self.event(outcome)
         self.engine.skip_running(self, event)
         self._resolve(event)
@@ -748,19 +822,6 @@ class Run:
         ):
             return True
         return self.spec.timeout is not None and not engine.claim_report(self)
-
-    def _finishes_later(self) -> bool:
-        """Whether a burst may finish this run, a success, after the runs behind it have
-        started: nobody listens to it or waits for it (the burst's runner passes ``done``
-        only while no monitor watches and no debug log is kept; see ``_untold``), and its
-        finish times nothing (no timeout to race, no re-arming from its completion)."""
-        spec = self.spec
-        return (
-            self.future is None
-            and spec.after_run is None
-            and spec.timeout is None
-            and not spec.interval_from_completion
-        )
 
     def _close(self, event: RunEvent) -> None:
         if self.outcome is None:

@@ -758,6 +758,8 @@ class Scheduler(_SchedulerCore):
     def dispatch(self, run: Run) -> None:
         thread = threading.current_thread()
         if thread is self._timer:
+            if not run.spec.needs_loop:
+                run.prepare()  # often before its deadline (see _wake_engine)
             self._due.append(run)  # the leader starts it (_wake_engine), on time
             return
         # Read before the check: a burst's own deque, which its runner drains as it ends
@@ -956,7 +958,7 @@ class Scheduler(_SchedulerCore):
 
     def _lead(self) -> Run | _Burst | None:
         engine, wake = self._engine, self._timer_wake
-        now_stamp = _stamp_function(self.clock)
+        now_stamp = engine.stamp
         # A fake clock has no last stretch; the system clock's is learned (see _waker).
         headstart = self._headstart if now_stamp is time.time else None
         me = threading.current_thread()
@@ -1115,29 +1117,35 @@ class Scheduler(_SchedulerCore):
             while True:
                 quiet = engine.monitor is None and not log.isEnabledFor(logging.DEBUG)
                 done = runs.done if quiet else None  # else every run is told of as it ends
+                began = time.monotonic()
                 while True:
                     try:
                         run = runs.popleft()  # atomic: a take-over takes what is left
                     except IndexError:
                         break
-                    began = time.monotonic()
-                    run.run_sync(done)
+                    if done is None:
+                        run.run_sync()
+                    else:
+                        run.run_quick(done)
                     self._burst_beat = ended = time.monotonic()
                     pace += (ended - began - pace) / 8
+                    began = ended
                     if pace >= SLOW_SECONDS:
                         slow = more  # the pool takes the rest of this deadline's work
                         return  # _end_burst hands the runs left to the pool
-                engine.finish_all(runs.done)
                 if self._burster is not me or self._timer_stop:
                     return
-                more = False
+                if not more:
+                    engine.finish_all(runs.done)  # may admit queued runs, to run next
+                    if not runs:
+                        return
+                    continue
                 try:
                     more = engine.wake(self.clock.now(), batches=1)
                 except Exception:
+                    more = False
                     self._log.critical("the scheduler's timer failed", exc_info=True)
                 self._burst_beat = time.monotonic()
-                if not more and not runs:
-                    return
         finally:
             self._end_burst(me, runs, slow=slow)
 
@@ -1881,12 +1889,6 @@ def _drain(runs: deque[Run]) -> list[Run]:
             taken.append(runs.popleft())
         except IndexError:
             return taken
-
-
-def _stamp_function(clock: Clock) -> Callable[[], float]:
-    if isinstance(clock, SystemClock):
-        return time.time
-    return lambda: clock.now().timestamp()
 
 
 def _check_clock(clock: object) -> Clock:

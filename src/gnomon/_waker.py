@@ -87,11 +87,12 @@ class FireAhead:
     headstart's allowance for work ahead already covers, with a margin of a quarter (the
     first firing after a long wait is slower, its caches cold); it never wakes more than
     ``_CEILING`` earlier. What it wakes too early, it spins away (``arrive``). The time
-    per entry follows what firing took at past deadlines
-    that brought more than ``FREE`` entries (an exponential average of weight
-    ``_WEIGHT``), within ``[_FASTEST, _SLOWEST]``. It starts above what firing costs
-    once warm (4 to 5 µs an entry on a 2-core virtual machine), because the first burst
-    fires with cold caches: waking too early costs a spin, too late the runs' time.
+    per entry follows what firing took at past deadlines that brought more than ``FREE``
+    entries, within ``[_FASTEST, _SLOWEST]``: an exponential average that moves up to a
+    slower firing with weight ``_RISE`` and down to a faster one with weight ``_FALL``.
+    It starts above what firing costs once warm (4 to 10 µs an entry on 2-core virtual
+    machines), because the first burst fires with cold caches: waking too early costs a
+    spin, too late the runs' time.
 
     One thread at a time writes it (the thread face's leader; the async face's loop).
     """
@@ -99,11 +100,12 @@ class FireAhead:
     __slots__ = ("per_entry",)
 
     FREE = 32
-    _INITIAL = 6e-6
+    _INITIAL = 10e-6
     _FASTEST = 0.5e-6
     _SLOWEST = 50e-6
     _CEILING = 20e-3
-    _WEIGHT = 0.25
+    _RISE = 0.75
+    _FALL = 0.25
     _MARGIN = 1.25
 
     def __init__(self) -> None:
@@ -125,10 +127,13 @@ class FireAhead:
         return min(self._CEILING, (entries - self.FREE) * self.per_entry * self._MARGIN)
 
     def learn(self, entries: int, elapsed: float) -> None:
-        """Firing ``entries`` took ``elapsed`` seconds."""
+        """Firing ``entries`` took ``elapsed`` seconds: the estimate moves most of the
+        way up to a slower firing (waking too late costs the runs' time), a little of
+        the way down to a faster one (waking too early costs only a spin)."""
         if entries > self.FREE:
             sample = min(self._SLOWEST, max(self._FASTEST, elapsed / entries))
-            self.per_entry += (sample - self.per_entry) * self._WEIGHT
+            weight = self._RISE if sample > self.per_entry else self._FALL
+            self.per_entry += (sample - self.per_entry) * weight
 
 
 _PR_SET_TIMERSLACK = 29

@@ -13,6 +13,7 @@ import asyncio
 import itertools
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -84,6 +85,10 @@ def test_fire_ahead_learns_the_firing_time_per_entry_from_bursts_only_and_stays_
     for _ in range(50):
         ahead.learn(1000, 1000 * 10e-6)
     assert ahead.per_entry == pytest.approx(10e-6)
+    ahead.learn(1000, 1000 * 30e-6)  # slower: most of the way up at once (late is costly)
+    assert ahead.per_entry == pytest.approx(10e-6 + 0.75 * 20e-6)
+    ahead.learn(1000, 1000 * 5e-6)  # faster: a quarter of the way down (early is a spin)
+    assert ahead.per_entry == pytest.approx(25e-6 - 0.25 * 20e-6)
     ahead.learn(1000, 3600.0)  # a firing held up by a suspend moves it to the bound only
     assert ahead.per_entry <= FireAhead._SLOWEST
     for _ in range(100):
@@ -236,6 +241,47 @@ def test_a_bursts_runs_are_finished_after_it_started_them_each_recorded_as_it_en
     # Runs the pool took (a burst's first batch may go there) may overlap; the burst's
     # own runs, the most of them, each ended before the next began.
     assert early_ends >= runs // 2
+
+
+def test_a_bursts_runs_keep_their_gates_outcomes_and_contexts_on_the_quick_path() -> None:
+    runs = 120
+    due = datetime.now(UTC) + BURST_LEAD
+    seen: dict[str, tuple[str, datetime, uuid.UUID]] = {}
+    done = threading.Semaphore(0)
+    jobs: dict[str, gnomon.Job] = {}
+    scheduler = gnomon.Scheduler()
+    scheduler._burst_stall = 3600.0  # never taken over, however slow this machine is
+
+    def task(ctx: JobContext) -> None:
+        seen[ctx.job_name] = (ctx.occurrence_key, ctx.scheduled_at, ctx.job_id)
+        done.release()
+        if ctx.job_name == "run-1":  # a later run of this burst, fired, not started yet
+            scheduler.remove_job(jobs["run-100"].id)
+        if ctx.job_name == "run-3":
+            raise Boom("run-3 fails")
+
+    for index in range(runs):
+        name = f"run-{index}"
+        job = scheduler.add_job(task, gnomon.once(due), name=name)
+        assert job is not None
+        jobs[name] = job
+    scheduler.start()
+    records = _history_of_burst(scheduler, done, runs - 1)
+    outcomes = {record.job_name: record for record in records}
+    # The removed job's fired run never started; every other run ran once, with its own
+    # context, made before the deadline.
+    assert "run-100" not in seen
+    assert len(seen) == runs - 1
+    for name, (key, scheduled_at, job_id) in seen.items():
+        assert scheduled_at == due
+        assert job_id == jobs[name].id
+        assert key == outcomes[name].occurrence_key
+    assert outcomes["run-3"].outcome is gnomon.Outcome.FAILED
+    assert outcomes["run-3"].error is not None
+    assert "run-3 fails" in outcomes["run-3"].error
+    assert {outcomes[name].outcome for name in seen if name != "run-3"} == {gnomon.Outcome.SUCCESS}
+    # A run lets go of its prepared arguments as it begins: no context kept with it.
+    assert all(kept[0].arguments is None for kept in scheduler._engine.history)
 
 
 def test_a_bursts_run_with_a_listener_is_told_of_before_its_thread_starts_another() -> None:
