@@ -62,7 +62,6 @@ class Run:
         "_key",
         "actor",
         "admitted_at",
-        "arguments",
         "attempt",
         "base_attempt",
         "calling",
@@ -81,6 +80,7 @@ class Run:
         "manual",
         "outcome",
         "parent",
+        "prepared",
         "prior",
         "replaced",
         "reported",
@@ -154,9 +154,9 @@ class Run:
         """When the task returned (``Engine.stamp``), kept for a run whose bookkeeping
         comes later (a burst's, see ``run_sync``); None otherwise (its record is
         stamped as made)."""
-        self.arguments: tuple[tuple[object, ...], dict[str, object]] | None = None
-        """The task's arguments, made ahead of the run's time (``prepare``); None
-        otherwise, and once the run has begun."""
+        self.prepared: JobContext | None = None
+        """The task's context, made ahead of the run's time (``prepare``); None for a
+        task that takes none, and once the run has begun."""
 
     # ---------------------------------------------------------------- values
 
@@ -267,15 +267,20 @@ class Run:
             "occurrence": self.key,
         }
 
-    def _arguments(self) -> tuple[tuple[object, ...], dict[str, object]]:
+    def _arguments(
+        self, context: JobContext | None = None
+    ) -> tuple[tuple[object, ...], dict[str, object]]:
+        """The task's arguments, with ``context`` (made now if not given) if it takes one."""
         spec = self.spec
         if spec.context_parameter is None or spec.context_parameter in spec.kwargs:
             return spec.args, spec.kwargs  # type: ignore[return-value]  # only unpacked
+        if context is None:
+            context = self.context()
         position = spec.context_position
         if position is not None:
             args = spec.args
-            return (*args[:position], self.context(), *args[position:]), spec.kwargs  # type: ignore[return-value]
-        return spec.args, {**spec.kwargs, spec.context_parameter: self.context()}
+            return (*args[:position], context, *args[position:]), spec.kwargs  # type: ignore[return-value]
+        return spec.args, {**spec.kwargs, spec.context_parameter: context}
 
     # ---------------------------------------------------------------- synchronous path
 
@@ -287,8 +292,7 @@ class Run:
         timeout to race, leaves its bookkeeping to the caller: it keeps when its task
         returned and goes on ``done``, which the caller hands to ``Engine.finish_all``
         once the burst's due runs have started, so that each run starts sooner."""
-        arguments = self.arguments
-        self.arguments = None  # its context refers to this run: no cycle is kept
+        context, self.prepared = self.prepared, None  # it refers to this run: no cycle kept
         reset = current_run.set(self)
         try:
             listener = self.spec.before_run
@@ -296,7 +300,7 @@ class Run:
             if listener is not None:
                 failure = _call_sync(self.engine.log, listener, self._before_event())
             if self._before(failure):
-                self._end_sync(*self._invoke_sync(*(arguments or self._arguments())), done)
+                self._end_sync(*self._invoke_sync(*self._arguments(context)), done)
         except BaseException as exc:
             self._crash(exc)
         finally:
@@ -304,20 +308,15 @@ class Run:
 
     def run_quick(self, done: deque[Run]) -> None:
         """``run_sync(done)`` in fewer steps, for a burst's runner while no monitor
-        watches and no debug log is kept (when it passes ``done``), for a run prepared
-        ahead (``prepare``) with no ``before_run`` whose success may be finished later
-        (``JobTraits.quiet_success``, and nobody waits for it). Whatever does not end in
-        a plain success ends as in ``run_sync``."""
-        arguments, spec = self.arguments, self.spec
-        if (
-            arguments is None
-            or spec.before_run is not None
-            or self.future is not None
-            or not spec.traits.quiet_success
-        ):
+        watches and no debug log is kept (when it passes ``done``): for a run with no
+        ``before_run`` whose success may be finished later (``JobTraits.quiet_success``,
+        and nobody waits for it), which ``prepare`` readied ahead. Whatever does not end
+        in a plain success ends as in ``run_sync``."""
+        spec = self.spec
+        if spec.before_run is not None or self.future is not None or not spec.traits.quiet_success:
             self.run_sync(done)
             return
-        self.arguments = None  # its context refers to this run: no cycle is kept
+        context, self.prepared = self.prepared, None  # it refers to this run: no cycle kept
         engine = self.engine
         reset = current_run.set(self)
         try:
@@ -325,7 +324,7 @@ class Run:
             if refusal is not None:
                 self.refuse(refusal)
                 return
-            args, kwargs = arguments
+            args, kwargs = self._arguments(context)
             try:
                 result = spec.func(*args, **kwargs)
                 if result is not None and inspect.isawaitable(result):
@@ -347,10 +346,14 @@ class Run:
             current_run.reset(reset)
 
     def prepare(self) -> None:
-        """Make the task's arguments (its context, if it takes one) now, ahead of the
-        run's time: the timer prepares the sync runs it fires before their deadline,
-        so that less is left to do once it comes."""
-        self.arguments = self._arguments()
+        """Make the task's context now, if it takes one, ahead of the run's time: the
+        timer prepares the sync runs it fires before their deadline, so that less is
+        left to do once it comes. (Only the context: each object made ahead lives until
+        the run has begun, and the more of them a burst holds, the more often the
+        garbage collector runs while it is fired.)"""
+        spec = self.spec
+        if spec.context_parameter is not None and spec.context_parameter not in spec.kwargs:
+            self.prepared = self.context()
 
     def _invoke_sync(
         self, args: tuple[object, ...], kwargs: dict[str, object]
@@ -724,7 +727,7 @@ class Run:
 
     def refuse(self, outcome: Outcome) -> None:
         """The run does not start (it never called its task, nor ``before_run`` since)."""
-        self.arguments = None
+        self.prepared = None
         event = self.event(outcome)
         self.engine.skip_running(self, event)
         self._resolve(event)

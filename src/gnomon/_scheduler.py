@@ -1037,7 +1037,7 @@ class Scheduler(_SchedulerCore):
             self._burst_slow = False  # this deadline's work is drained: bursts may try again
         if not due:
             if more and ahead is not None:
-                arrive(ahead, early)  # a timeout or a retry: at its time
+                arrive(ahead, early, asleep_until=self._headstart.seconds)  # a timeout, a retry
             return None
         self._due = []
         kept = self._keep(due, more=more, ahead=ahead)
@@ -1046,7 +1046,7 @@ class Scheduler(_SchedulerCore):
         else:
             others = [run for run in due if run is not kept]
         if ahead is not None:
-            arrive(ahead, early)
+            arrive(ahead, early, asleep_until=self._headstart.seconds)
         for other in others:
             self._start(other)
         return kept
@@ -1058,7 +1058,7 @@ class Scheduler(_SchedulerCore):
         if more or len(due) > WAKE_BATCH:
             if self._burst_slow:
                 return None if more else self._keep_one(due)
-            return self._begin_burst(due, ahead)
+            return self._begin_burst(due, ahead, more=more)
         return self._keep_one(due)
 
     def _keep_one(self, due: list[Run]) -> Run | None:
@@ -1071,13 +1071,13 @@ class Scheduler(_SchedulerCore):
 
     # ---------------------------------------------------------------- bursts
 
-    def _begin_burst(self, due: list[Run], ahead: float | None) -> _Burst | None:
+    def _begin_burst(self, due: list[Run], ahead: float | None, *, more: bool) -> _Burst | None:
         """Make this thread the burst's runner and hand the lead over; None (nothing
         changed) when the pool has no thread free for a new leader. The burst's runs
         start at ``ahead`` (a ``time.time()`` stamp) if given, else at once: its first
         beat is then, so that the new leader does not take the burst over while its
         runner waits for its deadline (the pool would start its runs early)."""
-        runs = _Burst(run for run in due if not run.spec.needs_loop)
+        runs = _Burst((run for run in due if not run.spec.needs_loop), more=more)
         wait = 0.0 if ahead is None else max(0.0, ahead - time.time())
         with self._engine.lock:  # the new leader must find the burst going on
             self._burster = threading.current_thread()
@@ -1112,7 +1112,7 @@ class Scheduler(_SchedulerCore):
         me = threading.current_thread()
         engine = self._engine
         log = engine.log
-        pace, more, slow = 0.0, True, False
+        pace, more, slow = 0.0, runs.more, False
         try:
             while True:
                 quiet = engine.monitor is None and not log.isEnabledFor(logging.DEBUG)
@@ -1488,7 +1488,8 @@ class AsyncScheduler(_SchedulerCore):
         if ahead is not None:
             self._fire_ahead.learn(len(held or ()), time.monotonic() - began)
             if held or more:
-                arrive(ahead, early)  # nothing dispatched ahead starts early
+                # Nothing dispatched ahead starts early.
+                arrive(ahead, early, asleep_until=self._headstart.seconds)
         if held:
             self._create_tasks(held, 0)
         if more and self._loop is not None:
@@ -1872,13 +1873,15 @@ def _ignore_result(task: asyncio.Task[Any]) -> None:
 
 class _Burst(deque["Run"]):
     """A burst's runs fired and not started yet; ``done``: those that ran and wait for
-    their bookkeeping. Its runner and a take-over both take from each, atomically."""
+    their bookkeeping. Its runner and a take-over both take from each, atomically.
+    ``more``: more was due than the timer fired before handing the burst over."""
 
-    __slots__ = ("done",)
+    __slots__ = ("done", "more")
 
-    def __init__(self, runs: Iterable[Run] = ()) -> None:
+    def __init__(self, runs: Iterable[Run] = (), *, more: bool = False) -> None:
         super().__init__(runs)
         self.done: deque[Run] = deque()
+        self.more = more
 
 
 def _drain(runs: deque[Run]) -> list[Run]:

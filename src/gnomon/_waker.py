@@ -84,15 +84,16 @@ class FireAhead:
     the runs start one after the other as soon as the deadline comes. The timer counts
     the entries due together at its next deadline (``Engine.due_together``) and ends its
     wait earlier by their firing time, beyond the first ``FREE`` entries, which the
-    headstart's allowance for work ahead already covers, with a margin of a quarter (the
-    first firing after a long wait is slower, its caches cold); it never wakes more than
-    ``_CEILING`` earlier. What it wakes too early, it spins away (``arrive``). The time
+    headstart's allowance for work ahead already covers, with a margin of a half (a
+    firing slowed by the garbage collector, or cold caches after a long wait); it never
+    wakes more than ``_CEILING`` earlier. What it wakes too early, it sleeps away, all
+    but the last stretch (``arrive``). The time
     per entry follows what firing took at past deadlines that brought more than ``FREE``
     entries, within ``[_FASTEST, _SLOWEST]``: an exponential average that moves up to a
     slower firing with weight ``_RISE`` and down to a faster one with weight ``_FALL``.
     It starts above what firing costs once warm (4 to 10 µs an entry on 2-core virtual
-    machines), because the first burst fires with cold caches: waking too early costs a
-    spin, too late the runs' time.
+    machines), because the first burst fires with cold caches: waking too early costs
+    little, too late the runs' time.
 
     One thread at a time writes it (the thread face's leader; the async face's loop).
     """
@@ -106,7 +107,7 @@ class FireAhead:
     _CEILING = 20e-3
     _RISE = 0.75
     _FALL = 0.25
-    _MARGIN = 1.25
+    _MARGIN = 1.5
 
     def __init__(self) -> None:
         self.per_entry = self._INITIAL
@@ -167,17 +168,25 @@ def _prctl() -> Callable[..., int] | None:
     return prctl
 
 
-def arrive(deadline: float, early: float = EARLY) -> None:
+def arrive(deadline: float, early: float = EARLY, *, asleep_until: float = 0.0) -> None:
     """Return when ``time.time()`` reaches ``deadline``, at most ``early`` away.
 
     The last stretch before a deadline, after a timed wait that ended early on purpose:
     the thread yields (``time.sleep(0)``, which releases the interpreter to other
     threads) until the deadline, so it is running when the deadline comes instead of
-    being woken by the kernel after it. It costs at most ``early`` of CPU per deadline.
-    If the wall clock is stepped back meanwhile, it still returns within ``2 * early``.
+    being woken by the kernel after it. With ``asleep_until`` (a timed wait's learned
+    lateness, ``Headstart.seconds``), a thread further than that from the deadline
+    sleeps until then first: a wake-up made early for work that took less time than
+    foreseen (see ``FireAhead``) spends the rest asleep, not spinning. It costs at most
+    ``early`` of CPU per deadline. If the wall clock is stepped back meanwhile, it still
+    returns within ``2 * early``.
     """
     clock, pause, elapsed = time.time, time.sleep, time.monotonic
     cap = elapsed() + 2 * early
+    if asleep_until:
+        rest = min(deadline - clock() - asleep_until, early)
+        if rest > 0:
+            pause(rest)
     while clock() < deadline and elapsed() < cap:
         pause(0)
 

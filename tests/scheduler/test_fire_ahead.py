@@ -67,7 +67,7 @@ def test_fire_ahead_wakes_earlier_by_the_firing_time_beyond_the_first_batch_with
     ahead = FireAhead()
     per_entry = ahead.per_entry
     assert ahead.seconds(0) == ahead.seconds(FireAhead.FREE) == 0.0
-    assert ahead.seconds(FireAhead.FREE + 100) == pytest.approx(100 * per_entry * 1.25)
+    assert ahead.seconds(FireAhead.FREE + 100) == pytest.approx(100 * per_entry * 1.5)
     assert ahead.seconds(10**9) == FireAhead._CEILING
     # Counting past what reaches the ceiling is wasted: the limit stops there.
     assert ahead.seconds(ahead.limit()) == FireAhead._CEILING
@@ -280,8 +280,8 @@ def test_a_bursts_runs_keep_their_gates_outcomes_and_contexts_on_the_quick_path(
     assert outcomes["run-3"].error is not None
     assert "run-3 fails" in outcomes["run-3"].error
     assert {outcomes[name].outcome for name in seen if name != "run-3"} == {gnomon.Outcome.SUCCESS}
-    # A run lets go of its prepared arguments as it begins: no context kept with it.
-    assert all(kept[0].arguments is None for kept in scheduler._engine.history)
+    # A run lets go of the context made for it ahead as it begins: none kept with it.
+    assert all(kept[0].prepared is None for kept in scheduler._engine.history)
 
 
 def test_a_bursts_run_with_a_listener_is_told_of_before_its_thread_starts_another() -> None:

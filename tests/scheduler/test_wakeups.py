@@ -682,6 +682,17 @@ def test_arrive_returns_once_the_deadline_has_come_and_at_once_for_a_past_one() 
     assert time.perf_counter() - began < 0.5  # no wait at all for a past deadline
 
 
+def test_arrive_sleeps_until_its_last_stretch_when_told_how_late_a_sleep_ends() -> None:
+    # A wake-up made early for work that took less time than foreseen: the rest of the
+    # wait is slept, and only the last stretch (here 5 ms) is spun.
+    wait = 0.1
+    deadline = time.time() + wait
+    cpu = time.thread_time()
+    arrive(deadline, 2 * wait, asleep_until=0.005)
+    assert time.time() >= deadline
+    assert time.thread_time() - cpu < wait / 5  # a spin of 0.1 s costs 30 ms or more
+
+
 def test_arrive_gives_up_soon_on_a_deadline_further_than_it_waits_for() -> None:
     # As when the wall clock is stepped back during the last stretch.
     began = time.monotonic()
