@@ -414,7 +414,7 @@ class Run:
             current_run.set(None)
             # The history keeps finished runs: let the task and its context go now, so
             # that they are not carried from one collector generation to the next.
-            self.task = None
+            self.task = self.prepared = None
 
     async def _run_holding_claim(self) -> None:
         try:
@@ -461,7 +461,8 @@ class Run:
             self._close(self.event(Outcome.CANCELLED, finished_at=self.engine.now()))
 
     async def _invoke_async(self) -> tuple[Outcome, object, BaseException | None]:
-        args, kwargs = self._arguments()
+        context, self.prepared = self.prepared, None  # it refers to this run: no cycle kept
+        args, kwargs = self._arguments(context)
         try:
             if self.spec.is_async:
                 result = await self.spec.func(*args, **kwargs)  # type: ignore[misc]

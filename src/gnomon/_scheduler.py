@@ -1403,6 +1403,7 @@ class AsyncScheduler(_SchedulerCore):
         if _on_loop(loop):
             held = self._held
             if held is not None:
+                run.prepare()  # before its deadline (see _on_timer)
                 held.append(run)  # _on_timer starts it when its deadline comes
             else:
                 loop.create_task(run.run_async())
@@ -1466,9 +1467,11 @@ class AsyncScheduler(_SchedulerCore):
         is still early, batch after batch until the deadline comes, and its runs start
         when it does: the loop waits out the rest (``arrive``), so that the work between
         the wake-up and the first run, slow on a processor that was idle, and the firing
-        of a burst (see ``FireAhead``) are done ahead. Their tasks are created a batch at
-        a time, each batch's first steps run before the next batch's tasks are made.
-        Without ``ahead``, one batch is fired, and the next after its runs have begun."""
+        of a burst (see ``FireAhead``) are done ahead, and so are the runs' contexts
+        (``Run.prepare``) and their tasks, whose first steps run once this callback has
+        returned. Without ``ahead``, one batch is fired, its tasks created a batch at a
+        time (each batch's first steps run before the next batch's tasks are made), and
+        the next batch is fired after its runs have begun."""
         self._timer = None
         if not self._engine.started:
             return  # a wake-up the waker posted just before the timer stopped
@@ -1486,15 +1489,26 @@ class AsyncScheduler(_SchedulerCore):
         finally:
             held, self._held = self._held, None
         if ahead is not None:
+            if held:
+                # Made now, their tasks take their first steps only once this callback has
+                # returned, after the deadline: each starts as soon as the one before it
+                # has begun or ended, with no task to make in between.
+                loop = self._require_loop()
+                for run in held:
+                    loop.create_task(run.run_async())
             self._fire_ahead.learn(len(held or ()), time.monotonic() - began)
             if held or more:
                 # Nothing dispatched ahead starts early.
                 arrive(ahead, early, asleep_until=self._headstart.seconds)
-        if held:
+        elif held:
             self._create_tasks(held, 0)
         if more and self._loop is not None:
             # Let the runs just dispatched start before scheduling the next batch.
             self._timer = self._loop.call_later(0, self._on_timer)
+        elif held and self._loop is not None:
+            # After the held runs' first steps: the next deadline's burst is counted
+            # (see _burst_ahead) once they have started, not before.
+            self._loop.call_soon(self._rearm)
         else:
             self._rearm()
 
