@@ -1133,19 +1133,19 @@ class Scheduler(_SchedulerCore):
                     if pace >= SLOW_SECONDS:
                         slow = more  # the pool takes the rest of this deadline's work
                         return  # _end_burst hands the runs left to the pool
+                # Finished before more is fired: a job due again meanwhile finds its
+                # slot free (a singleton's next run is not skipped as overlapping).
+                engine.finish_all(runs.done)
                 if self._burster is not me or self._timer_stop:
                     return
-                if not more:
-                    engine.finish_all(runs.done)  # may admit queued runs, to run next
-                    if not runs:
-                        return
-                    continue
                 try:
                     more = engine.wake(self.clock.now(), batches=1)
                 except Exception:
                     more = False
                     self._log.critical("the scheduler's timer failed", exc_info=True)
                 self._burst_beat = time.monotonic()
+                if not more and not runs:
+                    return
         finally:
             self._end_burst(me, runs, slow=slow)
 
